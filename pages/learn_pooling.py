@@ -1,0 +1,58 @@
+"""Learn page: max and average pooling, shrinking a feature map window by window."""
+
+import streamlit as st
+
+from cnn import ops
+from cnn.errors import UserError
+from ui import learn_widgets, plots
+
+FIGURE_EXAMPLE = "The 4x4 example (report figure 12)"
+FEATURE_MAP = "A feature map of a CIFAR-10 image (edge kernel, then ReLU)"
+
+st.title("Pooling")
+st.markdown(
+    "A **pooling** layer slides a window over each feature map, like a convolution, but the "
+    "window has no weights: it just summarises the values under it. **Max pooling** keeps the "
+    "largest value, the strongest sign of a feature there; **average pooling** keeps the mean. "
+    "With a 2x2 window and stride 2 each map shrinks to a quarter of its values, so later "
+    "layers need less computation, and a feature moved by a pixel often still gives the same output."
+)
+
+controls, explanation = st.columns([1, 2])
+with controls:
+    source = st.radio("Input", (FIGURE_EXAMPLE, FEATURE_MAP), key="pool_source")
+    if source == FIGURE_EXAMPLE:
+        grid, description = ops.POOLING_EXAMPLE_INPUT, "the 4x4 example input"
+    else:
+        image, description = learn_widgets.cifar_image("pool")
+        grid = ops.relu(ops.feature_maps(image, [ops.kernel_preset("edge", 3)])[..., 0])
+    size = st.slider("Window size", 1, 4, 2, key="pool_size")
+    stride = st.slider("Stride", 1, 4, 2, key="pool_stride")
+
+try:
+    maxima = ops.max_pool_with_argmax(grid, size, stride)
+    averages = ops.avg_pool(grid, size, stride)
+    formulas = ops.output_size_formulas(grid.shape, size, ops.ConvSpec(stride=stride))
+except UserError as error:
+    st.error(str(error))
+    st.stop()
+
+with explanation:
+    st.markdown("Output size (no padding): floor((n − k) / s) + 1")
+    st.code(f"rows:    {formulas['rows']}\ncolumns: {formulas['columns']}", language=None)
+    step = st.slider("Window (reading order)", 1, maxima.values.size, 1, key=f"pool_step_{maxima.values.size}")
+    window = ops.pool_window(grid, size, stride, step - 1)
+    st.code("\n".join(ops.pool_window_lines(window)), language=None, wrap_lines=True)
+
+window_box = plots.box_around(window.rows, window.cols)
+output_cell = plots.Box(window.out_row, window.out_col, window.out_row, window.out_col)
+st.plotly_chart(plots.heatmap(grid, "Input", highlight=window_box, marks=plots.maxima_marks(maxima),
+                              marks_name="max of a window"), key="pool_input")
+st.caption(f"{description}: the outlined square is window {step}; crosses mark the element each "
+           "max-pooling window keeps.")
+
+max_column, average_column = st.columns(2)
+max_column.plotly_chart(plots.heatmap(maxima.values, "Max pooling", highlight=output_cell), key="pool_max")
+max_column.caption(f"Max pooling, {size}x{size} window, stride {stride}; the outlined cell comes from window {step}.")
+average_column.plotly_chart(plots.heatmap(averages, "Average pooling", highlight=output_cell), key="pool_avg")
+average_column.caption(f"Average pooling with the same windows; the outlined cell is window {step}'s mean.")

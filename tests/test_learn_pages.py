@@ -1,0 +1,178 @@
+"""AppTest runs of every Learn page: widgets exercised, no exception, expected elements shown, no TensorFlow."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+LEARN_PAGES = ("learn_pixels", "learn_convolution", "learn_relu", "learn_pooling", "learn_dense_softmax")
+
+
+def run_page(name: str) -> AppTest:
+    """Run one Learn page as its own script (it needs nothing from the router)."""
+    app = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=30)
+    return app.run()
+
+
+def charts(app: AppTest) -> list:
+    return app.get("plotly_chart")
+
+
+def step_slider(app: AppTest):
+    """The window-position slider (its key carries the window count, so it resets on resize)."""
+    return next(slider for slider in app.slider if slider.key.startswith(("conv_step_", "pool_step_")))
+
+
+def assert_ok(app: AppTest) -> None:
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert charts(app), "expected at least one plotly chart"
+    assert app.caption, "every figure needs a caption"
+
+
+def test_pixels_page_shows_the_picture_and_three_channels():
+    app = run_page("learn_pixels")
+    assert_ok(app)
+    assert len(charts(app)) == 4  # the picture + R, G, B grids
+    app.slider(key="pixels_row").set_value(3).run()
+    app.slider(key="pixels_column").set_value(30).run()
+    app.number_input(key="pixels_sample_index").set_value(7).run()
+    assert_ok(app)
+    assert any("in binary" in markdown.value for markdown in app.markdown)
+
+
+def test_convolution_page_report_example_shows_formula_and_dot_product():
+    app = run_page("learn_convolution")
+    assert_ok(app)
+    formula, dot_product = app.code[0].value, app.code[1].value
+    assert "floor((5 + 2·0 − 1·(3 − 1) − 1) / 1) + 1 = 3" in formula
+    assert dot_product == "1×1 + 1×0 + 1×1 + 0×0 + 1×1 + 1×0 + 0×1 + 0×0 + 1×1 = 4"  # report fig. 8
+
+    step_slider(app).set_value(5).run()
+    assert_ok(app)
+    app.multiselect(key="conv_presets_3").set_value(["identity", "Sobel x", "box blur"]).run()
+    assert_ok(app)
+    assert [tab.label for tab in app.tabs] == ["identity", "Sobel x", "box blur"]
+    app.selectbox(key="conv_step_filter").set_value("Sobel x").run()
+    assert app.code[1].value.startswith("1×(-1) + 1×0 + 1×1")
+
+
+def test_convolution_page_play_steps_through_windows():
+    app = run_page("learn_convolution")
+    app.slider(key="conv_stride").set_value(2).run()  # 2x2 windows: a short animation
+    app.button(key="conv_play").click().run()
+    assert not app.exception
+    assert app.code[1].value.endswith("= 4")  # the last window shown: rows 2-4, columns 2-4
+
+
+def test_convolution_page_controls_on_a_cifar_image():
+    app = run_page("learn_convolution")
+    app.radio(key="conv_source").set_value("A CIFAR-10 test image").run()
+    app.slider(key="conv_stride").set_value(2).run()
+    app.radio(key="conv_padding").set_value("same").run()
+    assert_ok(app)
+    assert "floor((32 + (0 + 1) − 1·(3 − 1) − 1) / 2) + 1 = 16" in app.code[0].value
+    assert "sum of channels" in app.code[1].value  # RGB: per-channel products, then summed
+    app.radio(key="conv_padding").set_value("custom p").run()
+    app.number_input(key="conv_padding_p").set_value(3).run()
+    app.slider(key="conv_dilation").set_value(2).run()
+    app.select_slider(key="conv_kernel_size").set_value(5).run()
+    assert_ok(app)
+    assert step_slider(app).max == 15 * 15  # floor((32 + 6 - 9) / 2) + 1 = 15 per side
+    step_slider(app).set_value(40).run()
+    assert_ok(app)
+
+
+def test_convolution_page_invalid_combination_shows_an_error_not_a_crash():
+    app = run_page("learn_convolution")
+    app.select_slider(key="conv_kernel_size").set_value(7).run()  # 7x7 on the 5x5 example, no padding
+    assert not app.exception
+    assert "does not fit" in app.error[0].value
+
+
+def test_convolution_page_editable_kernel_mode():
+    app = run_page("learn_convolution")
+    app.radio(key="conv_kernel_mode").set_value("Edit my own").run()
+    app.selectbox(key="conv_grid_start_3").set_value("sharpen").run()
+    assert_ok(app)
+    assert "feature map" in " ".join(caption.value for caption in app.caption).lower()
+
+
+def test_relu_page_before_after_and_curve():
+    app = run_page("learn_relu")
+    assert_ok(app)
+    assert len(charts(app)) == 3
+    app.selectbox(key="relu_kernel").set_value("Sobel y").run()
+    app.radio(key="relu_source").set_value("A CIFAR-10 test image").run()
+    assert_ok(app)
+    assert any("values are negative" in markdown.value for markdown in app.markdown)
+
+
+def test_pooling_page_size_stride_and_window():
+    app = run_page("learn_pooling")
+    assert_ok(app)
+    assert "floor((4 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 2" in app.code[0].value
+    step_slider(app).set_value(2).run()
+    assert "max(2, 4, 7, 8) = 8" in app.code[1].value
+    app.slider(key="pool_size").set_value(3).run()
+    app.slider(key="pool_stride").set_value(1).run()
+    assert_ok(app)
+    app.radio(key="pool_source").set_value(app.radio(key="pool_source").options[1]).run()
+    assert_ok(app)
+    assert len(charts(app)) == 3
+
+
+def test_dense_softmax_page_shapes_and_weight_count():
+    app = run_page("learn_dense_softmax")
+    assert_ok(app)
+    assert [metric.value for metric in app.metric] == ["120,000", "27"]
+    app.slider(key="dense_filters").set_value(8).run()
+    app.number_input(key="dense_seed").set_value(3).run()
+    app.number_input(key="dense_filter_size").set_value(5).run()
+    assert_ok(app)
+    assert app.metric[1].value == "75"
+    shapes = list(app.dataframe[0].value["output shape"])
+    assert shapes == ["32 x 32 x 3", "32 x 32 x 8", "32 x 32 x 8", "16 x 16 x 8", "2048", "10", "10"]
+
+
+def test_uploads_are_decoded_and_shrunk_to_fit_256():
+    import io
+
+    from PIL import Image
+
+    from ui import learn_widgets
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (600, 300), (10, 200, 30)).save(buffer, format="PNG")
+    fitted, shrunk = learn_widgets.fit_within(learn_widgets.decode_image(buffer.getvalue()))
+    assert shrunk and fitted.size == (256, 128)
+    small = Image.new("RGB", (40, 20))
+    assert learn_widgets.fit_within(small) == (small, False)
+
+
+# Runs every Learn page in a fresh interpreter and reports what it imported.
+_IMPORT_PROBE = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+results = {}
+for page in sys.argv[1:]:
+    app = AppTest.from_file(page, default_timeout=30).run()
+    results[page] = [not app.exception, "tensorflow" in sys.modules or "keras" in sys.modules]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_learn_pages_never_import_tensorflow():
+    pages = [str(ROOT / "pages" / f"{name}.py") for name in LEARN_PAGES]
+    completed = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, *pages],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=240,
+    )
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for page, (ran_cleanly, imported_tensorflow) in results.items():
+        assert ran_cleanly, page
+        assert not imported_tensorflow, f"{page} imported TensorFlow"
