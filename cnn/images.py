@@ -31,10 +31,10 @@ from cnn.errors import ImageError
 # The formats Pillow may even try: what people photograph and share.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
-DEFAULT_MAX_BYTES = 20_000_000
+MAX_BYTES = 20_000_000
 # Above what common cameras save by default, and keeps one decoded RGB
 # frame near 120 MB.
-DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS = 40_000_000
 
 # How a picture of any shape becomes the square the model expects.
 RESIZE_POLICIES = {
@@ -78,8 +78,8 @@ _WHITE = (255, 255, 255)
 def decode_image(
     data: bytes,
     *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
 ) -> Image.Image:
     """Decode untrusted bytes into an upright 8-bit RGB image.
 
