@@ -1,0 +1,37 @@
+# Two commands on a fresh machine (Python 3.11): `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test install install-dev benchmarks clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+## Start the dashboard with the shipped models (works offline once installed).
+run: $(VENV)/.installed
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
+
+## Run the whole test suite; "no tests collected" (pytest exit 5) is a failure.
+test: $(VENV)/.installed-dev
+	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+## Re-measure every shipped model and the speed figures (writes benchmarks/RESULTS.md).
+benchmarks: $(VENV)/.installed-dev
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs

@@ -1,0 +1,284 @@
+"""Command line: `python -m cnn models|train|evaluate|predict|info ...`.
+
+Every user mistake (bad argument, missing data, bad model file, bad image or
+URL) prints one plain line on stderr and exits with status 2; nothing is
+half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+
+from cnn.errors import UserError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+EXIT_SOME_FAILED = 1
+
+
+def _index_range(text: str) -> tuple[int | None, int | None]:
+    try:
+        start, stop = text.split(":")
+        return (int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range like 0:1000") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnn", description="Train, evaluate and use CIFAR-10 CNNs.")
+    parser.add_argument("--models-dir", help="folder of saved models (default: models/ or CNN_MODELS_DIR)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("models", help="list the zoo: name, description, parameters")
+
+    train = commands.add_parser("train", help="train a zoo model and save it with its sidecar")
+    train.add_argument("--model", required=True)
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--learning-rate", type=_positive_float)
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--subset", type=_positive_int, help="train on the first N training images only")
+    train.add_argument("--data-dir")
+    train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
+    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    train.add_argument("--no-mixed-precision", action="store_true", help="train in float32 instead of bf16")
+    train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
+    train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, classification report, confusion matrix")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--split", choices=("test", "val"), default="test")
+    evaluate.add_argument("--indices", type=_index_range, help="START:STOP of the split")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--record", action="store_true",
+                          help="store the test figures (exact 0:1000 and whole set) in the model's sidecar")
+
+    predict = commands.add_parser("predict", help="top-k classes of image files or http(s) URLs")
+    predict.add_argument("model")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE")
+    predict.add_argument("--top", type=_positive_int, default=3)
+    predict.add_argument("--policy", choices=("squash", "center_crop"), default="squash")
+    predict.add_argument("--json", action="store_true")
+
+    info = commands.add_parser("info", help="the model's sidecar summary")
+    info.add_argument("model")
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_models(args) -> int:
+    from cnn.models import ZOO, count_parameters
+
+    for entry in ZOO.values():
+        print(f"{entry.name:15s} {count_parameters(entry.build()):>10,d}  {entry.description}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from cnn.artifacts import PROJECT_ROOT, default_models_dir, save_model
+    from cnn.data import load_cifar10
+    from cnn.training import TrainConfig, train
+
+    config = TrainConfig.for_model(
+        args.model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
+        mixed_precision=False if args.no_mixed_precision else None,
+    )
+    out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
+    if out.suffix != ".keras":
+        raise UserError(f"--out must name a .keras file, not {out.name!r}.")
+    run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / out.stem
+    data = load_cifar10(config.data_dir, val_size=config.val_size, download=args.download)
+    result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
+    sidecar = build_sidecar(result, data, sys.argv)
+    save_model(result.model, out, sidecar)
+    state = "stopped early" if result.stopped_early else "finished"
+    print(f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
+          f"validation accuracy {result.val_accuracy:.4f}; saved {out} and {out.with_suffix('.json').name}")
+    return 0
+
+
+def build_sidecar(result, data, argv) -> dict:
+    """The sidecar of a freshly trained model (test metrics come later, with `evaluate --record`)."""
+    from cnn.models import count_parameters, get_entry
+
+    return {
+        "model": result.config.model,
+        "description": get_entry(result.config.model).description,
+        "config": result.config.to_dict(),
+        "command": "python -m cnn " + " ".join(shlex.quote(part) for part in argv[1:]),
+        "epochs": result.epochs_done,
+        "stopped_early": result.stopped_early,
+        "wall_time_s": round(result.wall_time_s, 1),
+        "hardware": result.hardware,
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": count_parameters(result.model),
+        "history": result.history,
+        "metrics": {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
+                    "val_images": len(data.val), "train_images": result.config.subset or len(data.train)},
+        "data": {"source": data.source, "provenance": "CIFAR-10 python layout; validation = last "
+                 f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy"},
+    }
+
+
+def _load(args):
+    from cnn.artifacts import load_model
+
+    return load_model(args.model, Path(args.models_dir) if args.models_dir else None)
+
+
+def cmd_evaluate(args) -> int:
+    from cnn.artifacts import resolve_model_path, update_sidecar
+    from cnn.data import CLEAN_TEST_STOP, load_split_or_sample
+    from cnn.evaluation import evaluate
+
+    model, _ = _load(args)
+    split, source = load_split_or_sample(args.data_dir, args.split)
+    if args.record:
+        if args.split != "test" or args.indices:
+            raise UserError("--record stores the test figures: use it with --split test and no --indices.")
+        clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
+        whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
+        path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
+        metrics = read_metrics(path)
+        metrics.update(test_clean_accuracy=clean.accuracy, test_clean_images=clean.n, test_clean_split=clean.split)
+        if whole:
+            metrics.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
+        update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
+    if args.indices:
+        split = split.subset(*args.indices)
+    report = evaluate(model, split)
+    if args.json:
+        print(json.dumps({**report.to_json(), "data": source}))
+    else:
+        from cnn import CLASS_NAMES
+        print(f"{report.split} ({source}): accuracy {report.accuracy:.4f} on {report.n} images, loss {report.loss:.4f}")
+        for name in CLASS_NAMES:
+            row = report.report[name]
+            print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  f1 {row['f1-score']:.2f}")
+    return 0
+
+
+def read_metrics(path) -> dict:
+    from cnn.artifacts import read_sidecar
+
+    return dict(read_sidecar(path).get("metrics", {}))
+
+
+def cmd_predict(args) -> int:
+    from cnn.inference import Predictor
+
+    model, _ = _load(args)
+    predictor = Predictor(model)
+    results = [predict_source(predictor, source, args.top, args.policy) for source in args.sources]
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"{result['source']}: error: {result['error']}")
+            else:
+                ranked = ", ".join(f"{row['class']} {row['probability']:.3f}" for row in result["top"])
+                print(f"{result['source']}: {ranked}")
+    return EXIT_SOME_FAILED if any("error" in result for result in results) else 0
+
+
+def predict_source(predictor, source: str, top: int, policy: str) -> dict:
+    """Top-k for one file or URL; a failure becomes {"source", "error"} and never stops the others."""
+    from cnn.images import decode_image
+
+    try:
+        image = decode_image(read_source(source))
+        ranked = predictor.top([image], k=top, policy=policy)[0]
+    except UserError as error:
+        return {"source": source, "error": str(error)}
+    return {"source": source, "top": [{"class": row.class_name, "probability": row.probability} for row in ranked]}
+
+
+def read_source(source: str) -> bytes:
+    """Bytes of an image file or an http(s) URL; every other scheme (file:, ftp:, ...) is refused."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(source).scheme.lower()
+    if scheme in ("http", "https"):
+        from cnn.fetch import fetch_url
+
+        return fetch_url(source)
+    if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive
+        raise UserError(f"Only image files and http(s) URLs are accepted, not {scheme}: URLs.")
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"No such image file: {source}")
+    from cnn.images import MAX_BYTES
+
+    if path.stat().st_size > MAX_BYTES:
+        raise UserError(f"{source} is larger than {MAX_BYTES // 1_000_000} MB.")
+    return path.read_bytes()
+
+
+def cmd_info(args) -> int:
+    from cnn.artifacts import resolve_model_path, verify_model_file
+
+    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
+    record = verify_model_file(path)
+    metrics = record.get("metrics", {})
+    print(f"{path.name}: {record.get('description', record.get('model'))}")
+    print(f"  parameters {record.get('parameters', 0):,}, epochs {record.get('epochs')}, "
+          f"training {record.get('wall_time_s', 0) / 60:.1f} min on {record.get('hardware')}")
+    print(f"  command: {record.get('command')}")
+    for key, value in metrics.items():
+        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    print(f"  sha256 {record.get('sha256')} (verified)")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the run folder keeps its last checkpoint; use --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The zoo's image augmentation: random left-right flip and a shift of up to 2 pixels.
+
+One vectorized TensorFlow function, used by the training pipeline and by the
+Data page's preview, so the preview shows exactly what training sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_SHIFT = 2  # pixels; the border is filled by reflection (airbench's translate=2)
+
+
+def augment_batch(images, seed=None):
+    """Randomly flip and shift a batch (B, H, W, C) of float or uint8 images (TensorFlow ops)."""
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    flip = _uniform(tf, [batch], 0.0, 1.0, tf.float32, seed, 0) < 0.5
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    padded = tf.pad(images, [[0, 0], [MAX_SHIFT, MAX_SHIFT], [MAX_SHIFT, MAX_SHIFT], [0, 0]], mode="REFLECT")
+    offsets = _uniform(tf, [batch, 2], 0, 2 * MAX_SHIFT + 1, tf.int32, seed, 1)
+    rows = offsets[:, :1] + tf.range(height)[None, :]
+    cols = offsets[:, 1:] + tf.range(width)[None, :]
+    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(shifted, cols, axis=2, batch_dims=1)
+
+
+def _uniform(tf, shape, low, high, dtype, seed, stream):
+    """Stateless (repeatable) draws when a seed is given, else the pipeline's own randomness."""
+    if seed is None:
+        return tf.random.uniform(shape, low, high, dtype=dtype)
+    return tf.random.stateless_uniform(shape, (seed, stream), low, high, dtype=dtype)
+
+
+def augment_preview(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Augmented copies of uint8 images (N, H, W, 3), for showing what training sees."""
+    return np.asarray(augment_batch(images, seed=seed)).astype(np.uint8)

@@ -1,0 +1,294 @@
+"""The model zoo: the report's six CNNs and our fast residual network.
+
+Every entry is a small builder `build_NAME(input_shape, num_classes, ...)`
+returning a Functional `keras.Model` (`keras.Input` first, so feature-map
+sub-models work), registered in `ZOO` with the training recipe it ships with.
+No Lambda layers: the few custom layers are registered serializable classes,
+so models load with `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+INPUT_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+PACKAGE = "cnn"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MirrorImage(layers.Layer):
+    """Flip images left-right, always (test-time augmentation, not random)."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScaledBias(layers.Layer):
+    """A per-channel bias stored divided by `scale`.
+
+    With SGD, scaling a parameter by c multiplies its effective learning rate
+    by c**2; airbench trains BatchNorm biases 64x faster than the weights, so
+    scale=8 gives that without per-variable learning rates.
+    """
+
+    def __init__(self, scale: float = 8.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return inputs + keras.ops.cast(self.bias * self.scale, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+# ---------------------------------------------------------------- the report's models
+
+
+def _head(features, num_classes: int, dense_units: int, dropout_rate: float = 0.0):
+    """Flatten -> Dense(relu) [-> Dropout] -> Dense(softmax), kept in float32 at the end."""
+    hidden = layers.Flatten(name="flatten")(features)
+    hidden = layers.Dense(dense_units, activation="relu", name="dense")(hidden)
+    if dropout_rate:
+        hidden = layers.Dropout(dropout_rate, name="dropout_dense")(hidden)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(hidden)
+
+
+def build_base(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 1: two Conv2D(32, 4x4, relu) + MaxPool(2), Dense 256, softmax.
+
+    Args:
+        input_shape: (height, width, channels) of the scaled images.
+        num_classes: number of output classes.
+
+    Returns:
+        An uncompiled Functional model.
+    """
+    return _two_conv_model("base", input_shape, num_classes, dropout_rate=0.0)
+
+
+def build_dropout(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 2: model 1 with dropout after each block and before the output."""
+    return _two_conv_model("dropout", input_shape, num_classes, dropout_rate=0.25, dense_dropout=0.5)
+
+
+def _two_conv_model(name, input_shape, num_classes, dropout_rate, dense_dropout=0.0) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    features = inputs
+    for index in (1, 2):
+        features = layers.Conv2D(32, (4, 4), activation="relu", name=f"conv{index}")(features)
+        features = layers.MaxPooling2D((2, 2), name=f"pool{index}")(features)
+        if dropout_rate:
+            features = layers.Dropout(dropout_rate, name=f"dropout{index}")(features)
+    return keras.Model(inputs, _head(features, num_classes, 256, dense_dropout), name=name)
+
+
+def _vgg_model(name, input_shape, num_classes, *, dropout_rates=(0, 0, 0, 0), batch_norm=False) -> keras.Model:
+    """Three blocks of two 3x3 convolutions (32, 64, 128 filters) + MaxPool: the report's models 3-6.
+
+    `dropout_rates` gives the rate after each of the three blocks and before the output.
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    features = inputs
+    for block, filters in enumerate((32, 64, 128), start=1):
+        for index in (1, 2):
+            features = layers.Conv2D(
+                filters, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}_{index}",
+                activation=None if batch_norm else "relu",
+            )(features)
+            if batch_norm:
+                features = layers.BatchNormalization(name=f"bn{block}_{index}")(features)
+                features = layers.ReLU(name=f"relu{block}_{index}")(features)
+        features = layers.MaxPooling2D(2, name=f"pool{block}")(features)
+        if dropout_rates[block - 1]:
+            features = layers.Dropout(dropout_rates[block - 1], name=f"dropout{block}")(features)
+    return keras.Model(inputs, _head(features, num_classes, 256, dropout_rates[3]), name=name)
+
+
+def build_deeper(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 3: more layers and filters (six 3x3 convolutions, 32-64-128), no dropout."""
+    return _vgg_model("deeper", input_shape, num_classes)
+
+
+def build_deeper_dropout(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 4: model 3 with dropout growing with depth (0.2, 0.3, 0.4, 0.5)."""
+    return _vgg_model("deeper_dropout", input_shape, num_classes, dropout_rates=(0.2, 0.3, 0.4, 0.5))
+
+
+def build_batchnorm(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 5: model 4 with batch normalization after every convolution."""
+    return _vgg_model("batchnorm", input_shape, num_classes, dropout_rates=(0.2, 0.3, 0.4, 0.5), batch_norm=True)
+
+
+def build_augmented(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.Model:
+    """The report's model 6: model 5's network, trained on augmented images (flip + shift)."""
+    return _vgg_model("augmented", input_shape, num_classes, dropout_rates=(0.2, 0.3, 0.4, 0.5), batch_norm=True)
+
+
+# ---------------------------------------------------------------- our fast network
+
+# CIFAR-10 training-set channel statistics of x/255 (shared PROVENANCE.md, 8 digits).
+CIFAR_MEAN = (0.49139968, 0.48215841, 0.44653091)
+CIFAR_STD = (0.24703223, 0.24348513, 0.26158784)
+FAST_WIDTHS = (64, 256, 256)  # airbench94 block widths
+WHITEN_KERNEL = 2  # airbench: 2x2 patches -> 2 * 12 = 24 whitening filters
+BN_MOMENTUM = 0.4  # Keras convention (keep 40% of the old mean): airbench's torch momentum 0.6
+OUTPUT_SCALE = 1 / 9  # airbench's logit scaling
+
+
+def whitening_filters(images: np.ndarray | None, eps: float = 5e-4) -> np.ndarray:
+    """Filters (2, 2, 3, 24) that whiten 2x2 patches of normalized images (airbench).
+
+    The eigenvectors of the patch covariance, scaled by 1/sqrt(eigenvalue),
+    in both signs. With no images, an orthonormal stand-in (weights get loaded later).
+    """
+    size = WHITEN_KERNEL * WHITEN_KERNEL * 3
+    if images is None:
+        basis = np.eye(size, dtype=np.float32)
+    else:
+        normalized = (images.astype(np.float32) / 255.0 - CIFAR_MEAN) / CIFAR_STD
+        windows = np.lib.stride_tricks.sliding_window_view(normalized, (WHITEN_KERNEL, WHITEN_KERNEL), axis=(1, 2))
+        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, size)  # (h, w, c) order = Keras kernel order
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        basis = (eigenvectors / np.sqrt(eigenvalues + eps)).T.astype(np.float32)
+    filters = np.concatenate([basis, -basis]).T  # (12, 24)
+    return filters.reshape(WHITEN_KERNEL, WHITEN_KERNEL, 3, 2 * size)
+
+
+def _fast_block(features, filters: int, name: str):
+    """airbench ConvGroup: conv -> pool -> BN -> GELU -> conv -> BN -> GELU."""
+    for index in (1, 2):
+        features = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(features)
+        if index == 1:
+            features = layers.MaxPooling2D(2, name=f"{name}_pool")(features)
+        features = layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=1e-12, center=False, scale=False, name=f"{name}_bn{index}"
+        )(features)
+        features = ScaledBias(name=f"{name}_bias{index}")(features)
+        features = layers.Activation("gelu", name=f"{name}_gelu{index}")(features)
+    return features
+
+
+def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None) -> keras.Model:
+    """The trainable fast network (airbench94 layout): normalize, frozen whitening, three conv groups.
+
+    Args:
+        input_shape: (height, width, channels).
+        num_classes: number of output classes.
+        calibration_images: uint8 training images to compute the whitening filters from.
+
+    Returns:
+        A model from images in [0, 1] to class probabilities.
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    features = layers.Normalization(
+        mean=list(CIFAR_MEAN), variance=[s * s for s in CIFAR_STD], name="normalize"
+    )(inputs)
+    whiten = layers.Conv2D(
+        2 * WHITEN_KERNEL * WHITEN_KERNEL * 3, WHITEN_KERNEL, use_bias=False, trainable=False, name="whiten",
+        kernel_initializer=keras.initializers.Constant(whitening_filters(calibration_images)),
+    )
+    features = ScaledBias(name="whiten_bias")(whiten(features))
+    features = layers.Activation("gelu", name="whiten_gelu")(features)
+    for index, width in enumerate(FAST_WIDTHS, start=1):
+        features = _fast_block(features, width, f"block{index}")
+    features = layers.GlobalMaxPooling2D(name="global_pool")(features)
+    logits = layers.Dense(num_classes, use_bias=False, name="logits")(features)
+    logits = layers.Rescaling(OUTPUT_SCALE, name="logit_scale")(logits)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name="fast")
+
+
+def with_mirror_averaging(trunk: keras.Model) -> keras.Model:
+    """Wrap a trained network so it averages its predictions on the image and its mirror."""
+    inputs = keras.Input(shape=trunk.input_shape[1:], name="image")
+    mirrored = MirrorImage(name="mirror")(inputs)
+    averaged = layers.Average(name="mirror_average", dtype="float32")([trunk(inputs), trunk(mirrored)])
+    return keras.Model(inputs, averaged, name=trunk.name)
+
+
+def build_fast(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None) -> keras.Model:
+    """Our fast network as shipped: the trunk with test-time mirror averaging."""
+    return with_mirror_averaging(build_fast_trunk(input_shape, num_classes, calibration_images))
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: its builder, what it is, its default recipe and the report's figure."""
+
+    name: str
+    build: Callable[..., keras.Model]
+    description: str
+    recipe: dict = field(default_factory=dict)  # TrainConfig overrides for this model
+    report_accuracy: float | None = None  # the report's test accuracy, when it states one
+    build_for_training: Callable[..., keras.Model] | None = None  # when training differs from shipping
+    needs_calibration: bool = False  # the builder wants training images
+
+    def build_trainable(self, calibration_images=None) -> keras.Model:
+        """The network that `fit` trains."""
+        builder = self.build_for_training or self.build
+        return builder(calibration_images=calibration_images) if self.needs_calibration else builder()
+
+    def export(self, trained: keras.Model) -> keras.Model:
+        """A float32 copy of the trained network, in its shipped form (no optimizer, no bf16)."""
+        import keras as keras_module
+
+        previous = keras_module.config.dtype_policy()
+        keras_module.config.set_dtype_policy("float32")
+        try:
+            clean = self.build_trainable()
+        finally:
+            keras_module.config.set_dtype_policy(previous)
+        clean.set_weights(trained.get_weights())
+        return with_mirror_averaging(clean) if self.build_for_training else clean
+
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        ZooEntry("base", build_base, "Report model 1: 2x Conv(32, 4x4)+MaxPool, Dense 256",
+                 dict(epochs=15, batch_size=32, learning_rate=1e-3), 0.64),
+        ZooEntry("dropout", build_dropout, "Report model 2: model 1 + dropout",
+                 dict(epochs=25, batch_size=32, learning_rate=1e-3), 0.70),
+        ZooEntry("deeper", build_deeper, "Report model 3: 6 conv layers, 32-64-128 filters",
+                 dict(epochs=15, batch_size=64, learning_rate=1e-3)),
+        ZooEntry("deeper_dropout", build_deeper_dropout, "Report model 4: model 3 + more dropout",
+                 dict(epochs=25, batch_size=64, learning_rate=1e-3)),
+        ZooEntry("batchnorm", build_batchnorm, "Report model 5: model 4 + batch normalization",
+                 dict(epochs=20, batch_size=64, learning_rate=1e-3, lr_schedule="cosine")),
+        ZooEntry("augmented", build_augmented, "Report model 6: model 5 + image augmentation",
+                 dict(epochs=35, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", augment=True), 0.90),
+        ZooEntry("fast", build_fast, "Ours: airbench94-style ConvNet (whitening, BN, GELU), mirror averaging",
+                 dict(epochs=16, batch_size=1024, learning_rate=1.5, optimizer="sgd_nesterov", momentum=0.85,
+                      weight_decay=0.0013, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True),
+                 None, build_fast_trunk, True),
+    )
+}
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The zoo entry called `name`, with the list of names when it is unknown."""
+    from cnn.errors import UserError
+
+    if name not in ZOO:
+        raise UserError(f"Unknown model {name!r}: choose one of {', '.join(ZOO)}.")
+    return ZOO[name]
+
+
+def count_parameters(model: keras.Model) -> int:
+    """Trainable and frozen weights together, as Keras's summary counts them."""
+    return int(sum(np.prod(weight.shape) for weight in model.weights))

@@ -1,0 +1,427 @@
+"""Training with `model.fit` and callbacks: history log, checkpoints, resume, stop flag.
+
+A run lives in a folder (`runs/NAME/` by default) that other processes can
+read while it trains: `status.json` (state, epoch, batch), `history.jsonl`
+(one line per finished epoch), `checkpoint.keras` (the full model with its
+optimizer, after the last finished epoch) and `state.json`. Creating the file
+`STOP` in that folder stops the run after the current batch. A killed run
+resumes from its last checkpoint and loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnn.artifacts import atomic_write_text, save_keras_atomic
+from cnn.data import Cifar10, one_hot
+from cnn.errors import TrainingError, UserError
+from cnn.inference import preprocess
+
+OPTIMIZERS = ("adam", "sgd_nesterov")
+LR_SCHEDULES = ("constant", "cosine", "warmup_linear")
+STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (saved as JSON beside every model)."""
+
+    model: str
+    epochs: int = 10  # full passes over the training images
+    batch_size: int = 128  # images per optimizer step
+    learning_rate: float = 1e-3  # peak step size (per mean-loss gradient)
+    optimizer: str = "adam"  # "adam" or "sgd_nesterov"
+    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    weight_decay: float = 0.0  # decoupled decay per step, per unit of learning rate
+    label_smoothing: float = 0.0  # probability mass spread over the other classes
+    lr_schedule: str = "constant"  # "constant", "cosine" (to 0) or "warmup_linear" (airbench)
+    augment: bool = False  # random flip + shift up to 2 px
+    subset: int | None = None  # train on the first N training images only (classroom runs)
+    val_size: int = 5_000  # the last N training images validate
+    seed: int = 0  # for repeatable runs
+    mixed_precision: bool = True  # bf16 compute: ~1.3x faster on this CPU
+    data_dir: str | None = None  # CIFAR-10 folder; None searches CIFAR10_DIR and Keras's cache
+
+    def __post_init__(self):
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be at least 1, not {self.epochs}")
+        if not 1 <= self.batch_size <= 8192:
+            problems.append(f"batch size must be 1-8192, not {self.batch_size}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            problems.append(f"learning rate must be a positive number, not {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.subset is not None and self.subset < 1:
+            problems.append(f"subset must be at least 1 image, not {self.subset}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label smoothing must be in [0, 1)")
+        if problems:
+            raise UserError("Invalid training settings: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def for_model(cls, model: str, **overrides) -> "TrainConfig":
+        """The zoo recipe of `model`, with the given settings (None = keep the recipe's) on top."""
+        from cnn.models import get_entry
+
+        recipe = dict(get_entry(model).recipe)
+        recipe.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(model=model, **recipe)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run folder (see the module docstring)."""
+
+    folder: Path
+
+    @property
+    def history(self) -> Path:
+        return self.folder / "history.jsonl"
+
+    @property
+    def status(self) -> Path:
+        return self.folder / "status.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.keras"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state.json"
+
+    @property
+    def stop_flag(self) -> Path:
+        return self.folder / "STOP"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the shipped-form model and how it got there."""
+
+    model: object  # keras.Model in its shipped form (float32, no optimizer)
+    config: TrainConfig
+    history: list[dict]
+    epochs_done: int
+    wall_time_s: float
+    stopped_early: bool
+    val_accuracy: float | None
+    val_loss: float | None
+    hardware: str = field(default_factory=lambda: describe_hardware())
+
+
+def describe_hardware() -> str:
+    """A one-line description of the machine, for sidecars and benchmarks."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = _gpu_names()
+    return f"{cpu}, {os.cpu_count()} cores" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
+
+
+def _gpu_names() -> list[str]:
+    try:
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_physical_devices("GPU")]
+    except Exception:  # noqa: BLE001 - hardware description is best effort
+        return []
+
+
+# ---------------------------------------------------------------- history and status files
+
+
+def read_history(path: Path) -> list[dict]:
+    """The epochs recorded in a history file; a clear error when it is corrupt."""
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise TrainingError(f"{path} line {number} is not valid JSON: the history file is corrupt.") from None
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+            raise TrainingError(f"{path} line {number} has no epoch number: the history file is corrupt.")
+        rows.append(row)
+    return rows
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object file, or a TrainingError naming the file."""
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise TrainingError(f"{path} is corrupt: the {what} is not valid JSON.") from None
+    if not isinstance(content, dict):
+        raise TrainingError(f"{path} is corrupt: the {what} is not a JSON object.")
+    return content
+
+
+def write_status(files: RunFiles, **fields) -> None:
+    """Merge `fields` into status.json, atomically (pollers never see half a file)."""
+    status = read_json(files.status, "run status") if files.status.exists() else {}
+    status.update(fields, updated=time.time())
+    atomic_write_text(files.status, json.dumps(status))
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def _callbacks(files: RunFiles, total_epochs: int, wall_offset: float, started: float):
+    import keras
+
+    class RunRecorder(keras.callbacks.Callback):
+        """Writes history, checkpoint and state after each epoch, and batch progress while training."""
+
+        def __init__(self):
+            super().__init__()
+            self._last_status = 0.0
+            self._epoch_started = time.time()
+            self._batches = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch_started = time.time()
+            write_status(files, state="running", epoch=epoch, epochs=total_epochs, batch=0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._batches = batch + 1
+            now = time.time()
+            if now - self._last_status >= STATUS_INTERVAL_S:
+                self._last_status = now
+                write_status(files, batch=batch + 1, batches=self.params.get("steps"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            steps = self.params.get("steps")
+            row = {"epoch": epoch + 1, "seconds": round(time.time() - self._epoch_started, 2),
+                   "learning_rate": _current_lr(self.model)}
+            row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
+            if steps and self._batches < steps:
+                row["partial_batches"] = self._batches  # stopped mid-epoch
+            with files.history.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            save_keras_atomic(self.model, files.checkpoint)
+            atomic_write_text(files.state, json.dumps(
+                {"epoch": epoch + 1, "wall_time_s": wall_offset + time.time() - started}))
+            write_status(files, epoch=epoch + 1, batch=steps, batches=steps)
+
+    class StopFlag(keras.callbacks.Callback):
+        """Stops after the current batch once the STOP file exists (another process creates it)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if files.stop_flag.exists():
+                self.model.stop_training = True
+
+    return [RunRecorder(), StopFlag(), keras.callbacks.TerminateOnNaN()]
+
+
+def _current_lr(model) -> float:
+    optimizer = model.optimizer
+    rate = optimizer.learning_rate
+    return float(np.asarray(rate(optimizer.iterations) if callable(rate) else rate))
+
+
+# ---------------------------------------------------------------- optimizer, data
+
+
+def _learning_rate(config: TrainConfig, total_steps: int):
+    import keras
+
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+    if config.lr_schedule == "warmup_linear":
+        # airbench: linear warm-up from 0.2x to 1x over 23% of the steps, then linear decay to 0.07x
+        warmup = max(1, int(0.23 * total_steps))
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            *_piecewise_linear(config.learning_rate, warmup, total_steps)
+        )
+    return config.learning_rate
+
+
+def _piecewise_linear(peak: float, warmup: int, total: int, points: int = 64):
+    """Boundaries and values approximating the warm-up/decay ramp with `points` steps
+    (a built-in, serializable schedule, so checkpoints load in safe mode)."""
+    steps = np.linspace(0, total, points + 1)[1:-1].astype(int)
+    steps = np.unique(steps)
+    values = [peak * _ramp(0, warmup, total)] + [peak * _ramp(int(step), warmup, total) for step in steps]
+    return [int(step) for step in steps], [float(value) for value in values]
+
+
+def _ramp(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return 0.2 + 0.8 * step / warmup
+    return 1.0 - 0.93 * (step - warmup) / max(1, total - warmup)
+
+
+def _compile(model, config: TrainConfig, total_steps: int) -> None:
+    import keras
+
+    rate = _learning_rate(config, total_steps)
+    decay = config.weight_decay or None
+    if config.optimizer == "sgd_nesterov":
+        optimizer = keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True, weight_decay=decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def training_images(config: TrainConfig, data: Cifar10):
+    """The training split, cut to `config.subset` images when asked."""
+    images, labels = data.train.images, data.train.labels
+    if config.subset is not None:
+        if config.subset > len(labels):
+            raise UserError(f"subset {config.subset} is larger than the {len(labels)} training images.")
+        images, labels = images[: config.subset], labels[: config.subset]
+    return images, labels
+
+
+def _train_dataset(images, labels, config: TrainConfig):
+    import tensorflow as tf
+
+    from cnn.augment import augment_batch
+
+    dataset = tf.data.Dataset.from_tensor_slices((preprocess(images), one_hot(labels)))
+    # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
+    dataset = dataset.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.batch(config.batch_size)
+    if config.augment:
+        dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _val_data(data: Cifar10):
+    if len(data.val) == 0:
+        return None
+    return preprocess(data.val.images), one_hot(data.val.labels)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, resume: bool = False,
+          verbose: int = 2) -> TrainResult:
+    """Train `config.model` on `data`, recording everything in `run_dir`.
+
+    Args:
+        config: the run's settings.
+        data: CIFAR-10 with its validation split.
+        run_dir: the run folder (created); with `resume`, continue its checkpoint.
+        verbose: Keras's fit verbosity (1 = progress bar).
+
+    Returns:
+        A TrainResult whose model is in shipped form (float32, no optimizer).
+    """
+    import keras
+
+    from cnn.models import get_entry
+
+    entry = get_entry(config.model)
+    files = RunFiles(Path(run_dir))
+    files.folder.mkdir(parents=True, exist_ok=True)
+    files.stop_flag.unlink(missing_ok=True)
+    images, labels = training_images(config, data)
+    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    try:
+        model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
+                                                             steps_per_epoch * config.epochs)
+        write_status(files, state="running", pid=os.getpid(), model=config.model, epoch=initial_epoch,
+                     epochs=config.epochs, batch=0, batches=steps_per_epoch, message="", config=config.to_dict())
+        started = time.time()
+        if initial_epoch < config.epochs:
+            model.fit(
+                _train_dataset(images, labels, config), epochs=config.epochs, initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch, validation_data=_val_data(data), validation_batch_size=512,
+                callbacks=_callbacks(files, config.epochs, wall_offset, started), verbose=verbose,
+            )
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    history = read_history(files.history)
+    if history and any(not math.isfinite(row.get("loss", 0.0)) for row in history[-1:]):
+        write_status(files, state="failed", message="The loss became NaN: the run was stopped, nothing saved.")
+        raise TrainingError("The loss became NaN (try a smaller learning rate): nothing was saved.")
+    state = read_json(files.state, "run state")
+    return _finish(entry, model, config, files, history, state, data)
+
+
+def _start_or_resume(entry, config, files: RunFiles, images, resume: bool, total_steps: int):
+    """A fresh compiled model, or the checkpoint of an interrupted run (epoch and wall time so far)."""
+    import keras
+
+    if resume and files.checkpoint.exists():
+        state = read_json(files.state, "run state")
+        history = read_history(files.history)
+        epoch = int(state.get("epoch", 0))
+        saved_config = read_json(files.status, "run status").get("config", {})
+        if saved_config.get("model") not in (None, config.model):
+            raise TrainingError(f"{files.folder} holds a run of {saved_config['model']!r}, not {config.model!r}.")
+        # Lines past the checkpoint belong to an epoch whose checkpoint never landed: drop them.
+        atomic_write_text(files.history, "".join(json.dumps(row) + "\n" for row in history[:epoch]))
+        try:
+            model = keras.models.load_model(files.checkpoint, safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - any load failure means an unusable checkpoint
+            raise TrainingError(f"The checkpoint {files.checkpoint} cannot be read ({type(error).__name__}).") from None
+        return model, epoch, float(state.get("wall_time_s", 0.0))
+    for stale in (files.history, files.checkpoint, files.state):
+        stale.unlink(missing_ok=True)
+    model = entry.build_trainable(calibration_images=images[:5000] if entry.needs_calibration else None)
+    _compile(model, config, total_steps)
+    return model, 0, 0.0
+
+
+def _finish(entry, model, config, files: RunFiles, history, state, data: Cifar10) -> TrainResult:
+    shipped = entry.export(model)
+    val_accuracy = val_loss = None
+    if len(data.val):
+        from cnn.evaluation import evaluate
+
+        report = evaluate(shipped, data.val)
+        val_accuracy, val_loss = report.accuracy, report.loss
+    epochs_done = int(state.get("epoch", 0))
+    stopped = epochs_done < config.epochs or bool(history and history[-1].get("partial_batches"))
+    write_status(files, state="stopped" if stopped else "finished", epoch=epochs_done)
+    return TrainResult(
+        model=shipped, config=config, history=history, epochs_done=epochs_done,
+        wall_time_s=float(state.get("wall_time_s", 0.0)), stopped_early=stopped,
+        val_accuracy=val_accuracy, val_loss=val_loss,
+    )
+
+
+def request_stop(run_dir: str | os.PathLike) -> None:
+    """Ask the run in `run_dir` to stop after its current batch (it keeps its checkpoint)."""
+    files = RunFiles(Path(run_dir))
+    if not files.folder.is_dir():
+        raise TrainingError(f"There is no run in {files.folder} to stop.")
+    files.stop_flag.touch()

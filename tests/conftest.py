@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny synthetic CIFAR-10 folder, the real data when present, a models folder."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from cnn import CLASS_NAMES  # noqa: E402
+
+SYNTHETIC_PER_BATCH = 40
+SYNTHETIC_TEST = 50
+
+
+def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Noisy images whose mean colour depends on the class, so a model can learn them."""
+    rng = np.random.default_rng(seed)
+    base = np.stack([(labels * 25) % 256, (labels * 60 + 40) % 256, 255 - labels * 25], axis=1)
+    images = base[:, None, None, :] + rng.integers(-30, 30, size=(len(labels), 32, 32, 3))
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def write_batch(path: Path, labels: np.ndarray, seed: int) -> None:
+    """One CIFAR python-version batch: rows of 1024 R, 1024 G, 1024 B values."""
+    images = synthetic_images(labels, seed)
+    rows = images.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
+    content = {b"batch_label": b"synthetic", b"labels": labels.tolist(), b"data": rows,
+               b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    path.write_bytes(pickle.dumps(content, protocol=2))
+
+
+def make_synthetic_cifar(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for batch in range(1, 6):
+        labels = np.arange(SYNTHETIC_PER_BATCH) % 10
+        write_batch(folder / f"data_batch_{batch}", labels, seed=batch)
+    write_batch(folder / "test_batch", np.arange(SYNTHETIC_TEST) % 10, seed=99)
+    meta = {b"label_names": [name.encode() for name in CLASS_NAMES], b"num_cases_per_batch": SYNTHETIC_PER_BATCH}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_cifar(tmp_path_factory) -> Path:
+    """A CIFAR-10 python-layout folder with 200 training and 50 test images."""
+    return make_synthetic_cifar(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py")
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("CNN_MODELS_DIR", str(folder))
+    return folder
+
+
+def real_cifar_dir() -> Path | None:
+    for candidate in (os.environ.get("CIFAR10_DIR"), ROOT.parent / "shared" / "data" / "cifar-10-batches-py",
+                      Path.home() / ".keras" / "datasets" / "cifar-10-batches-py"):
+        if candidate and (Path(candidate) / "data_batch_1").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_cifar():
+    folder = real_cifar_dir()
+    if folder is None:
+        pytest.skip("the real CIFAR-10 is not on this machine")
+    from cnn.data import load_cifar10
+
+    return load_cifar10(folder)

@@ -1,0 +1,184 @@
+"""cnn.models, cnn.training and cnn.artifacts: the zoo builds and trains, runs resume, saves are atomic."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnn.artifacts import load_model, read_sidecar, resolve_model_path, save_model
+from cnn.data import load_cifar10
+from cnn.errors import ModelFileError, TrainingError, UserError
+from cnn.models import ZOO, count_parameters
+from cnn.training import RunFiles, TrainConfig, read_history, request_stop, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_zoo_model_builds_and_takes_a_training_step(name):
+    from cnn.training import _compile
+
+    entry = ZOO[name]
+    images = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    model = entry.build_trainable(calibration_images=images if entry.needs_calibration else None)
+    _compile(model, TrainConfig.for_model(name, epochs=1), total_steps=1)
+    before = [weight.copy() for weight in model.get_weights()]
+    model.train_on_batch(images / 255.0, np.eye(10, dtype=np.float32)[np.arange(8)])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert model.output_shape == (None, 10) and count_parameters(model) > 0
+
+
+def test_report_base_model_matches_the_report():
+    model = ZOO["base"].build()
+    shapes = [layer.output.shape for layer in model.layers]
+    assert shapes[1][1:] == (29, 29, 32) and shapes[2][1:] == (14, 14, 32)
+    assert [layer.name for layer in model.layers][-2:] == ["dense", "probabilities"]
+
+
+def test_config_refuses_bad_settings():
+    with pytest.raises(UserError, match="epochs must be at least 1"):
+        TrainConfig(model="base", epochs=0)
+    with pytest.raises(UserError, match="learning rate"):
+        TrainConfig(model="base", learning_rate=float("nan"))
+    with pytest.raises(UserError, match="Unknown model"):
+        TrainConfig.for_model("resnet1000")
+
+
+def tiny_config(**overrides):
+    settings = dict(epochs=2, batch_size=32, mixed_precision=False, val_size=20)
+    settings.update(overrides)
+    return TrainConfig.for_model("base", **settings)
+
+
+def test_train_records_history_and_checkpoint(synthetic_cifar, tmp_path):
+    data = load_cifar10(synthetic_cifar, val_size=20)
+    result = train(tiny_config(), data, tmp_path / "run", verbose=0)
+    history = read_history(RunFiles(tmp_path / "run").history)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    assert result.epochs_done == 2 and not result.stopped_early
+    assert 0.0 <= result.val_accuracy <= 1.0
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
+
+
+def test_stop_flag_then_resume_continues_the_same_history(synthetic_cifar, tmp_path):
+    data = load_cifar10(synthetic_cifar, val_size=20)
+    run = tmp_path / "run"
+    run.mkdir()
+    request_stop(run)  # a stale STOP from before the start must not stop the new run
+    first = train(tiny_config(epochs=3), data, run, verbose=0)
+    assert first.epochs_done == 3
+    # Now stop a run from its first batch: the epoch is kept (partial) with its checkpoint.
+    run2 = tmp_path / "run2"
+    from cnn import training
+
+    original = training._callbacks
+
+    def stop_on_first_batch(files, *args):
+        callbacks = original(files, *args)
+        files.stop_flag.touch()
+        return callbacks
+
+    training._callbacks = stop_on_first_batch
+    try:
+        stopped = train(tiny_config(epochs=3), data, run2, verbose=0)
+    finally:
+        training._callbacks = original
+    assert stopped.stopped_early and stopped.epochs_done == 1
+    resumed = train(tiny_config(epochs=3), data, run2, resume=True, verbose=0)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3] and not resumed.stopped_early
+
+
+def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_cifar, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "cnn", "--models-dir", str(tmp_path / "models"), "train", "--model", "base",
+               "--epochs", "40", "--batch-size", "8", "--data-dir", str(synthetic_cifar), "--val-size", "20",
+               "--run-dir", str(run), "--no-mixed-precision", "--out", str(tmp_path / "models" / "b.keras")]
+    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_history(run / "history.jsonl")) < 2:
+        time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    # The history may hold one line more than the checkpoint (killed between the two writes).
+    done_before = json.loads((run / "state.json").read_text())["epoch"]
+    assert done_before >= 1
+    data = load_cifar10(synthetic_cifar, val_size=20)
+    config = TrainConfig.for_model("base", epochs=done_before + 1, batch_size=8, mixed_precision=False, val_size=20)
+    result = train(config, data, run, resume=True, verbose=0)
+    epochs = [row["epoch"] for row in result.history]
+    assert epochs == list(range(1, done_before + 2))
+
+
+def test_corrupt_history_gives_a_clear_error(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"epoch": 1, "loss": 1.0}\n{not json\n')
+    with pytest.raises(TrainingError, match="line 2 is not valid JSON"):
+        read_history(path)
+
+
+class BrokenSave:
+    """A model whose save writes half a file and then fails (disk full)."""
+
+    def save(self, path):
+        with open(path, "wb") as handle:
+            handle.write(b"PK half a zip")
+        raise OSError(28, "No space left on device")
+
+
+def test_failing_save_keeps_the_old_model_and_sidecar(models_dir):
+    import keras
+
+    model = ZOO["base"].build()
+    save_model(model, models_dir / "m.keras", {"model": "base", "metrics": {"val_accuracy": 0.5}})
+    before = {path.name: path.read_bytes() for path in models_dir.iterdir()}
+    with pytest.raises(OSError):
+        save_model(BrokenSave(), models_dir / "m.keras", {"model": "base"})
+    after = {path.name: path.read_bytes() for path in models_dir.iterdir()}
+    assert after == before  # nothing changed, no temp file left behind
+    loaded, sidecar = load_model("m", models_dir)
+    assert isinstance(loaded, keras.Model) and sidecar["metrics"]["val_accuracy"] == 0.5
+
+
+def test_loading_refuses_anything_outside_or_tampered(models_dir, tmp_path):
+    model = ZOO["base"].build()
+    save_model(model, models_dir / "good.keras", {"model": "base"})
+    outside = tmp_path / "outside.keras"
+    outside.write_bytes((models_dir / "good.keras").read_bytes())
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path(str(outside), models_dir)
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path("../outside.keras", models_dir)
+    (models_dir / "link.keras").symlink_to(outside)
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path("link", models_dir)
+    with pytest.raises(ModelFileError, match=".h5"):
+        resolve_model_path("old.h5", models_dir)
+    (models_dir / "folder.keras").mkdir()
+    with pytest.raises(ModelFileError, match="not a regular"):
+        resolve_model_path("folder", models_dir)
+    with pytest.raises(ModelFileError, match="not from"):
+        resolve_model_path("hf://someone/model.keras", models_dir)
+    with open(models_dir / "good.keras", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model("good", models_dir)
+    (models_dir / "nosidecar.keras").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="no sidecar"):
+        load_model("nosidecar", models_dir)
+
+
+def test_a_model_with_a_lambda_layer_is_refused(models_dir):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
+    save_model(keras.Model(inputs, outputs), models_dir / "lam.keras", {"model": "lambda"})
+    with pytest.raises(ModelFileError, match="could not be loaded safely"):
+        load_model("lam", models_dir)
+    assert read_sidecar(models_dir / "lam.keras")["model"] == "lambda"
