@@ -1,0 +1,451 @@
+"""Look inside a model: layer table with parameter formulas, filters, feature maps and Grad-CAM.
+
+Works for every zoo model. The report's models are flat Functional models;
+our `fast` model as shipped is a wrapper (image and its mirror through one
+nested trunk, averaged), so everything here is computed on the *trunk*: the
+Functional model that holds the convolutions. Inputs always go through
+`cnn.inference.preprocess`, the one preprocessing of training and prediction.
+No Streamlit here.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnn import CLASS_NAMES
+from cnn.errors import UserError
+from cnn.inference import MODEL_SIZE, preprocess, top_k
+
+LOW_CONFIDENCE = 0.5  # below this top probability, the page warns that the model may be guessing
+TOP_K = 3
+
+# Layers that follow a convolution and change its maps element-wise or by pooling.
+_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "ScaledBias", "MaxPooling2D", "AveragePooling2D")
+_POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
+_NO_WEIGHT_TYPES = ("InputLayer", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
+                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "MirrorImage", "Average")
+
+# Keras models are not thread-safe and the cached model is shared by every session.
+_LOCK = threading.Lock()
+_SUBMODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------- the graph that holds the convolutions
+
+
+def conv_trunk(model):
+    """The Functional model that holds the convolutions: `model` itself, or its nested trunk.
+
+    The shipped `fast` model is Input -> [trunk, mirror -> trunk] -> Average;
+    its trunk is the nested model. Flat models are their own trunk.
+    """
+    import keras
+
+    if _conv_layers(model):
+        return model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and _conv_layers(layer):
+            return layer
+    raise UserError(f"The model {model.name!r} has no convolution layer to inspect.")
+
+
+def is_mirror_wrapper(model) -> bool:
+    """True for a model that averages a nested trunk over the image and its mirror (our `fast`)."""
+    return conv_trunk(model) is not model and any(type(layer).__name__ == "MirrorImage" for layer in model.layers)
+
+
+def _conv_layers(model) -> list:
+    return [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+
+
+def conv_layer_names(model) -> list[str]:
+    """Names of the Conv2D layers of the (inner) model, input side first."""
+    return [layer.name for layer in _conv_layers(conv_trunk(model))]
+
+
+# ---------------------------------------------------------------- layer table
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the layer table."""
+
+    name: str  # nested layers are written "trunk / layer"
+    layer_type: str
+    output_shape: str  # without the batch dimension, e.g. "(29, 29, 32)"
+    parameters: int
+    formula: str  # how the parameter count comes about
+    trainable: str  # which of the parameters training changes
+    depth: int = 0  # 1 for the layers of a nested model
+
+
+def layer_table(model) -> list[LayerRow]:
+    """Every layer with its output shape, parameter count and the formula that gives it.
+
+    A nested model (the `fast` trunk) gets one summary row followed by its own
+    layers (depth 1). The parameters of the top-level rows add up to
+    `model.count_params()`.
+    """
+    import keras
+
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            rows.append(LayerRow(layer.name, "nested model", _shape_text(layer.output_shape), layer.count_params(),
+                                 f"sum of its {len(layer.layers)} layers below = {layer.count_params():,}",
+                                 _trainable_text(layer)))
+            rows.extend(_row(inner, prefix=f"{layer.name} / ", depth=1) for inner in layer.layers)
+        else:
+            rows.append(_row(layer))
+    return rows
+
+
+def _row(layer, prefix: str = "", depth: int = 0) -> LayerRow:
+    layer_type = type(layer).__name__
+    activation = getattr(layer, "activation", None)
+    activation_name = getattr(activation, "__name__", "")
+    if layer_type in ("Conv2D", "Dense") and activation_name not in ("", "linear"):
+        layer_type = f"{layer_type} + {activation_name}"
+    return LayerRow(prefix + layer.name, layer_type, _shape_text(_output_shape(layer)), layer.count_params(),
+                    _formula(layer), _trainable_text(layer), depth)
+
+
+def _output_shape(layer):
+    try:
+        return tuple(layer.output.shape)
+    except (AttributeError, ValueError):  # a layer called on several inputs: all its outputs share a shape
+        return tuple(layer._inbound_nodes[0].outputs[0].shape)
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(size) for size in tuple(shape)[1:]) + ")"
+
+
+def _trainable_text(layer) -> str:
+    weights = layer.weights
+    if not weights:
+        return "-"
+    trainable = sum(int(np.prod(weight.shape)) for weight in weights if weight.trainable)
+    total = sum(int(np.prod(weight.shape)) for weight in weights)
+    if trainable == total:
+        return "all trainable"
+    if trainable == 0:
+        return "frozen (not trained)" if not layer.trainable else "none (running statistics)"
+    return f"{trainable:,} trainable, {total - trainable:,} not"
+
+
+def _formula(layer) -> str:
+    """The arithmetic behind `layer.count_params()`, written out."""
+    layer_type = type(layer).__name__
+    total = layer.count_params()
+    if layer_type == "Conv2D":
+        height, width, channels_in, channels_out = layer.kernel.shape
+        if layer.use_bias:
+            return f"({height}*{width}*{channels_in}+1)*{channels_out} = {total:,}"
+        return f"{height}*{width}*{channels_in}*{channels_out} = {total:,} (no bias)"
+    if layer_type == "Dense":
+        units_in, units_out = layer.kernel.shape
+        if layer.use_bias:
+            return f"({units_in}+1)*{units_out} = {total:,}"
+        return f"{units_in}*{units_out} = {total:,} (no bias)"
+    if layer_type == "BatchNormalization":
+        channels = int(layer.moving_mean.shape[0])
+        learned = [name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used]
+        count = len(learned) + 2
+        learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
+        return (f"{count}*C = {count}*{channels} = {total:,} ({learned_text}"
+                "moving mean and variance are running statistics, not trained)")
+    if layer_type == "ScaledBias":
+        return f"C = {total:,} (one bias per channel)"
+    if layer_type == "Normalization":
+        return "0 (fixed CIFAR-10 mean and variance, stored in the config)" if total == 0 else f"{total:,}"
+    if layer_type in _NO_WEIGHT_TYPES:
+        return "0 (no weights)"
+    return f"{total:,}"
+
+
+# ---------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The first convolution's kernels as RGB pictures."""
+
+    layer_name: str
+    images: np.ndarray  # (filters, kernel height, kernel width, 3) float in [0, 1]
+    note: str
+
+
+def first_conv_filters(model) -> Filters:
+    """The kernels of the first conv layer (the one that reads RGB), each scaled to [0, 1] for display.
+
+    Each filter is stretched on its own from its minimum (black) to its
+    maximum (full colour), so the picture shows its pattern, not its size.
+    """
+    trunk = conv_trunk(model)
+    layer = _conv_layers(trunk)[0]
+    kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)  # (height, width, 3, filters)
+    if kernel.shape[2] != 3:
+        raise UserError(f"The first convolution {layer.name!r} does not read RGB images.")
+    images = np.moveaxis(kernel, 3, 0)
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    span = images.max(axis=(1, 2, 3), keepdims=True) - low
+    scaled = np.divide(images - low, span, out=np.full_like(images, 0.5), where=span > 0)
+    if layer.name == "whiten":
+        note = ("The first convolution of our fast model is 'whiten': 24 fixed 2x2 filters computed from "
+                "CIFAR-10 statistics before training (the eigenvectors of 2x2 patches, in both signs). "
+                "They are frozen: training never changes them. The learned ones start at 'block1_conv1'.")
+    else:
+        note = (f"The {kernel.shape[3]} learned {kernel.shape[0]}x{kernel.shape[1]} filters of "
+                f"{layer.name!r}, as RGB pictures.")
+    return Filters(layer.name, scaled, note)
+
+
+# ---------------------------------------------------------------- feature maps
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The activations of one layer for one image."""
+
+    layer_name: str
+    layer_type: str
+    activations: np.ndarray  # (height, width, channels): Keras is channels-last
+
+
+def following_layers(model, layer_name: str) -> list:
+    """The conv layer `layer_name` and the activation/normalization/pooling layers right after it.
+
+    Dropout, which does nothing at prediction time, is skipped; the chain stops
+    at the next convolution, flatten, dense or global pooling layer.
+    """
+    trunk = conv_trunk(model)
+    names = [layer.name for layer in trunk.layers]
+    if layer_name not in names or type(trunk.get_layer(layer_name)).__name__ != "Conv2D":
+        raise UserError(f"{layer_name!r} is not a convolution layer of this model: "
+                        f"choose one of {', '.join(conv_layer_names(model))}.")
+    chain = [trunk.get_layer(layer_name)]
+    tensor = chain[0].output
+    for layer in trunk.layers[names.index(layer_name) + 1:]:
+        if layer.input is not tensor:
+            break
+        layer_type = type(layer).__name__
+        if layer_type == "Dropout":
+            tensor = layer.output
+            continue
+        if layer_type not in _FOLLOWER_TYPES:
+            break
+        chain.append(layer)
+        tensor = layer.output
+    return chain
+
+
+def feature_maps(model, image_uint8: np.ndarray, layer_name: str, *, policy: str = "squash") -> list[Stage]:
+    """Activations (H, W, C) of a conv layer and of the layers that follow it, for one image.
+
+    Args:
+        model: any zoo model (for the fast wrapper, its trunk is used).
+        image_uint8: one RGB uint8 image of any size (resized with `policy`).
+        layer_name: a name from `conv_layer_names(model)`.
+        policy: resize policy, as in `cnn.inference.preprocess`.
+    """
+    chain = following_layers(model, layer_name)
+    trunk = conv_trunk(model)
+    key = ("maps", layer_name)
+    submodel = _submodel(trunk, key, lambda: [layer.output for layer in chain])
+    with _LOCK:
+        outputs = submodel(preprocess(image_uint8, policy=policy), training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [Stage(layer.name, _row(layer).layer_type, np.asarray(output)[0])
+            for layer, output in zip(chain, outputs)]
+
+
+def _submodel(trunk, key, outputs):
+    """A cached keras.Model from the trunk's input to `outputs()` (built once per trunk and key)."""
+    import keras
+
+    with _LOCK:
+        cache = _SUBMODELS.setdefault(trunk, {})
+        if key not in cache:
+            cache[key] = keras.Model(trunk.input, outputs())
+        return cache[key]
+
+
+# ---------------------------------------------------------------- Grad-CAM
+
+
+@dataclass(frozen=True)
+class GradCam:
+    """A Grad-CAM heatmap: where the evidence for one class lies, approximately."""
+
+    heatmap: np.ndarray  # (32, 32) float in [0, 1]
+    class_index: int
+    layer_name: str  # the layer whose maps were weighted
+    map_size: tuple[int, int]  # that layer's height and width, before upsampling to 32x32
+    note: str
+
+
+def grad_cam_layer(model) -> str:
+    """The layer Grad-CAM weights: the last conv layer's output after its activation, before pooling."""
+    chain = following_layers(model, conv_layer_names(model)[-1])
+    before_pooling = [layer for layer in chain if type(layer).__name__ not in _POOLING_TYPES]
+    return before_pooling[-1].name
+
+
+def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, policy: str = "squash") -> GradCam:
+    """Grad-CAM (Selvaraju et al. 2017) of one image for one class.
+
+    The gradient of the class's logit (the value before softmax) with respect
+    to the last convolutional maps, averaged over each map, weights the maps;
+    their sum, with negatives cut, is upsampled to 32x32 and scaled to [0, 1].
+
+    Args:
+        model: any zoo model. For the mirror-averaged fast model, the trunk is
+            used on the unflipped image only.
+        image_uint8: one RGB uint8 image of any size (resized with `policy`).
+        class_index: the class to explain; default: the model's top class.
+        policy: resize policy, as in `cnn.inference.preprocess`.
+    """
+    import tensorflow as tf
+
+    inputs = preprocess(image_uint8, policy=policy)
+    trunk = conv_trunk(model)
+    layer_name = grad_cam_layer(model)
+    if class_index is None:
+        with _LOCK:
+            class_index = int(np.argmax(np.asarray(model(inputs, training=False))[0]))
+    if not 0 <= class_index < len(CLASS_NAMES):
+        raise UserError(f"The class index must be between 0 and {len(CLASS_NAMES) - 1}, not {class_index}.")
+    output_layer = trunk.layers[-1]
+    submodel = _submodel(trunk, ("cam", layer_name),
+                         lambda: [trunk.get_layer(layer_name).output, output_layer.input])
+    with _LOCK:
+        with tf.GradientTape() as tape:
+            maps, before_softmax = submodel(tf.constant(inputs), training=False)
+            score = _logits(output_layer, before_softmax)[0, class_index]
+        gradients = tape.gradient(score, maps)
+    weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
+    cam = tf.nn.relu(tf.reduce_sum(maps * weights[:, None, None, :], axis=-1))[0]
+    cam = tf.image.resize(cam[None, :, :, None], (MODEL_SIZE, MODEL_SIZE), method="bilinear")[0, :, :, 0]
+    heatmap = np.asarray(cam, dtype=np.float32)
+    peak = float(heatmap.max())
+    heatmap = heatmap / peak if peak > 0 else np.zeros_like(heatmap)
+    map_size = tuple(int(size) for size in maps.shape[1:3])
+    note = (f"Approximate: computed on the {map_size[0]}x{map_size[1]} maps of {layer_name!r} and "
+            "stretched to 32x32, so it shows roughly where, not exactly which pixels.")
+    if is_mirror_wrapper(model):
+        note += (" This model averages its answer over the image and its mirror; the heatmap is computed "
+                 "on the network inside it, with the unflipped image only.")
+    if peak <= 0:
+        note += " No region raised this class's score, so the map is empty."
+    return GradCam(np.clip(heatmap, 0.0, 1.0), int(class_index), layer_name, map_size, note)
+
+
+def _logits(output_layer, before_softmax):
+    """The class scores before softmax, from the input of the model's last layer."""
+    import tensorflow as tf
+
+    if type(output_layer).__name__ == "Dense":
+        logits = tf.matmul(before_softmax, output_layer.kernel)
+        return logits + output_layer.bias if output_layer.use_bias else logits
+    return before_softmax  # an Activation("softmax") layer: its input already is the logits
+
+
+# Anchors of matplotlib's viridis (colour-blind-safe, readable in grey).
+_VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+                     [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
+                    dtype=np.float32)
+
+
+def viridis(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to viridis RGB uint8 (shape + (3,))."""
+    positions = np.clip(np.asarray(values, dtype=np.float32), 0, 1) * (len(_VIRIDIS) - 1)
+    anchors = np.arange(len(_VIRIDIS))
+    channels = [np.interp(positions, anchors, _VIRIDIS[:, channel]) for channel in range(3)]
+    return np.round(np.stack(channels, axis=-1)).astype(np.uint8)
+
+
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The heatmap in viridis blended over the image (same height and width), as RGB uint8."""
+    image = np.asarray(image_uint8, dtype=np.float32)
+    if image.shape[:2] != heatmap.shape:
+        raise ValueError(f"The image {image.shape[:2]} and the heatmap {heatmap.shape} differ in size.")
+    blended = (1 - alpha) * image + alpha * viridis(heatmap).astype(np.float32)
+    return np.round(blended).astype(np.uint8)
+
+
+def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8) -> np.ndarray:
+    """Channels of an (H, W, C) array side by side in one 2-D grid, NaN between tiles.
+
+    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last).
+    """
+    height, width, channels = activations.shape
+    count = min(channels, max_channels)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    grid = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan, dtype=np.float32)
+    for channel in range(count):
+        row, column = divmod(channel, columns)
+        grid[row * (height + 1):row * (height + 1) + height,
+             column * (width + 1):column * (width + 1) + width] = activations[:, :, channel]
+    return grid
+
+
+def tile_images(images: np.ndarray, columns: int = 8, scale: int = 8, gap: int = 2) -> np.ndarray:
+    """Small RGB images in [0, 1] (N, h, w, 3) enlarged `scale` times and tiled on white, as uint8."""
+    count, height, width, _ = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    cell_h, cell_w = height * scale + gap, width * scale + gap
+    mosaic = np.full((rows * cell_h - gap, columns * cell_w - gap, 3), 255, dtype=np.uint8)
+    enlarged = np.repeat(np.repeat(np.round(images * 255).astype(np.uint8), scale, axis=1), scale, axis=2)
+    for index in range(count):
+        row, column = divmod(index, columns)
+        mosaic[row * cell_h:row * cell_h + height * scale, column * cell_w:column * cell_w + width * scale] = \
+            enlarged[index]
+    return mosaic
+
+
+# ---------------------------------------------------------------- one prediction, explained
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Everything the Predict page shows for one image."""
+
+    model_input: np.ndarray  # the 32x32 RGB uint8 image the model sees
+    probabilities: np.ndarray  # (10,)
+    top: list  # top-3 cnn.inference.Ranked
+    low_confidence: bool
+    cam: GradCam
+
+
+def to_model_input(image, policy: str = "squash") -> np.ndarray:
+    """The 32x32 RGB uint8 image the model sees: a PIL image or uint8 array resized as `preprocess` does."""
+    from PIL import Image
+
+    from cnn.images import to_model_size
+
+    if isinstance(image, np.ndarray):
+        if image.shape == (MODEL_SIZE, MODEL_SIZE, 3) and image.dtype == np.uint8:
+            return image
+        image = Image.fromarray(image)
+    return to_model_size(image, policy=policy, size=MODEL_SIZE)
+
+
+def explain_prediction(predictor, image, *, policy: str = "squash") -> Explained:
+    """Predict one image with a `cnn.inference.Predictor` and explain it with Grad-CAM.
+
+    `image` is a PIL RGB image or a uint8 array of any size; the 32x32 input is
+    made exactly as `preprocess` makes it.
+    """
+    model_input = to_model_input(image, policy)
+    probabilities = predictor.probabilities(model_input[None])[0]
+    top = top_k(probabilities, TOP_K)
+    cam = grad_cam(predictor.model, model_input, top[0].label)
+    return Explained(model_input, probabilities, top, top[0].probability < LOW_CONFIDENCE, cam)

@@ -1,0 +1,34 @@
+"""Predict page: top-3 classes, all ten probabilities and Grad-CAM for uploaded, linked, camera or sample images."""
+
+import streamlit as st
+
+from cnn.errors import UserError
+from ui import prediction_views, resources
+
+st.title("Predict: what is in this picture?")
+st.markdown(
+    "Give the model one or several pictures. For each one you see the picture, the **32x32 image the "
+    "model really sees** (CIFAR-10 models only ever see 32x32 pixels), its three most probable classes, "
+    "the probability of all ten classes, and a Grad-CAM heatmap of where it looked."
+)
+
+settings, _ = st.columns([1, 1])
+with settings:
+    model_name = resources.model_picker("Model (the best one is first)", key="predict_model")
+    policy = prediction_views.policy_picker()
+if model_name is None:
+    st.stop()
+
+images = prediction_views.collect_inputs()
+if not images:
+    st.info("Add a picture: upload files, paste a link, take a photo or pick CIFAR-10 test images above.")
+    st.stop()
+
+try:
+    predictor = resources.get_predictor(model_name)
+except UserError as error:
+    resources.show_user_error(error)
+    st.stop()
+
+for index, item in enumerate(images):
+    prediction_views.show_prediction(item, predictor, policy, index)

@@ -1,0 +1,157 @@
+"""Widgets and result cards of the Predict page: gather images from every source, show each prediction.
+
+Each input becomes an `InputImage` whose `load()` does the untrusted work
+(decoding, downloading) only when its card is drawn, so a bad file or URL
+fails inside its own card and every other image still gets its answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from cnn import CLASS_NAMES
+from cnn.errors import UserError
+from cnn.fetch import FetchConfig, fetch_url
+from cnn.images import RESIZE_POLICIES, decode_image
+from ui import plots
+from ui.learn_widgets import fit_within
+from ui.resources import get_sample, show_user_error
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+SHOWN_SIDE = 192  # pixels: how large the 32x32 pictures are drawn
+POLICY_LABELS = {"squash": "Squash to a square", "center_crop": "Crop the centre square"}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image to predict: a label for its card and a loader that may raise UserError."""
+
+    label: str
+    load: Callable[[], Image.Image]
+
+
+def policy_picker() -> str:
+    """The resize-policy selectbox, with what each policy does written under it."""
+    policy = st.selectbox("How a picture becomes 32x32", list(RESIZE_POLICIES), format_func=POLICY_LABELS.get,
+                          key="predict_policy")
+    st.caption(RESIZE_POLICIES[policy] + " Training images were already 32x32, so this only matters for yours.")
+    return policy
+
+
+def fetch_image(url: str, config: FetchConfig = FetchConfig()) -> Image.Image:
+    """Download and decode the image at `url` (FetchError or ImageError on failure).
+
+    The page always uses the default config, which refuses local and private
+    addresses; tests pass `allow_loopback` to reach their own server.
+    """
+    return decode_image(fetch_url(url, config=config))
+
+
+def _fetched_once(url: str) -> Image.Image:
+    """`fetch_image`, remembered for this session so that reruns don't download again."""
+    remembered = st.session_state.get("predict_fetched")
+    if remembered is None or remembered[0] != url:
+        try:
+            remembered = (url, fetch_url(url), None)
+        except UserError as error:
+            remembered = (url, None, error)
+        st.session_state["predict_fetched"] = remembered
+    _, body, error = remembered
+    if error is not None:
+        raise error
+    return decode_image(body)
+
+
+def _bytes_loader(upload) -> Callable[[], Image.Image]:
+    return lambda: decode_image(upload.getvalue())
+
+
+def collect_inputs() -> list[InputImage]:
+    """Tabs for the four sources; returns every image given, in tab order."""
+    upload_tab, link_tab, camera_tab, sample_tab = st.tabs(["Upload", "Link", "Camera", "CIFAR-10 samples"])
+    found: list[InputImage] = []
+    with upload_tab:
+        uploads = st.file_uploader("Drop one or several images (PNG, JPEG, WebP, BMP, GIF: first frame)",
+                                   type=UPLOAD_TYPES, accept_multiple_files=True, key="predict_uploads")
+        found += [InputImage(f"Upload: {upload.name}", _bytes_loader(upload)) for upload in uploads or []]
+    with link_tab:
+        url = st.text_input("Address of an image (http or https)", key="predict_url",
+                            placeholder="https://example.org/cat.jpg").strip()
+        st.caption("The address must be public: local and private network addresses are refused.")
+        if url:
+            found.append(InputImage(f"Link: {url}", lambda: _fetched_once(url)))
+    with camera_tab:
+        if st.toggle("Turn on the camera", key="predict_camera_on"):
+            photo = st.camera_input("Take a photo", key="predict_camera")
+            if photo is not None:
+                found.append(InputImage("Camera photo", _bytes_loader(photo)))
+    with sample_tab:
+        sample = get_sample()
+        picks = st.multiselect("Test images (the bundled exact CIFAR-10 test images 0-999)",
+                               range(len(sample)), key="predict_samples",
+                               format_func=lambda index: f"{index}: {CLASS_NAMES[int(sample.labels[index])]}")
+        found += [InputImage(f"CIFAR-10 test image {index} (true class: {CLASS_NAMES[int(sample.labels[index])]})",
+                             lambda index=index: Image.fromarray(sample.images[index])) for index in picks]
+    return found
+
+
+def enlarged(image: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
+    """A small image drawn big with square pixels (no blur), so each model pixel stays visible."""
+    factor = max(1, side // image.shape[0])
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def top_table(top) -> pd.DataFrame:
+    """The report's chapter IV table: Rank, Class, Probability."""
+    return pd.DataFrame({"Rank": [ranked.rank for ranked in top],
+                         "Class": [ranked.class_name for ranked in top],
+                         "Probability": [f"{ranked.probability:.1%}" for ranked in top]})
+
+
+def show_prediction(item: InputImage, predictor, policy: str, index: int) -> bool:
+    """One bordered card: the image, what the model sees, top-3, all ten bars, Grad-CAM.
+
+    A UserError from loading or predicting is shown in the card; returns
+    whether the card got a prediction.
+    """
+    from cnn.explain import LOW_CONFIDENCE, explain_prediction, overlay
+
+    with st.container(border=True):
+        st.markdown(f"**{item.label}**")
+        try:
+            image = item.load()
+            result = explain_prediction(predictor, image, policy=policy)
+        except UserError as error:
+            show_user_error(error)
+            return False
+        original, seen, cam = st.columns(3)
+        original.image(fit_within(image, 2 * SHOWN_SIDE)[0], width=SHOWN_SIDE)  # never send megapixels
+        original.caption(f"The original, {image.width}x{image.height} pixels.")
+        seen.image(enlarged(result.model_input))
+        seen.caption("What the model sees: the 32x32 input, made by the same preprocessing as in training "
+                     f"({POLICY_LABELS[policy].lower()}), drawn large.")
+        cam.image(enlarged(overlay(result.model_input, result.cam.heatmap)))
+        cam.caption(f"Grad-CAM for '{CLASS_NAMES[result.cam.class_index]}' (approximate): bright yellow marks "
+                    f"the regions that raised this class's score most, dark purple the least. {result.cam.note}")
+        best = result.top[0]
+        st.markdown(f"Top guess: **{best.class_name}** with probability **{best.probability:.1%}**.")
+        if result.low_confidence:
+            st.warning(f"Low confidence: the top probability is below {LOW_CONFIDENCE:.0%}. The model only knows "
+                       f"these 10 classes ({', '.join(CLASS_NAMES)}), so it may be guessing, especially if the "
+                       "picture shows none of them.", icon=":material/help:")
+        table, bars = st.columns([1, 2])
+        table.dataframe(top_table(result.top), hide_index=True)
+        table.caption("The three most probable classes, as in the report's chapter IV.")
+        bars.plotly_chart(plots.probability_bars(result.probabilities, CLASS_NAMES, "All ten classes"),
+                          key=f"predict_bars_{index}")
+        bars.caption("Probability of each of the ten classes (they add up to 100%): "
+                     + ", ".join(f"{name} {value:.1%}" for name, value in zip(CLASS_NAMES, result.probabilities))
+                     + ".")
+        return True
+
