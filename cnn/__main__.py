@@ -122,7 +122,7 @@ def cmd_train(args) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / out.stem
     data = load_cifar10(config.data_dir, val_size=config.val_size, download=args.download)
     result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
-    sidecar = build_sidecar(result, data, sys.argv)
+    sidecar = build_sidecar(result, data, args.argv)
     save_model(result.model, out, sidecar)
     state = "stopped early" if result.stopped_early else "finished"
     print(f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
@@ -130,7 +130,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def build_sidecar(result, data, argv) -> dict:
+def build_sidecar(result, data, argv: list[str]) -> dict:
     """The sidecar of a freshly trained model (test metrics come later, with `evaluate --record`)."""
     from cnn.models import count_parameters, get_entry
 
@@ -138,7 +138,7 @@ def build_sidecar(result, data, argv) -> dict:
         "model": result.config.model,
         "description": get_entry(result.config.model).description,
         "config": result.config.to_dict(),
-        "command": "python -m cnn " + " ".join(shlex.quote(part) for part in argv[1:]),
+        "command": "python -m cnn " + " ".join(shlex.quote(part) for part in argv),
         "epochs": result.epochs_done,
         "stopped_early": result.stopped_early,
         "wall_time_s": round(result.wall_time_s, 1),
@@ -269,7 +269,9 @@ COMMANDS = {"models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in the sidecar as the exact training command
     try:
         return COMMANDS[args.command](args)
     except UserError as error:

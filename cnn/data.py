@@ -10,12 +10,16 @@ No TensorFlow at import time: the Learn and Data pages use this module.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 import tarfile
+import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +33,9 @@ IMAGES_PER_BATCH = 10_000  # in the official files; smaller batches are accepted
 VALIDATION_SIZE = 5_000  # the last 5,000 training images: hyperparameters are chosen here
 CLEAN_TEST_STOP = 1_000  # test images 0..999 of the shared copy are exact (its PROVENANCE.md)
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"  # Keras's cifar10.load_data
+DOWNLOAD_TIMEOUT_S = 60  # seconds without data before the download gives up
+DOWNLOAD_CHUNK_BYTES = 1 << 20  # progress is reported after each MiB
 SAMPLE_PATH = Path(__file__).with_name("sample") / "cifar10_test_0_999.npz"
 KERAS_CACHE = Path.home() / ".keras" / "datasets" / "cifar-10-batches-py"
 
@@ -86,13 +93,58 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def download_cifar10() -> Path:
-    """Download the official archive with Keras's downloader (progress bar) and return its folder."""
+def download_cifar10(progress: Callable[[int, int], None] | None = None) -> Path:
+    """Download the official archive and return its `cifar-10-batches-py` folder.
+
+    Args:
+        progress: None uses Keras's downloader (a progress bar on the terminal).
+            A callable `progress(bytes_done, bytes_total)` instead streams the
+            archive here (total is 0 when the server does not say), checks its
+            sha256, and unpacks it into Keras's cache, where `find_data_dir` looks.
+    """
+    if progress is not None:
+        return _download_with_progress(progress)
     from keras.utils import get_file  # heavy: only when a download is asked for
 
     archive = get_file("cifar-10-batches-py", origin=OFFICIAL_URL, untar=True)
     path = Path(archive)
     return path if (path / META_FILE).exists() else path / "cifar-10-batches-py"
+
+
+def _download_with_progress(
+    progress: Callable[[int, int], None], url: str = OFFICIAL_URL, sha256: str = OFFICIAL_SHA256
+) -> Path:
+    """Stream `url` to a temporary file, verify it, unpack it, then move it into place atomically."""
+    target = KERAS_CACHE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".cifar10-download-") as work:
+        archive = Path(work) / "cifar-10-python.tar.gz"
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, archive.open("wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                progress(done, total)
+                while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    progress(done, total)
+        except (OSError, ValueError) as error:  # URLError, timeouts and HTTP errors are OSErrors
+            raise DataError(f"The CIFAR-10 download from {url} failed: {error}.") from None
+        if digest.hexdigest() != sha256:
+            raise DataError(f"The file downloaded from {url} is not the official CIFAR-10 archive (sha256 differs).")
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(work, filter="data")  # "data": no links out, no absolute paths
+        except (tarfile.TarError, OSError) as error:
+            raise DataError(f"The downloaded CIFAR-10 archive could not be unpacked ({error}).") from None
+        unpacked = Path(work) / "cifar-10-batches-py"
+        if not (unpacked / META_FILE).is_file():
+            raise DataError("The downloaded archive has no cifar-10-batches-py folder.")
+        if not (target / META_FILE).is_file():
+            unpacked.replace(target)
+    return target
 
 
 def load_cifar10(
@@ -148,7 +200,8 @@ def load_split_or_sample(data_dir: str | os.PathLike | None, split: str) -> tupl
     Returns the split and a plain sentence saying which data it is.
     """
     try:
-        data = load_cifar10(data_dir)
+        # The test split needs no validation cut (and small folders have no room for one).
+        data = load_cifar10(data_dir, val_size=0 if split == "test" else VALIDATION_SIZE)
     except DataError:
         if data_dir or split != "test":
             raise

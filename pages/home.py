@@ -1,0 +1,41 @@
+"""Home: what the dashboard is, the path through it, and the models it ships with."""
+
+import streamlit as st
+
+from ui import resources
+from ui.model_summary import models_table
+
+st.title("How a convolutional neural network learns to see")
+st.markdown(
+    "This dashboard follows one idea from start to finish on the **CIFAR-10** images "
+    "(60,000 small 32x32 colour pictures of 10 classes): how a CNN computes, how it is trained, "
+    "how well it does, what it looks at, and what it says about *your* pictures. "
+    "Every model here was trained by a command in this project, and every figure says where it comes from."
+)
+
+st.subheader("Where to start")
+steps = st.columns(5)
+links = [
+    ("pages/learn_pixels.py", "1. Learn", "Pixels, convolution, ReLU, pooling, softmax: the operations, step by step."),
+    ("pages/dataset.py", "2. Data", "The 10 classes, normalization, one-hot labels, augmentation."),
+    ("pages/train.py", "3. Train", "Train a model live, watch the curves, stop and resume."),
+    ("pages/evaluate.py", "4. Evaluate", "Accuracy, classification report, confusion matrix, comparisons."),
+    ("pages/predict.py", "5. Predict", "Your own pictures: upload, link or camera, with the top-3 classes."),
+]
+for column, (path, label, text) in zip(steps, links):
+    with column:
+        st.page_link(path, label=label)
+        st.caption(text)
+
+st.subheader("Models that ship with the dashboard")
+records = resources.shipped_models()
+if records:
+    st.dataframe(models_table(records), hide_index=True, width="stretch")
+    st.caption(
+        "Validation = the last 5,000 training images (used to choose settings). "
+        "Test (exact) = CIFAR-10 test images 0-999, identical to the official ones. "
+        "Test (all) = all 10,000 test images; in this copy images 1000-9999 were rebuilt from JPEG files, "
+        "which costs a little accuracy. Report = the figure the course report gives."
+    )
+else:
+    st.info("No trained model is in models/ yet: train one on the Train page.")

@@ -1,0 +1,145 @@
+"""The command line end to end: train -> save -> info -> evaluate -> predict, and its refusals."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnn.__main__ import main
+from cnn.artifacts import read_sidecar
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_cifar):
+    """A `base` model trained by the CLI on the synthetic data, in its own models folder."""
+    folder = tmp_path_factory.mktemp("cli")
+    models = folder / "models"
+    status = main(["--models-dir", str(models), "train", "--model", "base", "--epochs", "2", "--batch-size", "16",
+                   "--data-dir", str(synthetic_cifar), "--val-size", "20", "--no-mixed-precision",
+                   "--run-dir", str(folder / "run"), "--out", str(models / "tiny.keras")])
+    assert status == 0
+    return models
+
+
+def png_bytes(colour, size=(40, 30)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_models_lists_the_whole_zoo(capsys):
+    status, out, _ = run_cli(capsys, "models")
+    assert status == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
+    assert "1,568" not in out and "," in out  # parameter counts are printed with separators
+
+
+def test_train_writes_model_and_sidecar(trained):
+    sidecar = read_sidecar(trained / "tiny.keras")
+    assert sidecar["model"] == "base" and sidecar["epochs"] == 2
+    assert [row["epoch"] for row in sidecar["history"]] == [1, 2]
+    assert sidecar["config"]["batch_size"] == 16 and "train" in sidecar["command"]
+    assert len(sidecar["sha256"]) == 64 and sidecar["metrics"]["val_images"] == 20
+
+
+def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny.keras")
+    assert status == 0 and "verified" in out
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
+                             str(synthetic_cifar), "--indices", "0:30", "--json")
+    result = json.loads(out)
+    assert status == 0 and result["n"] == 30 and 0 <= result["accuracy"] <= 1
+    assert np.array(result["confusion_matrix"]).shape == (10, 10) and np.sum(result["confusion_matrix"]) == 30
+    assert "macro avg" in result["report"]
+
+
+def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, capsys):
+    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
+                           str(synthetic_cifar), "--record")
+    metrics = read_sidecar(trained / "tiny.keras")["metrics"]
+    assert status == 0 and metrics["test_clean_images"] == 50 and "test_clean_accuracy" in metrics
+    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
+    assert status == 0  # updating the sidecar keeps the sha256 valid
+
+
+def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
+    good = tmp_path / "red.png"
+    good.write_bytes(png_bytes((250, 10, 10)))
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is text, not a picture")
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", str(good), str(bad),
+                             "file:///etc/passwd", "ftp://example.com/x.png", str(tmp_path / "missing.png"),
+                             "--json", "--top", "3")
+    results = json.loads(out)
+    assert status == 1
+    assert [result["source"] for result in results][0] == str(good)
+    assert len(results[0]["top"]) == 3 and results[0]["top"][0]["probability"] >= results[0]["top"][1]["probability"]
+    assert "not a supported image" in results[1]["error"]
+    assert "file" in results[2]["error"] and "ftp" in results[3]["error"]
+    assert "No such image file" in results[4]["error"]
+
+
+def test_predict_refuses_private_urls(trained, capsys):
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", "http://127.0.0.1/x.png",
+                             "--json")
+    assert status == 1 and "error" in json.loads(out)[0]
+
+
+def test_bad_model_files_get_one_plain_line(trained, tmp_path, capsys):
+    status, _, err = run_cli(capsys, "--models-dir", str(trained), "info", "../escape.keras")
+    assert status == 2 and err.startswith("error: ") and "Traceback" not in err
+    status, _, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "nothing-here")
+    assert status == 2 and "No model file" in err
+
+
+def test_bad_arguments_exit_with_usage_not_traceback():
+    result = subprocess.run([sys.executable, "-m", "cnn", "train", "--model", "base", "--epochs", "-3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "must be at least 1" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "cnn", "train", "--model", "nope", "--data-dir", "/nowhere"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Unknown model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_preprocess_agrees_across_training_evaluation_and_prediction(trained, synthetic_cifar):
+    """The same image reaches the model identically through the three paths."""
+    import tensorflow as tf
+
+    from cnn.artifacts import load_model
+    from cnn.data import load_cifar10
+    from cnn.images import decode_image
+    from cnn.inference import Predictor, predict_proba
+    from cnn.training import TrainConfig, _train_dataset
+
+    model, _ = load_model("tiny", trained)
+    split = load_cifar10(synthetic_cifar, val_size=20).train
+    config = TrainConfig.for_model("base", batch_size=len(split), augment=False, val_size=20)
+    batch, _ = next(iter(_train_dataset(split.images, split.labels, config)))
+    # Training shuffles: find each training input's source image by its content.
+    training_inputs = np.asarray(batch)
+    order = [int(np.flatnonzero((split.images == np.rint(x * 255).astype(np.uint8)).all(axis=(1, 2, 3)))[0])
+             for x in training_inputs[:5]]
+    from_training = np.asarray(model(tf.constant(training_inputs[:5]), training=False))
+    from_evaluation = predict_proba(model, split.images[order])
+    encoded = []
+    for index in order:
+        buffer = io.BytesIO()
+        Image.fromarray(split.images[index]).save(buffer, "PNG")
+        encoded.append(decode_image(buffer.getvalue()))
+    from_prediction = Predictor(model).probabilities(encoded)
+    np.testing.assert_allclose(from_training, from_evaluation, atol=1e-6)
+    np.testing.assert_allclose(from_prediction, from_evaluation, atol=1e-6)
