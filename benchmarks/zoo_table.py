@@ -1,0 +1,73 @@
+"""Re-evaluate every shipped model and print one table beside the report's figures.
+
+Columns: parameters, epochs, training minutes (from the sidecar: measured by the
+training command), validation accuracy (last 5,000 training images), test
+accuracy on the exact images 0-999 and on all 10,000 (1000-9999 JPEG-derived in
+the shared copy), and single-image latency (decoded 32x32 image -> top-3, p50
+after warm-up, compiled call). Accuracies are recomputed here, not copied.
+
+Run: `.venv/bin/python benchmarks/zoo_table.py` (needs CIFAR-10: CIFAR10_DIR or ../shared/data).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from cnn.artifacts import list_models, load_model  # noqa: E402
+from cnn.data import CLEAN_TEST_STOP, load_cifar10  # noqa: E402
+from cnn.evaluation import evaluate  # noqa: E402
+from cnn.inference import Predictor  # noqa: E402
+from cnn.report import REPORT_ACCURACY  # noqa: E402
+from cnn.training import describe_hardware  # noqa: E402
+
+ZOO_ORDER = ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
+LATENCY_CALLS = 200
+
+
+def single_image_latency_ms(model, image) -> float:
+    """p50 of `Predictor.top` on one image, after warm-up."""
+    predictor = Predictor(model)
+    for _ in range(20):
+        predictor.top([image])
+    timings = []
+    for _ in range(LATENCY_CALLS):
+        started = time.perf_counter()
+        predictor.top([image])
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def percent(value) -> str:
+    return f"{value:.1%}" if value is not None else "-"
+
+
+def main() -> None:
+    data_dir = os.environ.get("CIFAR10_DIR") or (ROOT.parent / "shared" / "data" / "cifar-10-batches-py")
+    data = load_cifar10(data_dir)
+    records = sorted(list_models(), key=lambda r: ZOO_ORDER.index(r["name"]) if r["name"] in ZOO_ORDER else 99)
+    print(f"Hardware: {describe_hardware()}; data: {data.source}")
+    print()
+    print("| model | parameters | epochs | training min | validation | test exact 0-999 | test all 10,000 "
+          "| report | latency p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for record in records:
+        model, sidecar = load_model(record["name"])
+        val = evaluate(model, data.val)
+        clean = evaluate(model, data.test.subset(0, CLEAN_TEST_STOP))
+        whole = evaluate(model, data.test)
+        latency = single_image_latency_ms(model, data.test.images[0])
+        print(f"| {record['name']} | {sidecar.get('parameters', 0):,} | {sidecar.get('epochs')} "
+              f"| {sidecar.get('wall_time_s', 0) / 60:.1f} | {percent(val.accuracy)} | {percent(clean.accuracy)} "
+              f"| {percent(whole.accuracy)} | {percent(REPORT_ACCURACY.get(sidecar.get('model')))} | {latency:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
