@@ -14,6 +14,7 @@ from cnn import CLASS_NAMES
 
 CHANNEL_NAMES = ("red", "green", "blue")
 PIXEL_LEVELS = 256  # uint8 pixels take the values 0..255
+HISTOGRAM_CHUNK = 2_000  # images per step of the histogram (bounds its temporary memory to ~25 MB)
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,17 @@ def pixel_histogram(images: np.ndarray, per_channel: bool = True) -> PixelHistog
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"Expected uint8 images (N, H, W, 3), not {images.dtype} {images.shape}.")
-    channels = images.reshape(-1, 3)
-    if per_channel:
-        counts = np.stack([np.bincount(channels[:, c], minlength=PIXEL_LEVELS) for c in range(3)])
-        names = CHANNEL_NAMES
-    else:
-        counts = np.bincount(channels.ravel(), minlength=PIXEL_LEVELS)[None, :]
-        names = ("all channels",)
+    # One bincount over (channel, value) codes, in chunks: bincount converts its input to
+    # int64, and 45,000 images at once would need 1.1 GB for that.
+    offsets = np.arange(3, dtype=np.int32) * PIXEL_LEVELS
+    counts = np.zeros(3 * PIXEL_LEVELS, dtype=np.int64)
+    for start in range(0, len(images), HISTOGRAM_CHUNK):
+        codes = images[start:start + HISTOGRAM_CHUNK].reshape(-1, 3).astype(np.int32) + offsets
+        counts += np.bincount(codes.ravel(), minlength=3 * PIXEL_LEVELS)
+    counts = counts.reshape(3, PIXEL_LEVELS)
+    names = CHANNEL_NAMES
+    if not per_channel:
+        counts, names = counts.sum(axis=0, keepdims=True), ("all channels",)
     levels = np.arange(PIXEL_LEVELS, dtype=np.float64)
     totals = counts.sum(axis=1)
     means = counts @ levels / totals

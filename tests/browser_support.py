@@ -1,0 +1,146 @@
+"""Helpers for the browser tests: the pages the router registers, a real Streamlit server, chromium.
+
+Modelled on Streamlit's own e2e suite (e2e_playwright/conftest.py): start
+`streamlit run` headless on a free port, poll `/_stcore/health` until it says
+"ok", then wait in the page for `stApp` to report `notRunning`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SERVER_START_TIMEOUT_S = 60
+PAGE_RUN_TIMEOUT_MS = 120_000  # the model pages import TensorFlow: slow on a busy 2-core machine
+
+
+@dataclass(frozen=True)
+class RegisteredPage:
+    """One `st.Page("pages/x.py", title=...)` of the router, with the URL path Streamlit derives."""
+
+    path: str
+    title: str
+    default: bool
+
+    @property
+    def url_path(self) -> str:
+        """The default page lives at "/", the others at their file name without ".py"."""
+        return "" if self.default else Path(self.path).stem
+
+
+def registered_pages(entry: Path) -> list[RegisteredPage]:
+    """Every `st.Page("pages/....py", ...)` call in the router, in menu order (parsed, not run)."""
+    source = entry.read_text()
+    pages = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Page" and node.args):
+            continue
+        first = node.args[0]
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("pages/")):
+            continue
+        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+        title = keywords.get("title")
+        default = keywords.get("default")
+        pages.append(RegisteredPage(
+            path=first.value,
+            title=title.value if isinstance(title, ast.Constant) else Path(first.value).stem,
+            default=isinstance(default, ast.Constant) and default.value is True,
+        ))
+    # ast.walk is breadth-first: sort by position in the file to get the menu order.
+    return sorted(pages, key=lambda page: source.find(f'"{page.path}"'))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class StreamlitServer:
+    """`streamlit run ENTRY` on 127.0.0.1:<free port>, its output kept in a log file."""
+
+    def __init__(self, entry: Path, log_path: Path, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [
+            str(Path(sys.executable)), "-m", "streamlit", "run", str(entry),
+            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(self.port),
+            "--browser.gatherUsageStats", "false",
+        ]
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+            start_new_session=True,  # its own process group: stop() also ends its children (training workers)
+        )
+
+    def wait_healthy(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> None:
+        """Poll /_stcore/health until it answers "ok"; RuntimeError with the log tail otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                    if response.read().decode().strip() == "ok":
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"streamlit was not healthy after {timeout_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, characters: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-characters:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+        self._log.close()
+
+
+def wait_for_app_run(page, timeout_ms: int = PAGE_RUN_TIMEOUT_MS) -> None:
+    """Wait until the app is connected, the script has finished and the page has drawn its title."""
+    page.wait_for_selector("[data-testid=stApp][data-test-connection-state=CONNECTED]",
+                           state="attached", timeout=timeout_ms)
+    page.wait_for_timeout(300)  # let a rerun triggered by the navigation start
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                           state="attached", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid=stMain] h1", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
+    page.wait_for_load_state("networkidle")  # lazily loaded element code (plotly) has arrived
+    page.wait_for_timeout(500)  # plotly draws after the script ends
+
+
+def screenshot_whole_page(page, path: Path, max_height: int = 9000) -> None:
+    """Streamlit scrolls inside its main container, so full_page shots stop at the viewport:
+    grow the viewport to the content's height first, then shoot, then restore it."""
+    viewport = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppScrollToBottomContainer]')]"
+        ".map(element => element.scrollHeight), document.body.scrollHeight)"
+    )
+    page.set_viewport_size({"width": viewport["width"], "height": min(int(height) + 40, max_height)})
+    page.wait_for_timeout(800)  # plotly charts resize to the new layout
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
