@@ -50,6 +50,7 @@ def _replace_from_temp(target: Path, write) -> None:
     descriptor, temp_name = tempfile.mkstemp(prefix=f".tmp-{target.stem}-", suffix=target.suffix, dir=target.parent)
     os.close(descriptor)
     temp = Path(temp_name)
+    os.chmod(temp, 0o644)  # mkstemp makes files private; models and sidecars are meant to be read
     try:
         write(temp)
         with temp.open("rb") as handle:

@@ -27,6 +27,24 @@ def augment_batch(images, seed=None):
     return tf.gather(shifted, cols, axis=2, batch_dims=1)
 
 
+JPEG_QUALITY = (60, 95)  # range of re-encoding qualities for the JPEG augmentation
+
+
+def jpeg_image(image, probability: float):
+    """Re-encode one float image in [0, 1] as JPEG with probability `probability` (TensorFlow ops).
+
+    Photos that users upload are JPEGs, and so are 90% of the shared copy's test
+    images: training on re-encoded copies teaches the network to ignore
+    JPEG's blocking and colour smearing.
+    """
+    import tensorflow as tf
+
+    quality = tf.random.uniform([], JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, dtype=tf.int32)
+    encoded = tf.image.adjust_jpeg_quality(image, quality)
+    return tf.cond(tf.random.uniform([]) < probability, lambda: tf.reshape(encoded, tf.shape(image)),
+                   lambda: image)
+
+
 def _uniform(tf, shape, low, high, dtype, seed, stream):
     """Stateless (repeatable) draws when a seed is given, else the pipeline's own randomness."""
     if seed is None:

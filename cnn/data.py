@@ -219,6 +219,23 @@ def describe_test_part(split: Split) -> str:
     return name
 
 
+def jpeg_copy(split: Split, quality: int = 75) -> Split:
+    """The split re-encoded as JPEG (4:2:0), like the shared copy's test images 1000-9999.
+
+    Lets us estimate a model's cost of JPEG artefacts on validation images,
+    without touching the test set.
+    """
+    from PIL import Image
+
+    def round_trip(image: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling="4:2:0")
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    images = np.stack([round_trip(image) for image in split.images])
+    return Split(images, split.labels, f"{split.name} (JPEG q{quality})")
+
+
 def one_hot(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """Integer labels -> float32 one-hot rows, as the report's `to_categorical`."""
     return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]

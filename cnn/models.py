@@ -275,8 +275,13 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("augmented", build_augmented, "Report model 6: model 5 + image augmentation",
                  dict(epochs=35, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", augment=True), REPORT_ACCURACY["augmented"]),
         ZooEntry("fast", build_fast, "Ours: airbench94-style ConvNet (whitening, BN, GELU), mirror averaging",
+                 # airbench94's recipe in Keras units: lr 11.5 per 1024 summed examples with momentum 0.85
+                 # is 1.5 on the mean loss; its coupled weight decay passes through momentum (x 1/(1-0.85)),
+                 # so Keras's decoupled decay needs 0.0087 per unit of lr. Chosen on validation: 0.0013
+                 # (decay not scaled by momentum) overfitted (train 99.5%, validation 93.0% after 16 epochs).
                  dict(epochs=16, batch_size=1024, learning_rate=1.5, optimizer="sgd_nesterov", momentum=0.85,
-                      weight_decay=0.0013, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True),
+                      weight_decay=0.0087, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True,
+                      jpeg_augment=0.5),
                  None, build_fast_trunk, True),
     )
 }

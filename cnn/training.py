@@ -45,6 +45,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # probability mass spread over the other classes
     lr_schedule: str = "constant"  # "constant", "cosine" (to 0) or "warmup_linear" (airbench)
     augment: bool = False  # random flip + shift up to 2 px
+    jpeg_augment: float = 0.0  # share of training images re-encoded as JPEG (quality 60-95)
     subset: int | None = None  # train on the first N training images only (classroom runs)
     val_size: int = 5_000  # the last N training images validate
     seed: int = 0  # for repeatable runs
@@ -65,6 +66,8 @@ class TrainConfig:
             problems.append(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}")
         if self.subset is not None and self.subset < 1:
             problems.append(f"subset must be at least 1 image, not {self.subset}")
+        if not 0 <= self.jpeg_augment <= 1:
+            problems.append("the JPEG augmentation share must be between 0 and 1")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
         if problems:
@@ -308,11 +311,14 @@ def training_images(config: TrainConfig, data: Cifar10):
 def _train_dataset(images, labels, config: TrainConfig):
     import tensorflow as tf
 
-    from cnn.augment import augment_batch
+    from cnn.augment import augment_batch, jpeg_image
 
     dataset = tf.data.Dataset.from_tensor_slices((preprocess(images), one_hot(labels)))
     # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
     dataset = dataset.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    if config.jpeg_augment:
+        dataset = dataset.map(lambda x, y: (jpeg_image(x, config.jpeg_augment), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(config.batch_size)
     if config.augment:
         dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)

@@ -182,3 +182,27 @@ def test_a_model_with_a_lambda_layer_is_refused(models_dir):
     with pytest.raises(ModelFileError, match="could not be loaded safely"):
         load_model("lam", models_dir)
     assert read_sidecar(models_dir / "lam.keras")["model"] == "lambda"
+
+
+def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
+    from cnn.training import _train_dataset
+
+    split = load_cifar10(synthetic_cifar, val_size=20).train
+    config = TrainConfig.for_model("base", batch_size=len(split), jpeg_augment=1.0, val_size=20)
+    batch, _ = next(iter(_train_dataset(split.images, split.labels, config)))
+    batch = np.asarray(batch)
+    originals = np.stack([split.images[np.argmin(np.abs(split.images / 255.0 - image).mean(axis=(1, 2, 3)))]
+                          for image in batch[:10]]) / 255.0
+    difference = np.abs(batch[:10] - originals).mean()
+    assert 0.001 < difference < 0.08  # re-encoded (lossy), yet the same pictures
+    with pytest.raises(UserError, match="JPEG"):
+        TrainConfig(model="base", jpeg_augment=1.5)
+
+
+def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
+    from cnn.data import jpeg_copy
+
+    split = load_cifar10(synthetic_cifar, val_size=20).val
+    copy = jpeg_copy(split, quality=75)
+    assert copy.images.shape == split.images.shape and np.array_equal(copy.labels, split.labels)
+    assert "JPEG q75" in copy.name and not np.array_equal(copy.images, split.images)

@@ -1,0 +1,42 @@
+"""Run every benchmark script and write their printed figures to benchmarks/RESULTS.md.
+
+Run: `make benchmarks` (or `.venv/bin/python benchmarks/run_all.py [NAME ...]`).
+Figures are noisy on a shared 2-core machine (about +-10%): compare runs made
+on the same machine, and read the hardware line each script prints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = {
+    "zoo_table": "Every shipped model, re-evaluated (issue: trained model zoo)",
+    "predict_latency": "Single-image prediction from JPEG bytes to top-3 (issue: predict)",
+    "train_overhead": "Training worker overhead and poll cost (issue: train page)",
+    "learn_render": "Learn page re-render on a 256x256 input (issue: Learn pages)",
+}
+
+
+def run(name: str) -> str:
+    started = time.time()
+    result = subprocess.run([sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True)
+    output = result.stdout.strip() or result.stderr.strip()[-2000:]
+    status = "" if result.returncode == 0 else f"\n\n(exit status {result.returncode}: a target was missed or it failed)"
+    return f"## {SCRIPTS[name]}\n\n`python benchmarks/{name}.py` ({time.time() - started:.0f} s)\n\n{output}{status}\n"
+
+
+def main(names: list[str]) -> None:
+    sections = [run(name) for name in (names or SCRIPTS)]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"# Benchmark results\n\nLatest run: {stamp}. Produced by `make benchmarks`.\n\n" + "\n".join(sections)
+    (HERE / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
