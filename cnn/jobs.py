@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from cnn.artifacts import PROJECT_ROOT, atomic_write_text, default_models_dir
 from cnn.errors import TrainingError, UserError
-from cnn.training import RunFiles, TrainConfig, read_history, read_json, request_stop
+from cnn.training import RunFiles, TrainConfig, read_history, read_json, request_stop, write_status
 
 STATES = ("idle", "running", "stopping", "stopped", "finished", "failed", "killed")
 ACTIVE_STATES = ("running", "stopping")
@@ -34,6 +35,8 @@ CLASSROOM_SUFFIX = "_classroom"  # models/<zoo>_classroom.keras: scratch outputs
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 LOG_NAME = "worker.log"
 JOB_NAME = "job.json"
+STARTING_MESSAGE = "starting: loading TensorFlow and the data"
+NOT_STARTED_MESSAGE = "Stopped before training began: nothing new was trained or saved."
 LOG_TAIL_BYTES = 16_384  # enough of the log's end to find the final line or the error
 # The TrainConfig fields the command line sets; the others always come from the zoo recipe.
 CLI_FIELDS = ("epochs", "batch_size", "learning_rate", "augment", "subset", "val_size", "seed", "data_dir",
@@ -221,7 +224,7 @@ def start_run(config: TrainConfig, out_path: str | os.PathLike, run_dir: str | o
     # The worker needs seconds to import TensorFlow: say "running" now, so no poller sees the old state.
     atomic_write_text(files.status, json.dumps({
         "state": "running", "pid": worker.pid, "model": config.model, "epoch": len(history_rows),
-        "epochs": config.epochs, "batch": 0, "batches": 0, "message": "starting: loading TensorFlow and the data",
+        "epochs": config.epochs, "batch": 0, "batches": 0, "message": STARTING_MESSAGE,
         "config": config.to_dict(), "updated": time.time()}))
     atomic_write_text(lock, json.dumps({"pid": worker.pid, "start_ticks": ticks, "run_dir": str(run_dir)}))
     return worker.pid
@@ -237,8 +240,31 @@ def resume_run(run_dir: str | os.PathLike) -> int:
 
 
 def stop_run(run_dir: str | os.PathLike) -> None:
-    """Ask the worker in `run_dir` to stop after its current batch; it keeps its history and checkpoint."""
+    """Ask the worker in `run_dir` to stop after its current batch; it keeps its history and checkpoint.
+
+    A worker still starting up (importing TensorFlow, reading the data) would delete the STOP
+    flag as stale when its training begins, so it is ended now instead: it has trained nothing.
+    """
+    run_dir = Path(run_dir)
     request_stop(run_dir)
+    files = RunFiles(run_dir)
+    status = read_json(files.status, "run status")
+    if status.get("message") != STARTING_MESSAGE:
+        return
+    job = read_json(run_dir / JOB_NAME, "job record")
+    pid = status.get("pid")
+    if _alive(pid, job.get("start_ticks") if job.get("pid") == pid else None):
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the worker leads its own session (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child = _CHILDREN.get(pid)
+        if child is not None:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+    write_status(files, state="stopped", message=NOT_STARTED_MESSAGE)
 
 
 # ---------------------------------------------------------------- reading a run
@@ -286,7 +312,8 @@ def run_state(run_dir: str | os.PathLike) -> RunState:
     pid = status.get("pid") or job.get("pid")
     start_ticks = job.get("start_ticks") if job.get("pid") == pid else None
     alive = _alive(pid, start_ticks)
-    state, message = _classify(str(status.get("state", "idle")), alive, files, run_dir)
+    state, message = _classify(str(status.get("state", "idle")), str(status.get("message") or ""), alive,
+                               files, run_dir)
     return RunState(
         state=state, epoch=len(history) if history else int(status.get("epoch", 0)),
         epochs=int(status.get("epochs", 0)), batch=int(status.get("batch") or 0),
@@ -297,14 +324,14 @@ def run_state(run_dir: str | os.PathLike) -> RunState:
     )
 
 
-def _classify(written: str, alive: bool, files: RunFiles, run_dir: Path) -> tuple[str, str]:
+def _classify(written: str, written_message: str, alive: bool, files: RunFiles, run_dir: Path) -> tuple[str, str]:
     """The real state from what status.json says, whether the worker lives, and the log's end."""
     if alive:
         if files.stop_flag.exists():
             return "stopping", "Stopping after the current batch; the checkpoint is kept."
         if written in ("finished", "stopped"):
             return "running", "Training done: measuring validation accuracy and saving the model."
-        return "running", ""
+        return "running", written_message
     outcome, line = _log_outcome(run_dir / LOG_NAME)
     if outcome == "failed":
         return "failed", line
@@ -313,6 +340,8 @@ def _classify(written: str, alive: bool, files: RunFiles, run_dir: Path) -> tupl
     if written in ("running", "stopping"):
         return "killed", ("The worker process ended without finishing (killed or crashed); "
                           "Resume continues from the last finished epoch.")
+    if written_message == NOT_STARTED_MESSAGE:
+        return "stopped", written_message
     if written in ("finished", "stopped"):
         return "killed", "The worker ended before saving the model; Resume saves it."
     return written if written in STATES else "failed", ""

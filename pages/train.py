@@ -1,0 +1,69 @@
+"""Train page: start, watch, stop and resume a zoo model's training, or draw a saved model's curves."""
+
+import streamlit as st
+
+from cnn import data, jobs
+from cnn.artifacts import list_models
+from cnn.errors import UserError
+from cnn.models import ZOO
+from ui import training_views
+
+st.title("Train a CNN")
+st.markdown(
+    "Pick a model from the zoo and its hyperparameters, then start. Training runs in a separate worker "
+    "process (the same code as `python -m cnn train`), so this page stays responsive; the charts gain a "
+    "point after every epoch. **Stop** ends the run after the current batch and keeps its history and "
+    "last checkpoint; **Resume** continues the same history. Reloading the page, or opening it in a "
+    "second tab, shows the same run."
+)
+
+train_tab, saved_tab = st.tabs(["Train a model", "Curves of saved models"])
+
+with train_tab:
+    model = st.selectbox("Model", list(ZOO), format_func=lambda name: f"{name}: {ZOO[name].description}",
+                         key="train_model")
+    run_dir = jobs.classroom_run_dir(model)
+    training_views.other_active_runs(run_dir)
+    state = training_views.read_state(run_dir)
+    has_data = data.find_data_dir() is not None
+    if not has_data:
+        st.warning("Training needs the CIFAR-10 training images, which are not on this machine: set "
+                   "CIFAR10_DIR or download them from the dataset page. Saved models still work everywhere.",
+                   icon=":material/cloud_off:")
+    settings, live = st.columns([2, 3], gap="large")
+    with settings:
+        request = training_views.classroom_settings(model, disabled=not has_data or bool(state and state.active))
+        if state and state.can_resume and st.button("Resume", icon=":material/resume:", key="train_resume",
+                                                    help="Continue this run's checkpoint and history."):
+            request = "resume"
+        st.caption("A classroom run saves to models/MODEL_classroom.keras and replaces only that file, unless "
+                   "you name another model and tick 'overwrite'.")
+    try:
+        if request == "resume":
+            jobs.resume_run(run_dir)
+        elif request is not None:
+            jobs.start_run(request.config, request.out_path, run_dir, overwrite=request.overwrite)
+    except UserError as error:
+        settings.error(str(error), icon=":material/error:")
+    else:
+        if request is not None:
+            st.rerun()  # redraw with Start disabled and the live panel polling
+    with live:
+        training_views.run_panel(run_dir)
+
+with saved_tab:
+    records = list_models()
+    if not records:
+        st.info("No saved model yet: train one in the first tab.", icon=":material/info:")
+    else:
+        chosen = st.multiselect("Saved models to overlay", [record["name"] for record in records],
+                                default=training_views.default_overlay(records), key="train_overlay")
+        histories = training_views.saved_histories(records, chosen)
+        if histories:
+            training_views.charts(histories, key="saved")
+            st.caption(
+                "Stored per-epoch history of each chosen model: solid lines with circles are the training "
+                "images, dashed lines with squares the validation images; the last value is written at the end "
+                "of each line. A training curve that keeps improving while the validation curve stalls or "
+                "worsens is overfitting: compare the report's model 1 (base) with model 2 (dropout)."
+            )
