@@ -4,6 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
+# Use the full CIFAR-10 beside the project when it is there (else the app uses its bundled sample).
+SHARED_CIFAR := $(wildcard ../shared/data/cifar-10-batches-py)
+ifneq ($(SHARED_CIFAR),)
+export CIFAR10_DIR ?= $(abspath $(SHARED_CIFAR))
+endif
+
 .PHONY: run test install install-dev benchmarks clean
 
 $(VENV)/.installed: requirements.txt

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from cnn.report import REPORT_ACCURACY
+from cnn.recipes import ZOO_INFO, get_info
 
 INPUT_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
@@ -259,41 +259,27 @@ class ZooEntry:
         return with_mirror_averaging(clean) if self.build_for_training else clean
 
 
+# Keras builders of the zoo entries in cnn.recipes: (shipped builder, training builder, needs images).
+_BUILDERS = {
+    "base": (build_base, None, False),
+    "dropout": (build_dropout, None, False),
+    "deeper": (build_deeper, None, False),
+    "deeper_dropout": (build_deeper_dropout, None, False),
+    "batchnorm": (build_batchnorm, None, False),
+    "augmented": (build_augmented, None, False),
+    "fast": (build_fast, build_fast_trunk, True),
+}
+
 ZOO: dict[str, ZooEntry] = {
-    entry.name: entry
-    for entry in (
-        ZooEntry("base", build_base, "Report model 1: 2x Conv(32, 4x4)+MaxPool, Dense 256",
-                 dict(epochs=15, batch_size=32, learning_rate=1e-3), REPORT_ACCURACY["base"]),
-        ZooEntry("dropout", build_dropout, "Report model 2: model 1 + dropout",
-                 dict(epochs=25, batch_size=32, learning_rate=1e-3), REPORT_ACCURACY["dropout"]),
-        ZooEntry("deeper", build_deeper, "Report model 3: 6 conv layers, 32-64-128 filters",
-                 dict(epochs=15, batch_size=64, learning_rate=1e-3)),
-        ZooEntry("deeper_dropout", build_deeper_dropout, "Report model 4: model 3 + more dropout",
-                 dict(epochs=25, batch_size=64, learning_rate=1e-3)),
-        ZooEntry("batchnorm", build_batchnorm, "Report model 5: model 4 + batch normalization",
-                 dict(epochs=20, batch_size=64, learning_rate=1e-3, lr_schedule="cosine")),
-        ZooEntry("augmented", build_augmented, "Report model 6: model 5 + image augmentation",
-                 dict(epochs=35, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", augment=True), REPORT_ACCURACY["augmented"]),
-        ZooEntry("fast", build_fast, "Ours: airbench94-style ConvNet (whitening, BN, GELU), mirror averaging",
-                 # airbench94's recipe in Keras units: lr 11.5 per 1024 summed examples with momentum 0.85
-                 # is 1.5 on the mean loss; its coupled weight decay passes through momentum (x 1/(1-0.85)),
-                 # so Keras's decoupled decay needs 0.0087 per unit of lr. Chosen on validation: 0.0013
-                 # (decay not scaled by momentum) overfitted (train 99.5%, validation 93.0% after 16 epochs).
-                 dict(epochs=16, batch_size=1024, learning_rate=1.5, optimizer="sgd_nesterov", momentum=0.85,
-                      weight_decay=0.0087, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True,
-                      jpeg_augment=0.5),
-                 None, build_fast_trunk, True),
-    )
+    name: ZooEntry(name, _BUILDERS[name][0], info.description, info.recipe, info.report_accuracy,
+                   _BUILDERS[name][1], _BUILDERS[name][2])
+    for name, info in ZOO_INFO.items()
 }
 
 
 def get_entry(name: str) -> ZooEntry:
-    """The zoo entry called `name`, with the list of names when it is unknown."""
-    from cnn.errors import UserError
-
-    if name not in ZOO:
-        raise UserError(f"Unknown model {name!r}: choose one of {', '.join(ZOO)}.")
-    return ZOO[name]
+    """The zoo entry called `name` (UserError listing the names when unknown)."""
+    return ZOO[get_info(name).name]
 
 
 def count_parameters(model: keras.Model) -> int:

@@ -76,9 +76,9 @@ class TrainConfig:
     @classmethod
     def for_model(cls, model: str, **overrides) -> "TrainConfig":
         """The zoo recipe of `model`, with the given settings (None = keep the recipe's) on top."""
-        from cnn.models import get_entry
+        from cnn.recipes import get_info
 
-        recipe = dict(get_entry(model).recipe)
+        recipe = dict(get_info(model).recipe)
         recipe.update({key: value for key, value in overrides.items() if value is not None})
         return cls(model=model, **recipe)
 

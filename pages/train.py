@@ -5,7 +5,7 @@ import streamlit as st
 from cnn import data, jobs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
-from cnn.models import ZOO
+from cnn.recipes import ZOO_INFO
 from ui import training_views
 
 st.title("Train a CNN")
@@ -20,7 +20,7 @@ st.markdown(
 train_tab, saved_tab = st.tabs(["Train a model", "Curves of saved models"])
 
 with train_tab:
-    model = st.selectbox("Model", list(ZOO), format_func=lambda name: f"{name}: {ZOO[name].description}",
+    model = st.selectbox("Model", list(ZOO_INFO), format_func=lambda name: f"{name}: {ZOO_INFO[name].description}",
                          key="train_model")
     run_dir = jobs.classroom_run_dir(model)
     training_views.other_active_runs(run_dir)

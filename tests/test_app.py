@@ -28,3 +28,15 @@ def test_every_page_opens_without_an_exception(page):
     app.switch_page(page).run()
     assert not app.exception, f"{page}: {app.exception}"
     assert app.title, f"{page} has no title"
+
+
+def test_train_and_evaluate_pages_open_without_tensorflow():
+    """Listing and configuring models needs no TensorFlow: those pages must open fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamlit; import cnn.recipes, cnn.training, cnn.jobs, ui.training_views, "
+            "ui.evaluation_views, ui.model_summary; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -19,7 +19,7 @@ from cnn import CLASS_NAMES, artifacts
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import EvalReport, report_from_probabilities
 from cnn.inference import top_k
-from cnn.models import ZOO
+from cnn.recipes import ZOO_INFO
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR
 
@@ -203,7 +203,7 @@ def confused_pairs_table(report: EvalReport, count: int = 8) -> pd.DataFrame:
 
 def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.DataFrame:
     """One row per saved model, in the report's order (then ours, then the rest)."""
-    order = {name: position for position, name in enumerate(ZOO)}
+    order = {name: position for position, name in enumerate(ZOO_INFO)}
     rows = []
     for record in sorted(records, key=lambda r: (order.get(r.get("model"), len(order)), r["name"])):
         metrics = record.get("metrics", {})
@@ -212,7 +212,7 @@ def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.
         if clean is None and record["name"] in measured:
             clean, whole = measured[record["name"]]
             source = "measured here"
-        entry = ZOO.get(record.get("model"))
+        entry = ZOO_INFO.get(record.get("model"))
         rows.append({
             "model": record["name"], "zoo model": record.get("model"),
             "parameters": record.get("parameters"), "epochs": record.get("epochs"),
