@@ -70,16 +70,17 @@ with results:
         padded = ops.pad(image, breakdown.padding)
         with input_slot.container():
             st.plotly_chart(plots.input_figure(
-                padded, f"Input (padded) — window {step_index + 1}",
+                padded, f"Input, window {step_index + 1}",
                 highlight=plots.box_around(breakdown.rows, breakdown.cols),
                 marks=plots.window_marks(breakdown.rows, breakdown.cols) if spec.dilation > 1 else None,
+                colorbar_below=True,
             ), key=f"conv_input_{step_index}")
             st.caption(f"{description}, with padding {breakdown.padding}; the outlined square is the "
                        "kernel's current window (crosses mark the taps when dilated).")
         with map_slot.container():
             cell = plots.Box(breakdown.out_row, breakdown.out_col, breakdown.out_row, breakdown.out_col)
-            st.plotly_chart(plots.heatmap(feature_maps[..., stepped_index], f"Feature map: {stepped_name}",
-                                          highlight=cell), key=f"conv_map_{step_index}")
+            st.plotly_chart(plots.heatmap(feature_maps[..., stepped_index], "Feature map",
+                                          highlight=cell, colorbar_below=True), key=f"conv_map_{step_index}")
             st.caption(f"Feature map of the {stepped_name} kernel; the outlined cell at row "
                        f"{breakdown.out_row}, column {breakdown.out_col} is {plots.format_value(breakdown.total)}.")
         with lines_slot.container():
@@ -96,11 +97,11 @@ with results:
     st.subheader("All feature maps")
     for index, (tab, (name, kernel)) in enumerate(zip(st.tabs(kernel_names), chosen_kernels)):
         with tab:
-            kernel_column, map_column = st.columns([1, 2])
-            kernel_column.plotly_chart(plots.heatmap(kernel, f"Kernel: {name}", colorbar_title="weight"),
-                                       key=f"conv_kernel_{index}")
+            kernel_column, map_column = st.columns(2)
+            kernel_figure = plots.heatmap(kernel, "Kernel", colorbar_title="weight", colorbar_below=True)
+            kernel_column.plotly_chart(kernel_figure, key=f"conv_kernel_{index}")
             kernel_column.caption(f"The {kernel_size}x{kernel_size} {name} kernel's weights.")
-            map_column.plotly_chart(plots.heatmap(feature_maps[..., index], f"Feature map: {name}"),
-                                    key=f"conv_all_maps_{index}")
+            map_figure = plots.heatmap(feature_maps[..., index], "Feature map", colorbar_below=True)
+            map_column.plotly_chart(map_figure, key=f"conv_all_maps_{index}")
             map_column.caption(f"The {name} kernel's feature map, {feature_maps.shape[0]} rows by "
                                f"{feature_maps.shape[1]} columns.")

@@ -47,9 +47,9 @@ with explanation:
 window_box = plots.box_around(window.rows, window.cols)
 output_cell = plots.Box(window.out_row, window.out_col, window.out_row, window.out_col)
 st.plotly_chart(plots.heatmap(grid, "Input", highlight=window_box, marks=plots.maxima_marks(maxima),
-                              marks_name="max of a window"), key="pool_input")
-st.caption(f"{description}: the outlined square is window {step}; crosses mark the element each "
-           "max-pooling window keeps.")
+                              marks_name="kept by max pooling"), key="pool_input")
+st.caption(f"{description}: the dashed square is window {step}; a solid black-and-white border marks "
+           "the element each max-pooling window keeps.")
 
 max_column, average_column = st.columns(2)
 max_column.plotly_chart(plots.heatmap(maxima.values, "Max pooling", highlight=output_cell), key="pool_max")

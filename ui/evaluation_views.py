@@ -26,6 +26,7 @@ from ui.plots import COLOR_SCALE, LINE_COLOR
 CONFUSION_KEY = "eval_confusion"
 TRUE_KEY, PREDICTED_KEY = "eval_true", "eval_predicted"
 MISTAKES_SHOWN = 12
+GALLERY_COLUMNS = 4  # images per row: room for each one's three-line caption
 CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
 SAMPLE_LABEL = "bundled sample (exact test images 0-999)"
@@ -165,13 +166,15 @@ def mistakes_gallery(report: EvalReport, images: np.ndarray, true_label: int, pr
     verb = "correctly classified" if true_label == predicted_label else f"predicted as {predicted_name}"
     st.markdown(f"**{len(indices)}** {true_name} image(s) {verb}"
                 + (f"; the first {MISTAKES_SHOWN} are shown." if len(indices) > MISTAKES_SHOWN else "."))
-    columns = st.columns(6)
+    columns = st.columns(GALLERY_COLUMNS, gap="medium")
     for position, index in enumerate(indices[:MISTAKES_SHOWN]):
         ranked = top_k(report.probabilities[index], 3)
-        caption = f"#{index}" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "\n" + "\n".join(
+        # One line per class ("  \n" is a Markdown line break), so the top-3 reads as a short list.
+        caption = f"**#{index}**" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "  \n" + "  \n".join(
             f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in ranked)
         # 4x nearest-neighbour enlargement keeps the 32x32 pixels sharp.
-        columns[position % 6].image(np.kron(images[index], np.ones((4, 4, 1), np.uint8)), caption=caption)
+        columns[position % GALLERY_COLUMNS].image(np.kron(images[index], np.ones((4, 4, 1), np.uint8)),
+                                                  caption=caption)
     if len(indices):
         st.caption(f"Test images whose true class is {true_name}, {verb}; under each: its test-set index and the "
                    "model's three most probable classes.")

@@ -54,14 +54,20 @@ def show_layer_table(model) -> None:
                    "feeds it the image and its mirror ('mirror') and averages the two answers.")
 
 
+FILTERS_PER_ROW = 8
+FILTER_SIDE = 72  # pixels: how large each filter is drawn
+
+
 def show_filters(model) -> None:
-    """The first convolution's filters as small RGB pictures."""
+    """The first convolution's filters as RGB pictures, enlarged with square pixels, in rows of 8."""
     filters = explain.first_conv_filters(model)
-    st.image(explain.tile_images(filters.images, columns=12, scale=10))
     height, width = filters.images.shape[1:3]
-    st.caption(f"{filters.note} Each {height}x{width} filter is drawn 10 times larger, its lowest weight black "
-               "and its highest the brightest colour: the colour shows which input channel (red, green, blue) it "
-               "weights most.")
+    scale = max(1, FILTER_SIDE // max(height, width))
+    st.image(explain.tile_images(filters.images, columns=FILTERS_PER_ROW, scale=scale, gap=6))
+    st.caption(f"{filters.note} {len(filters.images)} filters, {FILTERS_PER_ROW} per row, numbered from 0 left to "
+               f"right then top to bottom. Each {height}x{width} filter is drawn {scale} times larger with square "
+               "pixels, its lowest weight black and its highest the brightest colour: the colour shows which "
+               "input channel (red, green, blue) it weights most.")
 
 
 def image_chooser(key: str) -> tuple[np.ndarray, str] | None:
@@ -109,10 +115,24 @@ def show_grad_cam(model, image: np.ndarray, description: str) -> None:
     seen, heat, blended = st.columns(3)
     seen.image(enlarged(model_input))
     seen.caption(f"The 32x32 input the model sees ({description}).")
-    heat.plotly_chart(plots.heatmap(cam.heatmap, f"Grad-CAM: {CLASS_NAMES[cam.class_index]}",
-                                    colorbar_title="importance", show_values=False, zmin=0, zmax=1),
-                      key="inspect_cam_heatmap")
-    heat.caption("Importance of each region for the class, 0 (none) to 1 (most).")
+    heat.plotly_chart(cam_figure(cam.heatmap, CLASS_NAMES[cam.class_index]), key="inspect_cam_heatmap")
+    heat.caption("Importance of each region for the class, from 0 (none, dark purple) to 1 (most, yellow).")
     blended.image(enlarged(explain.overlay(model_input, cam.heatmap)))
-    blended.caption("The heatmap (viridis: yellow = most important) blended over the input.")
-    st.caption(f"Grad-CAM (approximate) for '{CLASS_NAMES[cam.class_index]}': {cam.note}")
+    blended.caption("The same heatmap and colours (viridis: dark purple = none, yellow = most important) "
+                    "blended half and half over the input.")
+    st.caption(f"Grad-CAM for '{CLASS_NAMES[cam.class_index]}'. {cam.note}")
+
+
+CAM_HEIGHT = 320  # pixels, before the colour bar's room: the grid about as large as the pictures beside it
+
+
+def cam_figure(heatmap: np.ndarray, class_name: str):
+    """The Grad-CAM heatmap in viridis (as the overlay), sized like the pictures beside it.
+
+    The colour bar lies under the grid, so the grid gets the narrow column's whole width.
+    """
+    figure = plots.heatmap(heatmap, f"Grad-CAM: {class_name}", colorbar_title="importance", show_values=False,
+                           zmin=0, zmax=1, color_scale="Viridis", colorbar_below=True, height=CAM_HEIGHT)
+    figure.update_xaxes(dtick=8)
+    figure.update_yaxes(dtick=8)
+    return figure

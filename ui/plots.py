@@ -3,6 +3,8 @@
 Every figure uses a colour-blind-safe scale (Cividis by default), labels its
 axes, writes the numbers in the cells when the grid is small enough to read,
 and marks windows with drawn outlines and symbols, never with colour alone.
+Marks never cover a cell's number: crosses sit in the cell's top-left corner,
+outlines run along the cell's border.
 No TensorFlow here: the Learn pages must open fast.
 """
 
@@ -35,11 +37,17 @@ class Box:
 
 @dataclass(frozen=True)
 class Marks:
-    """Cells to mark with a symbol, each with a hover/label text."""
+    """Cells to mark, each with a hover/label text.
+
+    style "cross": a small cross in the cell's top-left corner; "outline": a
+    solid border around the cell. Both are black edged in white, so they show
+    on dark and light cells alike, and leave the cell's number readable.
+    """
 
     rows: Sequence[int]
     cols: Sequence[int]
     labels: Sequence[str] = ()
+    style: str = "cross"
 
 
 def format_value(value: float) -> str:
@@ -59,33 +67,63 @@ def _outline(figure: go.Figure, box: Box) -> None:
     figure.add_shape(type="rect", line=dict(color="white", width=2, dash="dash"), **corners)
 
 
+# Where a corner cross sits, in cells from the cell's centre (up and left).
+CORNER_OFFSET = 0.3
+
+
 def _mark(figure: go.Figure, marks: Marks, name: str) -> None:
-    """Draw an outlined cross on each marked cell, with its label on hover."""
+    """Mark each cell (corner cross or solid border) in black edged in white, its label on hover.
+
+    The legend entry shows the same symbol (a cross, or an open square for
+    outlined cells), so it reads on a white page too.
+    """
+    rows, cols = list(marks.rows), list(marks.cols)
+    if marks.style == "outline":
+        for row, col in zip(rows, cols):
+            # Inset a little so neighbouring outlines and the window outline stay apart.
+            corners = dict(x0=col - 0.44, x1=col + 0.44, y0=row - 0.44, y1=row + 0.44)
+            figure.add_shape(type="rect", line=dict(color="black", width=4), **corners)
+            figure.add_shape(type="rect", line=dict(color="white", width=1.5), **corners)
+        # The shapes do the drawing; invisible points carry the hover text, and an
+        # empty trace gives the legend an open black square like the outlines.
+        figure.add_trace(go.Scatter(x=cols, y=rows, mode="markers", marker=dict(size=20, opacity=0),
+                                    text=list(marks.labels) or None,
+                                    hoverinfo="text" if marks.labels else "x+y", showlegend=False))
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
+                                    marker=dict(symbol="square-open", size=14, color="black",
+                                                line=dict(width=3))))
+        return
     figure.add_trace(
         go.Scatter(
-            x=list(marks.cols),
-            y=list(marks.rows),
+            x=[col - CORNER_OFFSET for col in cols],
+            y=[row - CORNER_OFFSET for row in rows],
             mode="markers",
             name=name,
             text=list(marks.labels) or None,
-            hoverinfo="text" if marks.labels else "x+y",
-            marker=dict(symbol="x-thin-open", size=14, color="white", line=dict(color="white", width=3)),
+            hoverinfo="text" if marks.labels else "skip",
+            marker=dict(symbol="x", size=9, color="white", line=dict(color="black", width=1.5)),
             showlegend=True,
         )
     )
 
 
 def _grid_layout(figure: go.Figure, title: str, rows: int, cols: int) -> go.Figure:
-    """Square cells, row 0 at the top, labelled axes and a size that fits the grid."""
+    """Square cells, row 0 at the top, labelled axes and a size that fits the grid.
+
+    The axis ranges are pinned to the grid's edges: markers and shapes must not
+    stretch one axis, or `scaleanchor` could no longer keep the cells square.
+    """
     figure.update_layout(
-        title=title,
-        height=int(min(560, max(260, 90 + 22 * rows))),
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", yanchor="bottom", y=-0.25),
+        title=dict(text=title, x=0, xanchor="left"),
+        height=int(min(560, max(300, 110 + 22 * rows))),
+        margin=dict(l=50, r=20, t=60, b=40),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom",
+                    bgcolor="rgba(255,255,255,0.8)"),
     )
-    figure.update_xaxes(title_text="column", dtick=1 if cols <= 16 else None, constrain="domain")
-    figure.update_yaxes(title_text="row", dtick=1 if rows <= 16 else None,
-                        autorange="reversed", scaleanchor="x", constrain="domain")
+    figure.update_xaxes(title_text="column", dtick=1 if cols <= 16 else None, constrain="domain",
+                        range=[-0.5, cols - 0.5], autorange=False, showgrid=False, zeroline=False)
+    figure.update_yaxes(title_text="row", dtick=1 if rows <= 16 else None, range=[rows - 0.5, -0.5],
+                        autorange=False, scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
     return figure
 
 
@@ -100,6 +138,9 @@ def heatmap(
     show_values: bool | None = None,
     zmin: float | None = None,
     zmax: float | None = None,
+    color_scale: str = COLOR_SCALE,
+    colorbar_below: bool = False,
+    height: int | None = None,
 ) -> go.Figure:
     """A grid of numbers as a heatmap, values written in the cells when small.
 
@@ -108,10 +149,15 @@ def heatmap(
         title: figure title.
         colorbar_title: what the colour encodes.
         highlight: cells to outline, e.g. the kernel's current window.
-        marks: cells to mark with a cross, e.g. the maxima chosen by pooling.
+        marks: cells to mark, e.g. the maxima chosen by pooling (see `Marks`).
         marks_name: legend entry of the marks.
         show_values: write values in cells; default when at most 32x32.
         zmin, zmax: fixed colour range (default: the data's range).
+        color_scale: a colour-blind-safe plotly scale, e.g. "Viridis" to match
+            an image coloured with `cnn.explain.viridis`.
+        colorbar_below: a horizontal colour bar under the grid, for narrow
+            columns: the grid then gets the column's whole width.
+        height: figure height in pixels (default: from the number of rows).
     """
     grid = np.asarray(values, dtype=float)
     if grid.ndim == 1:
@@ -128,10 +174,10 @@ def heatmap(
     figure = go.Figure(
         go.Heatmap(
             z=grid,
-            colorscale=COLOR_SCALE,
+            colorscale=color_scale,
             zmin=zmin,
             zmax=zmax,
-            colorbar=dict(title=colorbar_title),
+            colorbar=_colorbar(colorbar_title, below=colorbar_below),
             hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>",
             **text_settings,
         )
@@ -140,7 +186,37 @@ def heatmap(
         _outline(figure, highlight)
     if marks is not None:
         _mark(figure, marks, marks_name)
-    return _grid_layout(figure, title, rows, cols)
+    _grid_layout(figure, title, rows, cols)
+    if height is not None:
+        figure.update_layout(height=height)
+    if colorbar_below:
+        _colorbar_under_grid(figure)
+    return figure
+
+
+def _colorbar(title: str, *, below: bool) -> dict:
+    """A thin colour bar with short ticks (".3~g": no "0.50000"), beside the grid or under it."""
+    common = dict(thickness=12, tickformat=".3~g", nticks=5)
+    if below:
+        return dict(title=dict(text=title, side="top"), orientation="h", len=1, yanchor="top", **common)
+    return dict(title=dict(text=title, side="right"), **common)
+
+
+# Pixels from the grid's bottom edge to the top of a colour bar under it (below the x-axis title).
+COLORBAR_GAP = 60
+
+
+def _colorbar_under_grid(figure: go.Figure) -> None:
+    """Make room under the grid and place the horizontal colour bar there, clear of the axis title.
+
+    Plotly positions a colour bar in fractions of the plot area, so the
+    pixel gap is converted with the plot area's height.
+    """
+    bottom = COLORBAR_GAP + 70
+    height = figure.layout.height + bottom - figure.layout.margin.b
+    figure.update_layout(height=height, margin=dict(l=40, r=10, b=bottom))
+    plot_height = height - figure.layout.margin.t - bottom
+    figure.update_traces(colorbar_y=-COLORBAR_GAP / plot_height, selector=dict(type="heatmap"))
 
 
 def rgb_image(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None) -> go.Figure:
@@ -174,19 +250,21 @@ def negative_marks(values) -> Marks:
 
 
 def maxima_marks(result: ops.PoolResult) -> Marks:
-    """Marks on the element each max-pooling window chose (2-D pooling result)."""
+    """Outlines on the element each max-pooling window chose (2-D pooling result)."""
     return Marks(
         rows=np.ravel(result.rows).tolist(),
         cols=np.ravel(result.cols).tolist(),
         labels=[f"max {format_value(value)}" for value in np.ravel(result.values)],
+        style="outline",
     )
 
 
-def input_figure(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None) -> go.Figure:
+def input_figure(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None,
+                 colorbar_below: bool = False) -> go.Figure:
     """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks."""
     if np.ndim(image) == 2:
         return heatmap(image, title, colorbar_title="pixel", highlight=highlight, marks=marks,
-                       marks_name="kernel taps")
+                       marks_name="kernel taps", colorbar_below=colorbar_below)
     return rgb_image(image, title, highlight=highlight, marks=marks)
 
 
