@@ -8,6 +8,7 @@ Modelled on Streamlit's own e2e suite (e2e_playwright/conftest.py): start
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import signal
 import socket
@@ -15,8 +16,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,6 +30,14 @@ CHROMIUM_ARGS = [
 ]
 SERVER_START_TIMEOUT_S = 60
 PAGE_RUN_TIMEOUT_MS = 120_000  # the model pages import TensorFlow: slow on a busy 2-core machine
+
+# The module marks of every browser test file: marked `browser`, skipped without chromium or playwright.
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
+                       reason="the playwright Python package is not installed"),
+]
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,64 @@ class StreamlitServer:
         self._log.close()
 
 
+@contextmanager
+def running_server(entry: Path, folder: Path, env: dict | None = None):
+    """A healthy `StreamlitServer` logging to FOLDER/server.log, stopped on exit; pytest.fail when it won't start.
+
+    `env` adds to (or overrides) this process's environment: the tests point CNN_RUNS_DIR,
+    and where needed CNN_MODELS_DIR and CIFAR10_DIR, at their own folders, so the app never
+    shows or touches the developer's runs.
+    """
+    app = StreamlitServer(entry, folder / "server.log", env=env)
+    try:
+        app.wait_healthy()
+    except RuntimeError as error:
+        app.stop()
+        pytest.fail(str(error))
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+_CHROMIUM: dict = {"users": 0}  # one Playwright and one chromium per test session, however many modules
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium (never a Playwright-downloaded browser), shared by the session.
+
+    Each test module that imports this fixture gets its own session-scoped instance, and a second
+    `sync_playwright()` cannot start while one runs: so all of them share one, closed by the last.
+    """
+    if not _CHROMIUM["users"]:
+        from playwright.sync_api import sync_playwright
+
+        _CHROMIUM["manager"] = sync_playwright()
+        playwright = _CHROMIUM["manager"].__enter__()
+        _CHROMIUM["browser"] = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    _CHROMIUM["users"] += 1
+    try:
+        yield _CHROMIUM["browser"]
+    finally:
+        _CHROMIUM["users"] -= 1
+        if not _CHROMIUM["users"]:
+            _CHROMIUM.pop("browser").close()
+            _CHROMIUM.pop("manager").__exit__(None, None, None)
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab (own session) that records uncaught JavaScript errors in `page.js_errors`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_RUN_TIMEOUT_MS)  # CI machines can be slow and busy
+    tab = context.new_page()
+    tab.js_errors = []
+    tab.on("pageerror", lambda error: tab.js_errors.append(str(error)))
+    yield tab
+    context.close()
+
+
 def wait_for_app_run(page, timeout_ms: int = PAGE_RUN_TIMEOUT_MS) -> None:
     """Wait until the app is connected, the script has finished and the page has drawn its title."""
     page.wait_for_selector("[data-testid=stApp][data-test-connection-state=CONNECTED]",
@@ -130,6 +200,22 @@ def wait_for_app_run(page, timeout_ms: int = PAGE_RUN_TIMEOUT_MS) -> None:
     page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
     page.wait_for_load_state("networkidle")  # lazily loaded element code (plotly) has arrived
     page.wait_for_timeout(500)  # plotly draws after the script ends
+
+
+def open_path(page, server: StreamlitServer, url_path: str) -> None:
+    """Open the app at /URL_PATH and wait for its run.
+
+    A fresh server that first gets a request for a sub-page (say /train) runs pages/train.py as a
+    legacy `pages/` page, without the router: a menu of file names, no page config, no shared
+    sidebar (seen with Streamlit 1.67). Once the router has run, in any session, every sub-page URL
+    goes through `st.navigation`. So the first visit to a server opens the default page first.
+    """
+    if url_path and not getattr(server, "router_ran", False):
+        page.goto(f"{server.url}/", wait_until="domcontentloaded")
+        wait_for_app_run(page)
+    server.router_ran = True
+    page.goto(f"{server.url}/{url_path}", wait_until="domcontentloaded")
+    wait_for_app_run(page)
 
 
 def screenshot_whole_page(page, path: Path, max_height: int = 9000) -> None:

@@ -7,20 +7,23 @@ CNN_BROWSER_APP may name another router file (e.g. a copy listing fewer pages) t
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PAGE_RUN_TIMEOUT_MS,
+from browser_support import (  # noqa: F401 (browser and page are fixtures)
+    BROWSER_MARKS,
     ROOT,
     RegisteredPage,
     StreamlitServer,
+    browser,
+    open_path,
+    page,
     registered_pages,
+    running_server,
     screenshot_whole_page,
     wait_for_app_run,
 )
@@ -28,54 +31,25 @@ from browser_support import (
 ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))
 PAGES = registered_pages(ENTRY)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="the playwright Python package is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
+    """The app on the shipped models/, but with an empty runs folder of its own: the pages never show
+    (or lock) whatever the developer is training in runs/."""
     missing = [page.path for page in PAGES if not (ENTRY.parent / page.path).is_file()]
     if missing:
         pytest.fail(f"{ENTRY.name} registers pages that do not exist yet, so the app cannot start: {missing}")
-    app = StreamlitServer(ENTRY, tmp_path_factory.mktemp("streamlit") / "server.log")
-    try:
-        app.wait_healthy()
-    except RuntimeError as error:
-        app.stop()
-        pytest.fail(str(error))
-    yield app
-    app.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh tab (own session) that records uncaught JavaScript errors in `page.js_errors`."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(PAGE_RUN_TIMEOUT_MS)  # CI machines can be slow and busy
-    tab = context.new_page()
-    tab.js_errors = []
-    tab.on("pageerror", lambda error: tab.js_errors.append(str(error)))
-    yield tab
-    context.close()
+    folder = tmp_path_factory.mktemp("streamlit")
+    runs = folder / "runs"
+    runs.mkdir()
+    with running_server(ENTRY, folder, env={"CNN_RUNS_DIR": str(runs)}) as app:
+        yield app
 
 
 def open_page(page, server: StreamlitServer, registered: RegisteredPage) -> None:
-    page.goto(f"{server.url}/{registered.url_path}", wait_until="domcontentloaded")
-    wait_for_app_run(page)
+    open_path(page, server, registered.url_path)
 
 
 def assert_no_errors(page, server: StreamlitServer, where: str) -> None:
@@ -139,3 +113,74 @@ def test_dataset_page_augmentation_preview(server, page, tmp_path):
     assert charts.count() == 4
     assert_no_errors(page, server, "augmentation preview")
     screenshot_whole_page(page, tmp_path / "dataset_augmentation.png")
+
+
+UPLOAD_BUTTON = re.compile(r"^(Upload|Browse files)$")  # Streamlit 1.67 / before
+
+
+def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
+    """A bundled test image that the app's default (best) model gets right with probability > 0.9,
+    saved as a 128x128 PNG (nearest-neighbour upscale): (path, true class name, model name, probability).
+
+    The check runs on the PNG's decoded bytes with the page's pipeline (squash to 32x32), so the
+    expected answer is the one the page must show."""
+    from PIL import Image
+
+    from cnn import CLASS_NAMES
+    from cnn.artifacts import list_models, load_model
+    from cnn.data import load_sample
+    from cnn.images import decode_image
+    from cnn.inference import Predictor
+
+    records = list_models()
+    if not records:
+        pytest.skip("no saved model in models/")
+    name = records[0]["name"]  # the Predict page's default: the best by validation accuracy
+    predictor = Predictor(load_model(name)[0])
+    sample = load_sample()
+    path = folder / "upload.png"
+    for start in range(0, 200, 50):
+        images, labels = sample.images[start:start + 50], sample.labels[start:start + 50]
+        for index in np.flatnonzero(predictor.probabilities(images).argmax(axis=1) == labels):
+            Image.fromarray(images[index]).resize((128, 128), Image.NEAREST).save(path)
+            probabilities = predictor.probabilities([decode_image(path.read_bytes())], policy="squash")[0]
+            if probabilities.argmax() == labels[index] and probabilities.max() > 0.9:
+                return path, CLASS_NAMES[int(labels[index])], name, float(probabilities.max())
+    pytest.fail(f"none of the first 200 bundled test images is a confident right answer of {name}")
+
+
+def test_upload_through_file_chooser_reads_top1(server, page, tmp_path):
+    """Uploads a file through the real file chooser and reads the top-1 label."""
+    png, expected, model_name, expected_probability = confident_sample_png(tmp_path)
+    predict = next((registered for registered in PAGES if registered.path == "pages/predict.py"), None)
+    if predict is None:
+        pytest.skip("the router does not register pages/predict.py")
+    open_page(page, server, predict)
+    model = page.get_by_role("combobox", name="Model (the best one is first)")
+    assert model.input_value().startswith(model_name), model.input_value()
+
+    with page.expect_file_chooser() as chooser:
+        page.locator("[data-testid=stFileUploader]").get_by_role("button", name=UPLOAD_BUTTON).click()
+    assert chooser.value.is_multiple()
+    chooser.value.set_files(png)
+    page.get_by_text(f"Upload: {png.name}").wait_for()
+    page.get_by_text("Top guess:").wait_for()
+    wait_for_app_run(page)
+    table = page.locator("[data-testid=stDataFrame]").first
+    table.wait_for()
+    rows = table_rows(table)
+    screenshot_whole_page(page, tmp_path / "predict_upload.png")
+    assert_no_errors(page, server, "predict upload")
+    assert rows[0] == ["Rank", "Class", "Probability"], rows
+    assert len(rows) == 4, rows
+    rank, top1, probability = rows[1]
+    assert rank == "1" and top1 == expected, rows
+    assert abs(float(probability.rstrip("%")) - 100 * expected_probability) < 0.15, (rows, expected_probability)
+    assert f"Top guess: {expected} with probability" in page.locator("[data-testid=stMain]").inner_text()
+
+
+def table_rows(dataframe) -> list[list[str]]:
+    """The cells of an st.dataframe, header row first. The grid is drawn on a canvas; its cells are
+    read from the accessible table that glide-data-grid keeps beside it for screen readers."""
+    return dataframe.evaluate("""frame => [...frame.querySelectorAll('table tr')].map(
+        row => [...row.querySelectorAll('th, td')].map(cell => cell.innerText.trim()))""")
