@@ -40,7 +40,9 @@ except UserError as error:
 with explanation:
     st.markdown("Output size (no padding): floor((n − k) / s) + 1")
     st.code(f"rows:    {formulas['rows']}\ncolumns: {formulas['columns']}", language=None)
-    step = st.slider("Window (reading order)", 1, maxima.values.size, 1, key=f"pool_step_{maxima.values.size}")
+    windows = maxima.values.size
+    # A slider needs two ends: with a single window there is nothing to step through.
+    step = st.slider("Window (reading order)", 1, windows, 1, key=f"pool_step_{windows}") if windows > 1 else 1
     window = ops.pool_window(grid, size, stride, step - 1)
     st.code("\n".join(ops.pool_window_lines(window)), language=None, wrap_lines=True)
 

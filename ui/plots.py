@@ -67,6 +67,8 @@ def _outline(figure: go.Figure, box: Box) -> None:
     figure.add_shape(type="rect", line=dict(color="white", width=2, dash="dash"), **corners)
 
 
+# Beyond this many cells, outlines would hide the picture (and slow plotly): corner crosses instead.
+MAX_OUTLINED_CELLS = 64
 # Where a corner cross sits, in cells from the cell's centre (up and left).
 CORNER_OFFSET = 0.3
 
@@ -78,12 +80,15 @@ def _mark(figure: go.Figure, marks: Marks, name: str) -> None:
     outlined cells), so it reads on a white page too.
     """
     rows, cols = list(marks.rows), list(marks.cols)
-    if marks.style == "outline":
+    if marks.style == "outline" and len(rows) <= MAX_OUTLINED_CELLS:
+        shapes = []
         for row, col in zip(rows, cols):
             # Inset a little so neighbouring outlines and the window outline stay apart.
             corners = dict(x0=col - 0.44, x1=col + 0.44, y0=row - 0.44, y1=row + 0.44)
-            figure.add_shape(type="rect", line=dict(color="black", width=4), **corners)
-            figure.add_shape(type="rect", line=dict(color="white", width=1.5), **corners)
+            shapes.append(dict(type="rect", line=dict(color="black", width=4), **corners))
+            shapes.append(dict(type="rect", line=dict(color="white", width=1.5), **corners))
+        # One layout update: add_shape per cell copies every shape so far (quadratic time).
+        figure.update_layout(shapes=list(figure.layout.shapes) + shapes)
         # The shapes do the drawing; invisible points carry the hover text, and an
         # empty trace gives the legend an open black square like the outlines.
         figure.add_trace(go.Scatter(x=cols, y=rows, mode="markers", marker=dict(size=20, opacity=0),
