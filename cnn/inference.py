@@ -43,9 +43,9 @@ def _as_uint8_batch(images, policy: str) -> np.ndarray:
         return batch
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
-    return np.stack([_resized(image, policy) for image in images]) if len(images) else np.zeros(
-        (0, MODEL_SIZE, MODEL_SIZE, 3), np.uint8
-    )
+    if len(images) == 0:
+        return np.zeros((0, MODEL_SIZE, MODEL_SIZE, 3), np.uint8)
+    return np.stack([_resized(image, policy) for image in images])
 
 
 def _resized(image, policy: str) -> np.ndarray:
@@ -114,4 +114,5 @@ class Predictor:
 
     def top(self, images: Iterable, k: int = 3, *, policy: str = "squash") -> list[list[Ranked]]:
         """Top-k classes for each image."""
-        return [top_k(row, k) for row in self.probabilities(list(images) if not isinstance(images, np.ndarray) else images, policy=policy)]
+        batch = images if isinstance(images, np.ndarray) else list(images)  # a generator has no len()
+        return [top_k(row, k) for row in self.probabilities(batch, policy=policy)]
