@@ -27,11 +27,9 @@ def augment_batch(images, seed=None):
     return tf.gather(shifted, cols, axis=2, batch_dims=1)
 
 
-JPEG_QUALITY = (60, 95)  # range of re-encoding qualities for the JPEG augmentation
-
-
-def jpeg_image(image, probability: float):
-    """Re-encode one float image in [0, 1] as JPEG with probability `probability` (TensorFlow ops).
+def jpeg_image(image, probability: float, quality: tuple[int, int] = (60, 95)):
+    """Re-encode one float image in [0, 1] as JPEG with probability `probability` (TensorFlow ops),
+    at a quality drawn uniformly from the inclusive range `quality` (chroma subsampled, like most JPEGs).
 
     Photos that users upload are JPEGs, and so are 90% of the shared copy's test
     images: training on re-encoded copies teaches the network to ignore
@@ -39,8 +37,8 @@ def jpeg_image(image, probability: float):
     """
     import tensorflow as tf
 
-    quality = tf.random.uniform([], JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, dtype=tf.int32)
-    encoded = tf.image.adjust_jpeg_quality(image, quality)
+    drawn = tf.random.uniform([], quality[0], quality[1] + 1, dtype=tf.int32)
+    encoded = tf.image.adjust_jpeg_quality(image, drawn)
     return tf.cond(tf.random.uniform([]) < probability, lambda: tf.reshape(encoded, tf.shape(image)),
                    lambda: image)
 

@@ -1,8 +1,8 @@
 """Look inside a model: layer table with parameter formulas, filters, feature maps and Grad-CAM.
 
 Works for every zoo model. The report's models are flat Functional models;
-our `fast` model as shipped is a wrapper (image and its mirror through one
-nested trunk, averaged), so everything here is computed on the *trunk*: the
+our `fast` model as shipped is a wrapper (six shifted and mirrored views of
+the image through one nested trunk, averaged), so everything here is computed on the *trunk*: the
 Functional model that holds the convolutions. Inputs always go through
 `cnn.inference.preprocess`, the one preprocessing of training and prediction.
 No Streamlit here.
@@ -27,7 +27,8 @@ TOP_K = 3
 _FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "ScaledBias", "MaxPooling2D", "AveragePooling2D")
 _POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
 _NO_WEIGHT_TYPES = ("InputLayer", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
-                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "MirrorImage", "Average")
+                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "MirrorImage", "Average",
+                    "TestTimeViews", "MeanOverViews")
 
 # Keras models are not thread-safe and the cached model is shared by every session.
 _LOCK = threading.Lock()
@@ -40,7 +41,7 @@ _SUBMODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def conv_trunk(model):
     """The Functional model that holds the convolutions: `model` itself, or its nested trunk.
 
-    The shipped `fast` model is Input -> [trunk, mirror -> trunk] -> Average;
+    The shipped `fast` model is Input -> views -> trunk -> view average;
     its trunk is the nested model. Flat models are their own trunk.
     """
     import keras
@@ -53,9 +54,12 @@ def conv_trunk(model):
     raise UserError(f"The model {model.name!r} has no convolution layer to inspect.")
 
 
-def is_mirror_wrapper(model) -> bool:
-    """True for a model that averages a nested trunk over the image and its mirror (our `fast`)."""
-    return conv_trunk(model) is not model and any(type(layer).__name__ == "MirrorImage" for layer in model.layers)
+_VIEW_LAYER_TYPES = ("TestTimeViews", "MirrorImage")  # MirrorImage: fast models saved before the six views
+
+
+def is_view_averaging_wrapper(model) -> bool:
+    """True for a model that averages a nested trunk over views of the image (our `fast`)."""
+    return conv_trunk(model) is not model and any(type(layer).__name__ in _VIEW_LAYER_TYPES for layer in model.layers)
 
 
 def _conv_layers(model) -> list:
@@ -305,8 +309,8 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
     their sum, with negatives cut, is upsampled to 32x32 and scaled to [0, 1].
 
     Args:
-        model: any zoo model. For the mirror-averaged fast model, the trunk is
-            used on the unflipped image only.
+        model: any zoo model. For the view-averaging fast model, the trunk is
+            used on the image as is (unshifted, unflipped) only.
         image_uint8: one RGB uint8 image of any size (resized with `policy`).
         class_index: the class to explain; default: the model's top class.
         policy: resize policy, as in `cnn.inference.preprocess`.
@@ -338,9 +342,9 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
     map_size = tuple(int(size) for size in maps.shape[1:3])
     note = (f"Approximate: computed on the {map_size[0]}x{map_size[1]} maps of {layer_name!r} and "
             "stretched to 32x32, so it shows roughly where, not exactly which pixels.")
-    if is_mirror_wrapper(model):
-        note += (" This model averages its answer over the image and its mirror; the heatmap is computed "
-                 "on the network inside it, with the unflipped image only.")
+    if is_view_averaging_wrapper(model):
+        note += (" This model averages its answer over shifted and mirrored copies of the image; the heatmap "
+                 "is computed on the network inside it, with the unshifted, unflipped image only.")
     if peak <= 0:
         note += " No region raised this class's score, so the map is empty."
     return GradCam(np.clip(heatmap, 0.0, 1.0), int(class_index), layer_name, map_size, note)

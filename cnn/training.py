@@ -29,6 +29,7 @@ from cnn.inference import preprocess
 OPTIMIZERS = ("adam", "sgd_nesterov")
 LR_SCHEDULES = ("constant", "cosine", "warmup_linear")
 STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
+LOOKAHEAD_EVERY = 5  # optimizer steps between two weight averages (airbench)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # probability mass spread over the other classes
     lr_schedule: str = "constant"  # "constant", "cosine" (to 0) or "warmup_linear" (airbench)
     augment: bool = False  # random flip + shift up to 2 px
-    jpeg_augment: float = 0.0  # share of training images re-encoded as JPEG (quality 60-95)
+    jpeg_augment: float = 0.0  # share of training images re-encoded as JPEG
+    jpeg_quality: tuple[int, int] = (60, 95)  # the re-encoding quality is drawn from this range
+    lookahead: bool = False  # average the weights every 5 steps, more and more towards the end (airbench)
     subset: int | None = None  # train on the first N training images only (classroom runs)
     val_size: int = 5_000  # the last N training images validate
     seed: int = 0  # for repeatable runs
@@ -68,6 +71,10 @@ class TrainConfig:
             problems.append(f"subset must be at least 1 image, not {self.subset}")
         if not 0 <= self.jpeg_augment <= 1:
             problems.append("the JPEG augmentation share must be between 0 and 1")
+        object.__setattr__(self, "jpeg_quality", tuple(self.jpeg_quality))  # JSON gives a list
+        low, high = self.jpeg_quality if len(self.jpeg_quality) == 2 else (0, -1)
+        if not 1 <= low <= high <= 100:
+            problems.append("the JPEG quality range must be two numbers 1-100, low first")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
         if problems:
@@ -195,8 +202,46 @@ def write_status(files: RunFiles, **fields) -> None:
 # ---------------------------------------------------------------- callbacks
 
 
-def _callbacks(files: RunFiles, total_epochs: int, wall_offset: float, started: float):
+def lookahead_decay(step: int, total_steps: int) -> float:
+    """airbench's lookahead schedule: how much of the slow weights is kept at `step`.
+
+    0 at the start (plain SGD), rising as (step/total)**3 to 0.95**5 at the end,
+    so the last epochs average over many recent weights.
+    """
+    return 0.95 ** 5 * (min(step, total_steps) / total_steps) ** 3
+
+
+def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_offset: float, started: float):
     import keras
+
+    total_epochs = config.epochs
+
+    class Lookahead(keras.callbacks.Callback):
+        """Every few steps, move slow weights towards the current ones and continue from them.
+
+        The slow weights start from the model's (also after a resume: a resumed run
+        loses at most LOOKAHEAD_EVERY steps of averaging); the finished model is the slow copy.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self._slow = None
+
+        def on_train_begin(self, logs=None):
+            self._slow = self.model.get_weights()
+
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            if step % LOOKAHEAD_EVERY:
+                return
+            keep = lookahead_decay(step, steps_per_epoch * total_epochs)
+            for slow, current in zip(self._slow, self.model.get_weights()):
+                slow += (1.0 - keep) * (current - slow)
+            self.model.set_weights(self._slow)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == total_epochs:  # before the checkpoint is written: it holds the final weights
+                self.model.set_weights(self._slow)
 
     class RunRecorder(keras.callbacks.Callback):
         """Writes history, checkpoint and state after each epoch, and batch progress while training."""
@@ -241,7 +286,8 @@ def _callbacks(files: RunFiles, total_epochs: int, wall_offset: float, started: 
             if files.stop_flag.exists():
                 self.model.stop_training = True
 
-    return [RunRecorder(), StopFlag(), keras.callbacks.TerminateOnNaN()]
+    recorders = [RunRecorder(), StopFlag(), keras.callbacks.TerminateOnNaN()]
+    return ([Lookahead()] if config.lookahead else []) + recorders
 
 
 def _current_lr(model) -> float:
@@ -317,7 +363,7 @@ def _train_dataset(images, labels, config: TrainConfig):
     # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
     dataset = dataset.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
     if config.jpeg_augment:
-        dataset = dataset.map(lambda x, y: (jpeg_image(x, config.jpeg_augment), y),
+        dataset = dataset.map(lambda x, y: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(config.batch_size)
     if config.augment:
@@ -370,7 +416,7 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
             model.fit(
                 _train_dataset(images, labels, config), epochs=config.epochs, initial_epoch=initial_epoch,
                 steps_per_epoch=steps_per_epoch, validation_data=_val_data(data), validation_batch_size=512,
-                callbacks=_callbacks(files, config.epochs, wall_offset, started), verbose=verbose,
+                callbacks=_callbacks(files, config, steps_per_epoch, wall_offset, started), verbose=verbose,
             )
     finally:
         keras.config.set_dtype_policy(previous_policy)

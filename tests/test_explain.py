@@ -12,7 +12,7 @@ from cnn.models import ZOO, count_parameters
 
 @pytest.fixture(scope="module")
 def zoo():
-    """Every zoo model as shipped (`fast` is the mirror-averaging wrapper around its trunk)."""
+    """Every zoo model as shipped (`fast` is the view-averaging wrapper around its trunk)."""
     keras.utils.set_random_seed(0)
     return {name: entry.build() for name, entry in ZOO.items()}
 
@@ -25,9 +25,9 @@ def image():
 def test_fast_is_a_wrapper_and_its_trunk_holds_the_convolutions(zoo):
     fast = zoo["fast"]
     trunk = explain.conv_trunk(fast)
-    assert trunk is not fast and trunk.name == "fast" and explain.is_mirror_wrapper(fast)
+    assert trunk is not fast and trunk.name == "fast" and explain.is_view_averaging_wrapper(fast)
     assert explain.conv_layer_names(fast)[:2] == ["whiten", "block1_conv1"]
-    assert explain.conv_trunk(zoo["base"]) is zoo["base"] and not explain.is_mirror_wrapper(zoo["base"])
+    assert explain.conv_trunk(zoo["base"]) is zoo["base"] and not explain.is_view_averaging_wrapper(zoo["base"])
     assert explain.conv_layer_names(zoo["deeper"]) == [f"conv{b}_{i}" for b in (1, 2, 3) for i in (1, 2)]
 
 

@@ -197,6 +197,9 @@ def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
     assert 0.001 < difference < 0.08  # re-encoded (lossy), yet the same pictures
     with pytest.raises(UserError, match="JPEG"):
         TrainConfig(model="base", jpeg_augment=1.5)
+    with pytest.raises(UserError, match="JPEG quality range"):
+        TrainConfig(model="base", jpeg_quality=(90, 60))
+    assert TrainConfig(model="base", jpeg_quality=[70, 80]).jpeg_quality == (70, 80)  # as read from JSON
 
 
 def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
@@ -206,3 +209,51 @@ def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
     copy = jpeg_copy(split, quality=75)
     assert copy.images.shape == split.images.shape and np.array_equal(copy.labels, split.labels)
     assert "JPEG q75" in copy.name and not np.array_equal(copy.images, split.images)
+
+
+def test_fast_model_averages_six_views_as_airbench_does():
+    from cnn.models import VIEW_WEIGHTS, build_fast_trunk, with_view_averaging
+
+    images = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    trunk = build_fast_trunk(calibration_images=images)
+    model = with_view_averaging(trunk)
+    x = images / np.float32(255.0)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    views = [x, padded[:, :32, :32], padded[:, 2:, 2:]]
+    views += [view[:, :, ::-1] for view in views]
+    expected = sum(weight * np.asarray(trunk(view)) for weight, view in zip(VIEW_WEIGHTS, views))
+    got = np.asarray(model(x))
+    assert got.shape == (5, 10) and sum(VIEW_WEIGHTS) == 1.0
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(got, np.asarray(trunk(x)), atol=1e-6)  # the views do change the answer
+
+
+def test_fast_blocks_start_as_identity_on_their_input_channels():
+    from cnn.models import build_fast_trunk
+
+    trunk = build_fast_trunk()
+    first = np.asarray(trunk.get_layer("block1_conv1").kernel)  # 24 -> 64 channels
+    assert np.array_equal(first[:, :, :, :24], _dirac(24, 24))
+    assert np.abs(first[:, :, :, 24:]).sum() > 0  # the other filters keep their random start
+    assert np.array_equal(np.asarray(trunk.get_layer("block3_conv2").kernel), _dirac(256, 256))
+
+
+def _dirac(channels_in, channels_out):
+    kernel = np.zeros((3, 3, channels_in, channels_out), np.float32)
+    kernel[1, 1, np.arange(channels_in), np.arange(channels_in)] = 1.0
+    return kernel
+
+
+def test_lookahead_schedule_and_slow_weights(synthetic_cifar, tmp_path):
+    from cnn.training import LOOKAHEAD_EVERY, lookahead_decay
+
+    assert lookahead_decay(0, 100) == 0.0 and lookahead_decay(100, 100) == pytest.approx(0.95 ** 5)
+    assert lookahead_decay(50, 100) == pytest.approx(0.95 ** 5 / 8)
+    data = load_cifar10(synthetic_cifar, val_size=20)  # 180 images, batch 32: 6 steps an epoch
+    plain = train(tiny_config(epochs=3), data, tmp_path / "plain", verbose=0)
+    averaged = train(tiny_config(epochs=3, lookahead=True), data, tmp_path / "slow", verbose=0)
+    assert LOOKAHEAD_EVERY == 5 and averaged.epochs_done == 3
+    # Same seed, same batches: only the averaging differs, and it pulls the weights back.
+    moved = [np.abs(a - b).max() for a, b in zip(plain.model.get_weights(), averaged.model.get_weights())]
+    assert max(moved) > 1e-4

@@ -49,9 +49,11 @@ def show_layer_table(model) -> None:
         "(gamma and beta trained, moving mean and variance not) or 2 when it only normalizes; pooling, "
         "flatten, dropout and activations have none."
     )
-    if explain.is_mirror_wrapper(model):
+    if explain.is_view_averaging_wrapper(model):
         st.caption(f"The nested model {explain.conv_trunk(model).name!r} is the network itself: the wrapper "
-                   "feeds it the image and its mirror ('mirror') and averages the two answers.")
+                   "('views') feeds it six copies of the image (as is, shifted one pixel up-left and down-right, "
+                   "and the mirror of each) and averages the answers ('view_average'), the unshifted pair "
+                   "counting for half.")
 
 
 FILTERS_PER_ROW = 8
