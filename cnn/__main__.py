@@ -41,6 +41,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _jpeg_quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a JPEG quality is 1-100, not {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -80,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--indices", type=_index_range, help="START:STOP of the split")
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--as-jpeg", type=_jpeg_quality, metavar="QUALITY",
+                          help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)")
     evaluate.add_argument("--record", action="store_true",
                           help="store the test figures (exact 0:1000 and whole set) in the model's sidecar")
 
@@ -167,8 +176,8 @@ def cmd_evaluate(args) -> int:
     model, _ = _load(args)
     split, source = load_split_or_sample(args.data_dir, args.split)
     if args.record:
-        if args.split != "test" or args.indices:
-            raise UserError("--record stores the test figures: use it with --split test and no --indices.")
+        if args.split != "test" or args.indices or args.as_jpeg:
+            raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
         clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
         whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
         path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
@@ -179,6 +188,10 @@ def cmd_evaluate(args) -> int:
         update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
     if args.indices:
         split = split.subset(*args.indices)
+    if args.as_jpeg:
+        from cnn.data import jpeg_copy
+
+        split = jpeg_copy(split, quality=args.as_jpeg)
     report = evaluate(model, split)
     if args.json:
         print(json.dumps({**report.to_json(), "data": source}))

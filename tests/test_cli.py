@@ -67,6 +67,21 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
     assert "macro avg" in result["report"]
 
 
+def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):
+    status, out, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
+                               str(synthetic_cifar), "--indices", "0:20", "--as-jpeg", "75", "--json")
+    assert status == 0, err
+    result = json.loads(out)
+    assert status == 0 and "JPEG q75" in result["split"] and result["n"] == 20
+    status, _, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
+                             str(synthetic_cifar), "--as-jpeg", "75", "--record")
+    assert status == 2 and "--record" in err
+    assert "test_clean_accuracy" not in read_sidecar(trained / "tiny.keras").get("metrics", {})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models-dir", str(trained), "evaluate", "tiny", "--as-jpeg", "101"])
+    assert exit_info.value.code == 2 and "1-100" in capsys.readouterr().err
+
+
 def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, capsys):
     status, _, _ = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
                            str(synthetic_cifar), "--record")
