@@ -48,6 +48,14 @@ def _jpeg_quality(text: str) -> int:
     return value
 
 
+def _quality_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(":")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a quality range like 60:95") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -72,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("--subset", type=_positive_int, help="train on the first N training images only")
+    train.add_argument("--jpeg-augment", type=float, metavar="SHARE",
+                       help="share of training images re-encoded as JPEG (0-1; the recipe's by default)")
+    train.add_argument("--jpeg-quality", type=_quality_range, metavar="LOW:HIGH",
+                       help="range of the re-encoding quality, e.g. 60:95")
     train.add_argument("--data-dir")
     train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
     train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM)")
@@ -123,7 +135,8 @@ def cmd_train(args) -> int:
     config = TrainConfig.for_model(
         args.model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
-        mixed_precision=False if args.no_mixed_precision else None,
+        mixed_precision=False if args.no_mixed_precision else None, jpeg_augment=args.jpeg_augment,
+        jpeg_quality=args.jpeg_quality,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
