@@ -71,9 +71,9 @@ class TrainConfig:
             problems.append(f"subset must be at least 1 image, not {self.subset}")
         if not 0 <= self.jpeg_augment <= 1:
             problems.append("the JPEG augmentation share must be between 0 and 1")
-        object.__setattr__(self, "jpeg_quality", tuple(self.jpeg_quality))  # JSON gives a list
-        low, high = self.jpeg_quality if len(self.jpeg_quality) == 2 else (0, -1)
-        if not 1 <= low <= high <= 100:
+        if _is_quality_range(self.jpeg_quality):
+            object.__setattr__(self, "jpeg_quality", tuple(self.jpeg_quality))  # JSON gives a list
+        else:
             problems.append("the JPEG quality range must be two numbers 1-100, low first")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
@@ -91,6 +91,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _is_quality_range(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(q, int) for q in value)
+            and 1 <= value[0] <= value[1] <= 100)
 
 
 @dataclass(frozen=True)

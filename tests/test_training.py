@@ -199,6 +199,9 @@ def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
         TrainConfig(model="base", jpeg_augment=1.5)
     with pytest.raises(UserError, match="JPEG quality range"):
         TrainConfig(model="base", jpeg_quality=(90, 60))
+    for bad in (75, (60,), ("60", "90"), (0, 90)):
+        with pytest.raises(UserError, match="JPEG quality range"):
+            TrainConfig(model="base", jpeg_quality=bad)
     assert TrainConfig(model="base", jpeg_quality=[70, 80]).jpeg_quality == (70, 80)  # as read from JSON
 
 
