@@ -37,13 +37,14 @@ def write_batch(path: Path, labels: np.ndarray, seed: int) -> None:
     path.write_bytes(pickle.dumps(content, protocol=2))
 
 
-def make_synthetic_cifar(folder: Path) -> Path:
+def make_synthetic_cifar(folder: Path, per_batch: int = SYNTHETIC_PER_BATCH) -> Path:
+    """Five training batches of `per_batch` images each and a test batch, in CIFAR's python layout."""
     folder.mkdir(parents=True, exist_ok=True)
     for batch in range(1, 6):
-        labels = np.arange(SYNTHETIC_PER_BATCH) % 10
+        labels = np.arange(per_batch) % 10
         write_batch(folder / f"data_batch_{batch}", labels, seed=batch)
     write_batch(folder / "test_batch", np.arange(SYNTHETIC_TEST) % 10, seed=99)
-    meta = {b"label_names": [name.encode() for name in CLASS_NAMES], b"num_cases_per_batch": SYNTHETIC_PER_BATCH}
+    meta = {b"label_names": [name.encode() for name in CLASS_NAMES], b"num_cases_per_batch": per_batch}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return folder
 

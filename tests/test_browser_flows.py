@@ -1,7 +1,7 @@
 """End-to-end flows that change state, in headless Debian chromium: a short training run started
 from the Train page, watched until its loss chart has a point for every epoch.
 
-The server here is its own: the synthetic CIFAR-10 folder as data (200 training images),
+The server here is its own: a synthetic CIFAR-10 folder as data (2,000 training images),
 and empty temporary runs and models folders, so nothing of the developer's is read or replaced.
 Screenshots land in the test's tmp_path (pytest prints where with -rA; or pass --basetemp).
 """
@@ -22,13 +22,17 @@ from browser_support import (  # noqa: F401 (browser and page are fixtures)
     screenshot_whole_page,
     wait_for_app_run,
 )
+from conftest import make_synthetic_cifar
 
 pytestmark = BROWSER_MARKS
 
 EPOCHS = 6
-BATCH_SIZE = 8  # small batches, so that each epoch lasts seconds and the panel's 1 s polls see it
-TRAIN_IMAGES = 176  # of the synthetic folder's 200 minus the last 20, which validate
-VALIDATION_IMAGES = 20
+# Small batches of many images, so that each epoch lasts seconds and the panel's 1 s polls see it:
+# 176 images (22 steps) once made six epochs of `base` last under a second on a quick CI machine.
+BATCH_SIZE = 8
+SYNTHETIC_PER_BATCH = 400  # five batches: 2,000 training images
+TRAIN_IMAGES = 1800  # the first 1,800 train (225 steps an epoch) ...
+VALIDATION_IMAGES = 200  # ... and the last 200 validate
 TRAINING_TIMEOUT_S = 180  # the worker imports TensorFlow first: slow on a busy 2-core machine
 
 # Points of the live loss chart's training line ("this run: training"), or -1 when it is not drawn yet.
@@ -53,9 +57,10 @@ LIVE_LOSS_MARKERS = """() => {
 
 
 @pytest.fixture
-def training_server(tmp_path_factory, synthetic_cifar):
-    """The app with the synthetic data and empty runs and models folders of its own."""
+def training_server(tmp_path_factory):
+    """The app with synthetic data and empty runs and models folders of its own."""
     folder = tmp_path_factory.mktemp("streamlit_training")
+    synthetic_cifar = make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=SYNTHETIC_PER_BATCH)
     runs, models = folder / "runs", folder / "models"
     runs.mkdir()
     models.mkdir()
@@ -108,7 +113,7 @@ def test_short_training_chart_gains_points(training_server, page, tmp_path):
 
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(f"base: {EPOCHS} epochs, batch {BATCH_SIZE}").first.wait_for()  # the run's settings line
-    assert page.get_by_text(f"{TRAIN_IMAGES} images, {VALIDATION_IMAGES} validation images").count() >= 1
+    assert page.get_by_text(f"{TRAIN_IMAGES:,} images, {VALIDATION_IMAGES:,} validation images").count() >= 1
 
     seen: list[int] = []  # each different point count, in the order they appeared
     watched: list[tuple[float, int, str]] = []  # (seconds, points, status line): the message when it fails
