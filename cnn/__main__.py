@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--flip", choices=("random", "alternate"),  # cnn.training.FLIPS, without importing it
+                       help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
+                            "(the recipe's by default)")
+    train.add_argument("--whiten-bias-epochs", type=int, metavar="N",
+                       help="fast model: train the whitening bias for the first N epochs only (the recipe's by default)")
     train.add_argument("--subset", type=_positive_int, help="train on the first N training images only")
     train.add_argument("--jpeg-augment", type=float, metavar="SHARE",
                        help="share of training images re-encoded as JPEG (0-1; the recipe's by default)")
@@ -136,7 +141,7 @@ def cmd_train(args) -> int:
         args.model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
         mixed_precision=False if args.no_mixed_precision else None, jpeg_augment=args.jpeg_augment,
-        jpeg_quality=args.jpeg_quality,
+        jpeg_quality=args.jpeg_quality, flip=args.flip, whiten_bias_epochs=args.whiten_bias_epochs,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":

@@ -28,8 +28,10 @@ from cnn.inference import preprocess
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
 LR_SCHEDULES = ("constant", "cosine", "warmup_linear")
+FLIPS = ("random", "alternate")  # how augmentation mirrors images; see cnn.augment.alternating_flip
 STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
 LOOKAHEAD_EVERY = 5  # optimizer steps between two weight averages (airbench)
+WHITEN_BIAS = "whiten_bias"  # the layer that TrainConfig.whiten_bias_epochs freezes
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,11 @@ class TrainConfig:
     label_smoothing: float = 0.0  # probability mass spread over the other classes
     lr_schedule: str = "constant"  # "constant", "cosine" (to 0) or "warmup_linear" (airbench)
     augment: bool = False  # random flip + shift up to 2 px
+    flip: str = "random"  # with augment: "random" (a coin per draw) or "alternate" (airbench: every other epoch)
     jpeg_augment: float = 0.0  # share of training images re-encoded as JPEG
     jpeg_quality: tuple[int, int] = (60, 95)  # the re-encoding quality is drawn from this range
     lookahead: bool = False  # average the weights every 5 steps, more and more towards the end (airbench)
+    whiten_bias_epochs: int | None = None  # train the `whiten_bias` layer for the first N epochs only (airbench: 3)
     subset: int | None = None  # train on the first N training images only (classroom runs)
     val_size: int = 5_000  # the last N training images validate
     seed: int = 0  # for repeatable runs
@@ -67,6 +71,11 @@ class TrainConfig:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.flip not in FLIPS:
+            problems.append(f"flip must be one of {', '.join(FLIPS)}, not {self.flip!r}")
+        if self.whiten_bias_epochs is not None and not (
+                isinstance(self.whiten_bias_epochs, int) and self.whiten_bias_epochs >= 0):
+            problems.append(f"whitening-bias epochs must be a whole number >= 0, not {self.whiten_bias_epochs!r}")
         if self.subset is not None and self.subset < 1:
             problems.append(f"subset must be at least 1 image, not {self.subset}")
         if not 0 <= self.jpeg_augment <= 1:
@@ -291,8 +300,29 @@ def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_
             if files.stop_flag.exists():
                 self.model.stop_training = True
 
+    class FreezeWhitenBias(keras.callbacks.Callback):
+        """From epoch `config.whiten_bias_epochs` on, hold the whitening bias where it is (airbench).
+
+        Written back after every step rather than made untrainable, since a compiled
+        model keeps training what it was compiled with; runs before Lookahead, which
+        then only ever sees the held value.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self._held = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch >= config.whiten_bias_epochs and self._held is None:
+                self._held = np.array(self.model.get_layer(WHITEN_BIAS).bias)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self._held is not None:
+                self.model.get_layer(WHITEN_BIAS).bias.assign(self._held)
+
+    freeze = [FreezeWhitenBias()] if config.whiten_bias_epochs is not None else []
     recorders = [RunRecorder(), StopFlag(), keras.callbacks.TerminateOnNaN()]
-    return ([Lookahead()] if config.lookahead else []) + recorders
+    return freeze + ([Lookahead()] if config.lookahead else []) + recorders
 
 
 def _current_lr(model) -> float:
@@ -359,21 +389,60 @@ def training_images(config: TrainConfig, data: Cifar10):
     return images, labels
 
 
-def _train_dataset(images, labels, config: TrainConfig):
+def _train_dataset(images, labels, config: TrainConfig, initial_epoch: int = 0):
+    """Endless shuffled (x, y) training batches; `initial_epoch` (a resume) sets the alternating flip's phase."""
     import tensorflow as tf
 
-    from cnn.augment import augment_batch, jpeg_image
+    from cnn.augment import augment_batch
 
-    dataset = tf.data.Dataset.from_tensor_slices((preprocess(images), one_hot(labels)))
-    # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
-    dataset = dataset.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).repeat()
-    if config.jpeg_augment:
-        dataset = dataset.map(lambda x, y: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), y),
+    if config.augment and config.flip == "alternate":
+        dataset = _flip_planned_batches(images, labels, config, initial_epoch)
+        dataset = dataset.map(lambda x, y, flip: (augment_batch(x, flip=flip), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(config.batch_size)
-    if config.augment:
-        dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = _batches(config, preprocess(images), one_hot(labels))
+        if config.augment:
+            dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _batches(config: TrainConfig, *columns):
+    """Batches of (x, y, *extra) rows: shuffled every epoch, repeated endlessly, x maybe re-encoded as JPEG."""
+    import tensorflow as tf
+
+    from cnn.augment import jpeg_image
+
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
+    # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
+    dataset = dataset.shuffle(len(columns[0]), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    if config.jpeg_augment:
+        dataset = dataset.map(lambda x, *rest: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), *rest),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(config.batch_size)
+
+
+def _flip_planned_batches(images, labels, config: TrainConfig, initial_epoch: int = 0):
+    """Un-augmented training batches (x, y, flip), flip saying which images airbench's alternating flip mirrors.
+
+    Each image's random bit (from `config.seed`) travels with it through the shuffle.
+    """
+    import tensorflow as tf
+
+    from cnn.augment import alternating_flip
+
+    count, size = len(labels), config.batch_size
+    bits = np.random.default_rng(config.seed).integers(0, 2, count).astype(bool)
+    dataset = _batches(config, preprocess(images), one_hot(labels), bits)
+
+    # .repeat() of a shuffled dataset concatenates whole epochs and, never ending, only makes
+    # full batches: row i of batch b is element b*size + i, of epoch initial_epoch + that // count
+    # (a batch may straddle two epochs). Counting here rather than per element keeps it vectorized.
+    def plan(b, batch):
+        x, y, bit = batch
+        position = b * size + tf.range(size, dtype=tf.int64)
+        return x, y, alternating_flip(bit, initial_epoch + position // count)
+
+    return dataset.enumerate().map(plan, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _val_data(data: Cifar10):
@@ -414,13 +483,16 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
     try:
         model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
                                                              steps_per_epoch * config.epochs)
+        if config.whiten_bias_epochs is not None and WHITEN_BIAS not in {layer.name for layer in model.layers}:
+            raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies to 'fast' only.")
         write_status(files, state="running", pid=os.getpid(), model=config.model, epoch=initial_epoch,
                      epochs=config.epochs, batch=0, batches=steps_per_epoch, message="", config=config.to_dict())
         started = time.time()
         if initial_epoch < config.epochs:
             model.fit(
-                _train_dataset(images, labels, config), epochs=config.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=steps_per_epoch, validation_data=_val_data(data), validation_batch_size=512,
+                _train_dataset(images, labels, config, initial_epoch), epochs=config.epochs,
+                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch, validation_data=_val_data(data),
+                validation_batch_size=512,
                 callbacks=_callbacks(files, config, steps_per_epoch, wall_offset, started), verbose=verbose,
             )
     finally:

@@ -67,18 +67,22 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
     assert "macro avg" in result["report"]
 
 
-def test_train_takes_the_jpeg_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
+def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
     models = tmp_path / "models"
     status, _, err = run_cli(capsys, "--models-dir", str(models), "train", "--model", "base", "--epochs", "1",
                              "--batch-size", "32", "--data-dir", str(synthetic_cifar), "--val-size", "20",
                              "--no-mixed-precision", "--run-dir", str(tmp_path / "run"), "--jpeg-augment", "1",
-                             "--jpeg-quality", "70:80")
+                             "--jpeg-quality", "70:80", "--augment", "--flip", "alternate")
     assert status == 0, err
     config = read_sidecar(models / "base.keras")["config"]
     assert config["jpeg_augment"] == 1.0 and config["jpeg_quality"] == [70, 80]
+    assert config["augment"] is True and config["flip"] == "alternate"
     status, _, err = run_cli(capsys, "--models-dir", str(models), "train", "--model", "base",
                              "--jpeg-quality", "80:70")
     assert status == 2 and "JPEG quality range" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models-dir", str(models), "train", "--model", "base", "--flip", "sideways"])
+    assert exit_info.value.code == 2 and "alternate" in capsys.readouterr().err
 
 
 def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):

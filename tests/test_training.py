@@ -47,6 +47,18 @@ def test_config_refuses_bad_settings():
         TrainConfig(model="base", learning_rate=float("nan"))
     with pytest.raises(UserError, match="Unknown model"):
         TrainConfig.for_model("resnet1000")
+    with pytest.raises(UserError, match="Invalid training settings: flip must be one of random, alternate"):
+        TrainConfig(model="base", flip="sideways")
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(UserError, match="whitening-bias epochs must be a whole number"):
+            TrainConfig(model="fast", whiten_bias_epochs=bad)
+
+
+def test_config_round_trips_through_json_and_old_sidecars_load():
+    config = TrainConfig.for_model("fast", flip="alternate")
+    assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config
+    old = {key: value for key, value in config.to_dict().items() if key != "flip"}  # saved before the flip setting
+    assert TrainConfig(**old).flip == "random"
 
 
 def tiny_config(**overrides):
@@ -205,6 +217,49 @@ def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
     assert TrainConfig(model="base", jpeg_quality=[70, 80]).jpeg_quality == (70, 80)  # as read from JSON
 
 
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    from cnn.training import _flip_planned_batches, _train_dataset
+
+    images = np.random.default_rng(3).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(8)  # one class per image: a row's label names its image, even re-encoded as JPEG
+
+    def flips_by_epoch(batch_size, initial_epoch=0, epochs=4, **settings):
+        """The pipeline's flip decisions, one row per epoch, one column per image."""
+        config = TrainConfig(model="base", batch_size=batch_size, augment=True, flip="alternate", **settings)
+        rows = []
+        for _, y, flip in _flip_planned_batches(images, labels, config, initial_epoch):
+            rows += zip(np.argmax(y, axis=1).tolist(), np.asarray(flip).tolist())
+            if len(rows) >= 8 * epochs:
+                break
+        by_epoch = [dict(rows[8 * epoch: 8 * epoch + 8]) for epoch in range(epochs)]
+        assert all(sorted(seen) == list(range(8)) for seen in by_epoch)  # each epoch shows every image once
+        return np.array([[seen[image] for image in range(8)] for seen in by_epoch])
+
+    flips = flips_by_epoch(8)
+    assert 0 < flips[0].sum() < 8  # each image starts from its own random bit
+    assert (flips[1:] != flips[:-1]).all()  # mirrored every other epoch, never the same way twice in a row
+    np.testing.assert_array_equal(flips_by_epoch(3, jpeg_augment=1.0), flips)  # batches straddle epochs; JPEG
+    np.testing.assert_array_equal(flips_by_epoch(8, initial_epoch=1), ~flips)  # a resumed run keeps the phase
+    # The training batches (shifted too) are mirrored as planned.
+    config = TrainConfig(model="base", batch_size=8, augment=True, flip="alternate")
+    x, y = next(iter(_train_dataset(images, labels, config)))
+    for row, label in zip(np.asarray(x), np.argmax(y, axis=1)):
+        assert _mirrored(np.rint(row * 255), images[label]) == flips[0][label]
+
+
+def _mirrored(augmented, image) -> bool:
+    """Whether `augmented` is `image` mirrored (True) or not (False), whatever its shift of up to 2 px."""
+    from cnn.augment import MAX_SHIFT
+
+    size = image.shape[0] - 2 * MAX_SHIFT
+    centre = augmented[MAX_SHIFT: MAX_SHIFT + size, MAX_SHIFT: MAX_SHIFT + size]  # never from the padding
+    windows = range(2 * MAX_SHIFT + 1)
+    matches = [any(np.array_equal(centre, view[top: top + size, left: left + size])
+                   for top in windows for left in windows) for view in (image, image[:, ::-1])]
+    assert sum(matches) == 1, "the augmented image is neither the image nor its mirror, shifted"
+    return matches[1]
+
+
 def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
     from cnn.data import jpeg_copy
 
@@ -260,3 +315,19 @@ def test_lookahead_schedule_and_slow_weights(synthetic_cifar, tmp_path):
     # Same seed, same batches: only the averaging differs, and it pulls the weights back.
     moved = [np.abs(a - b).max() for a, b in zip(plain.model.get_weights(), averaged.model.get_weights())]
     assert max(moved) > 1e-4
+
+
+def test_whitening_bias_is_held_from_its_last_epoch_on(synthetic_cifar, tmp_path):
+    data = load_cifar10(synthetic_cifar, val_size=20)
+    settings = dict(epochs=2, batch_size=32, mixed_precision=False, val_size=20, jpeg_augment=0.0, augment=False)
+    trained = train(TrainConfig.for_model("fast", whiten_bias_epochs=None, **settings), data, tmp_path / "a", verbose=0)
+    held = train(TrainConfig.for_model("fast", whiten_bias_epochs=0, **settings), data, tmp_path / "b", verbose=0)
+
+    def whiten_bias(model):
+        return np.array(model.get_layer("fast").get_layer("whiten_bias").bias)
+
+    assert np.abs(whiten_bias(trained.model)).max() > 1e-5  # it learns when allowed to...
+    assert np.array_equal(whiten_bias(held.model), np.zeros(24, np.float32))  # ...and not at all from epoch 0
+    assert TrainConfig.for_model("fast").whiten_bias_epochs == 3  # the recipe: airbench's three epochs
+    with pytest.raises(UserError, match="no whitening layer"):
+        train(tiny_config(whiten_bias_epochs=1), data, tmp_path / "c", verbose=0)
