@@ -360,10 +360,14 @@ def run(data_dir: Path, plan: str, seeds: int, budget_s: float) -> None:
     versions = {low_high: np.stack([parallel_jpeg(train, rng.integers(low_high[0], low_high[1] + 1, split))
                                     for _ in range(3)]) for low_high in ranges}
     val_jpeg = parallel_jpeg(val, np.full(VAL, 75))
-    on_device = lambda array: torch.tensor(array, device=DEVICE).permute(*range(array.ndim - 3), -1, -3, -2)  # NHWC->NCHW
+
+    def on_device(array):  # NHWC on the host -> NCHW on the GPU
+        return torch.tensor(array, device=DEVICE).permute(*range(array.ndim - 3), -1, -3, -2)
+
     data = {
         "train": on_device(train), "labels": torch.tensor(labels[:split], device=DEVICE),
-        "jpeg": {key: on_device(value) for key, value in versions.items()}, "val": on_device(val), "val_jpeg": on_device(val_jpeg),
+        "jpeg": {key: on_device(value) for key, value in versions.items()},
+        "val": on_device(val), "val_jpeg": on_device(val_jpeg),
         "val_labels": torch.tensor(labels[split:], device=DEVICE).long(),
         "train_host": train,
     }
