@@ -341,6 +341,13 @@ PLANS = {
         dataclasses.replace(WB3, name="wb3_bs768", batch_size=768, lr=1.5 * 0.75),
         dataclasses.replace(WB3, name="wb3_ep22", epochs=22),
     ],
+    # How much more compute would a 93% whole-set figure take? (not for the 30-minute CPU budget)
+    "scale": [
+        dataclasses.replace(WB3, name="wb3_ep40", epochs=40),
+        dataclasses.replace(WB3, name="wb3_w96_ep20", widths=(96, 384, 384)),
+        dataclasses.replace(WB3, name="wb3_w128_ep20", widths=(128, 512, 512)),
+        dataclasses.replace(WB3, name="wb3_w128_ep40", widths=(128, 512, 512), epochs=40),
+    ],
     "smoke": [dataclasses.replace(BASE, name="smoke", epochs=6)],
 }
 
