@@ -10,6 +10,7 @@ set's images 1000-9999). The test set is never read here.
 
     python docs/experiments/gpu_sweep.py pack --cifar DIR --out .gpudata   # here: lossless WebP parts
     python docs/experiments/gpu_sweep.py run --data .gpudata --plan NAME    # on the GPU machine
+    python docs/experiments/gpu_sweep.py summarize docs/experiments/gpu_sweep_*.jsonl  # the table
 
 Each finished run prints one JSON line (settings, seed, seconds, val, val_jpeg75).
 """
@@ -393,6 +394,31 @@ def run(data_dir: Path, plan: str, seeds: int, budget_s: float) -> None:
             print(json.dumps(result), flush=True)
 
 
+def summarize(paths: list[Path]) -> None:
+    """A markdown table of the runs in the JSON-lines files: mean and spread over seeds, per setting."""
+    import statistics
+
+    by_name: dict[str, list[dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "name" in row:
+                by_name.setdefault(row["name"], []).append(row)
+
+    def spread(rows, key):
+        values = [100 * row[key] for row in rows]
+        deviation = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.mean(values), f"{statistics.mean(values):.2f} ± {deviation:.2f}"
+
+    print("| setting | seeds | compute vs v3 | val | val as JPEG q75 | 0.1 val + 0.9 JPEG (whole-set estimate) |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in by_name.items():
+        clean, clean_text = spread(rows, "val")
+        jpeg, jpeg_text = spread(rows, "val_jpeg75")
+        print(f"| {name} | {len(rows)} | {rows[0]['relative_flops']:.2f}x | {clean_text} | {jpeg_text} "
+              f"| {0.1 * clean + 0.9 * jpeg:.2f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -404,8 +430,12 @@ def main(argv=None) -> None:
     runner.add_argument("--plan", choices=sorted(PLANS), default="main")
     runner.add_argument("--seeds", type=int, default=3)
     runner.add_argument("--budget-s", type=float, default=400)
+    summary = commands.add_parser("summarize")
+    summary.add_argument("results", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    if args.command == "pack":
+    if args.command == "summarize":
+        summarize(args.results)
+    elif args.command == "pack":
         pack(args.cifar, args.out)
     else:
         run(args.data, args.plan, args.seeds, args.budget_s)
