@@ -1,0 +1,38 @@
+"""The GPU sweep's helpers that run here: lossless packing of the training images and the summary table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("gpu_sweep", ROOT / "docs" / "experiments" / "gpu_sweep.py")
+gpu_sweep = importlib.util.module_from_spec(spec)
+sys.modules["gpu_sweep"] = gpu_sweep  # its dataclasses look their module up there
+spec.loader.exec_module(gpu_sweep)
+
+
+def test_packed_tiles_give_back_the_exact_images():
+    images = np.random.default_rng(0).integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(gpu_sweep.untile(gpu_sweep.tile_bytes(images)), images)
+
+
+def test_whitening_matches_the_keras_model():
+    from cnn.models import whitening_filters
+
+    images = np.random.default_rng(1).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    assert np.allclose(gpu_sweep.whitening_filters(images), whitening_filters(images), atol=1e-4)  # float32 eigh
+
+
+def test_summary_averages_the_seeds_of_each_setting(tmp_path, capsys):
+    rows = [{"name": "a", "seed": seed, "val": val, "val_jpeg75": jpeg, "relative_flops": 1.0}
+            for seed, (val, jpeg) in enumerate([(0.93, 0.91), (0.95, 0.91)])]
+    path = tmp_path / "sweep.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in [{"prepared_s": 1.0}, *rows]))
+    gpu_sweep.summarize([path])
+    table = capsys.readouterr().out.splitlines()
+    assert table[2] == "| a | 2 | 1.00x | 94.00 ± 1.41 | 91.00 ± 0.00 | 91.30 |"
