@@ -48,7 +48,7 @@ ZOO_INFO: dict[str, ZooInfo] = {
                 # (docs/experiments/README.md): decay 0.0013 overfitted (v1); dirac init, lookahead and
                 # 20 epochs (v3) beat v2 by 1.3 points; JPEG share 0.7 at q60-90 (v4) was worse than 0.5;
                 # holding the whitening bias after 3 epochs (airbench) gave +0.5 over 8 seeds of a PyTorch port
-                # (docs/experiments/gpu_sweep.py) but -0.3 in its one Keras run (v7), so the shipped v3 stays:
+                # (docs/experiments/gpu_sweep.py) but nothing over two Keras seeds each (v7), so v3 stays:
                 # `--whiten-bias-epochs 3` reproduces v7. Alternating flip, other lr/decay/width did not help.
                 dict(epochs=20, batch_size=1024, learning_rate=1.5, optimizer="sgd_nesterov", momentum=0.85,
                      weight_decay=0.0087, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True,
