@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root: cnn.whitening is numpy-only
+from cnn.whitening import CIFAR_MEAN, CIFAR_STD, whitening_filters  # noqa: E402 (the very filters Keras uses)
+
 TILE = (25, 40)  # 1,000 images per lossless WebP tile: 25 rows of 40 images
 PARTS = ((0, 17_000), (17_000, 34_000), (34_000, 50_000))
-CIFAR_MEAN = np.array((0.49139968, 0.48215841, 0.44653091), np.float32)
-CIFAR_STD = np.array((0.24703223, 0.24348513, 0.26158784), np.float32)
+
 TRAIN, VAL = 45_000, 5_000
 DEVICE = "cuda"  # set by run(): "cpu" for a smoke test where there is no GPU
 
@@ -180,17 +182,6 @@ def build(setting: Setting, whitening: np.ndarray):
                 return self.logits(x).float() / 9
 
     return Net().to(DEVICE).to(memory_format=torch.channels_last)
-
-
-def whitening_filters(images: np.ndarray, eps: float = 5e-4) -> np.ndarray:
-    """cnn.models.whitening_filters, copied (numpy only)."""
-    normalized = (images.astype(np.float32) / 255.0 - CIFAR_MEAN) / CIFAR_STD
-    windows = np.lib.stride_tricks.sliding_window_view(normalized, (2, 2), axis=(1, 2))
-    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
-    covariance = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    basis = (eigenvectors / np.sqrt(eigenvalues + eps)).T.astype(np.float32)
-    return np.concatenate([basis, -basis]).T.reshape(2, 2, 3, 24)
 
 
 def ramp(step: int, total: int) -> float:
