@@ -123,6 +123,15 @@ class Setting:
     train_images: int = TRAIN
     whitening_eps: float = 5e-4  # added to the patch covariance's eigenvalues: caps the whitening gain
     batch_size: int = 1024
+    low_res: int = 32  # progressive resizing: the first `low_res_epochs` epochs see images resized to this side
+    low_res_epochs: int = 0
+
+    def side(self, epoch: int) -> int:
+        return self.low_res if epoch < self.low_res_epochs else 32
+
+    def pixel_epochs(self) -> float:
+        """Epochs weighted by pixels per image (compute scales with them): 20 full-size epochs = 20."""
+        return sum((self.side(epoch) / 32) ** 2 for epoch in range(self.epochs))
 
 
 def build(setting: Setting, whitening: np.ndarray):
@@ -262,7 +271,11 @@ def train_once(setting: Setting, seed: int, data: dict, torch) -> dict:
                 flips = flip_bits[index] ^ bool(epoch % 2)
             else:
                 flips = torch.rand(len(index), device=DEVICE) < 0.5
-            batch = augment(batch.float() / 255, flips, torch).contiguous(memory_format=torch.channels_last)
+            batch = augment(batch.float() / 255, flips, torch)
+            if setting.side(epoch) != 32:
+                batch = torch.nn.functional.interpolate(batch, size=setting.side(epoch), mode="bilinear",
+                                                        antialias=True, align_corners=False)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             rate = setting.lr * ramp(step, total)
             for group in optimizer.param_groups:
                 group["lr"] = rate
@@ -306,6 +319,12 @@ def flops_per_image(widths) -> float:
     return 9 * (24 * a * 31 * 31 + a * a * 15 * 15 + a * b * 15 * 15 + b * b * 7 * 7 + b * c * 7 * 7 + c * c * 3 * 3)
 
 
+def relative_compute(setting: Setting) -> float:
+    """Training compute relative to v3's (widths, pixels per epoch, images)."""
+    return round(flops_per_image(setting.widths) * setting.pixel_epochs() * setting.train_images
+                 / (flops_per_image(BASE.widths) * BASE.pixel_epochs() * TRAIN), 3)
+
+
 BASE = Setting("v3")
 WB3 = dataclasses.replace(BASE, name="wb3", whiten_bias_epochs=3)
 PLANS = {
@@ -340,7 +359,19 @@ PLANS = {
         dataclasses.replace(WB3, name="wb3_w128_ep20", widths=(128, 512, 512)),
         dataclasses.replace(WB3, name="wb3_w128_ep40", widths=(128, 512, 512), epochs=40),
     ],
+    # Progressive resizing (fast.ai's DAWNBench trick): cheap low-resolution epochs first, then
+    # the compute saved spent on more epochs or a wider net. Does it buy accuracy at v3's cost?
+    "resize": [
+        BASE,
+        dataclasses.replace(BASE, name="r24x10", low_res=24, low_res_epochs=10),
+        dataclasses.replace(BASE, name="r16x8", low_res=16, low_res_epochs=8),
+        dataclasses.replace(BASE, name="r24x12_ep24", epochs=24, low_res=24, low_res_epochs=12),
+        dataclasses.replace(BASE, name="r16x12_ep28", epochs=28, low_res=16, low_res_epochs=12),
+        dataclasses.replace(BASE, name="w80_r20x10", widths=(80, 320, 320), low_res=20, low_res_epochs=10),
+        dataclasses.replace(BASE, name="w96_r24x12", widths=(96, 384, 384), low_res=24, low_res_epochs=12),
+    ],
     "smoke": [dataclasses.replace(BASE, name="smoke", epochs=6)],
+    "smoke_resize": [dataclasses.replace(BASE, name="smoke_resize", epochs=6, low_res=16, low_res_epochs=3)],
 }
 
 
@@ -380,8 +411,7 @@ def run(data_dir: Path, plan: str, seeds: int, budget_s: float) -> None:
             if setting.train_images > split:
                 setting = dataclasses.replace(setting, train_images=split)  # a smoke test's small data
             result = train_once(setting, seed, data, torch)
-            result["relative_flops"] = round(flops_per_image(setting.widths) * setting.epochs * setting.train_images
-                                             / (flops_per_image(BASE.widths) * BASE.epochs * TRAIN), 3)
+            result["relative_flops"] = relative_compute(setting)
             print(json.dumps(result), flush=True)
 
 
