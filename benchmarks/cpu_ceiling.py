@@ -98,10 +98,14 @@ def fast_training_rate(steps: int = 3) -> tuple[Rate, int]:
     from cnn.training import TrainConfig, _compile
 
     config = TrainConfig.for_model("fast")
-    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
     rng = np.random.default_rng(0)
     calibration = rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8)
-    model = ZOO["fast"].build_trainable(calibration_images=calibration)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    try:
+        model = ZOO["fast"].build_trainable(calibration_images=calibration)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     _compile(model, config, total_steps=1000)
     size = config.batch_size
     images = tf.random.uniform((size, 32, 32, 3))
