@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks.timing import timed_runs  # noqa: E402
 
 V3_IMAGES = 20 * 45_000  # images seen by v3's recipe: 20 epochs of the 45,000 training images
 SWEEP_93_COMPUTE = 7.55  # widths 128/512/512 x 40 epochs against v3 (docs/experiments/README.md)
@@ -42,13 +43,7 @@ class Rate:
 
 def best_seconds(run, repeats: int) -> float:
     """The fastest of `repeats` timed calls of `run` (after one untimed warm-up call)."""
-    run()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
+    return min(timed_runs(run, repeats))
 
 
 def matmul_rate(dtype: str, size: int = 4096, repeats: int = 3) -> Rate:

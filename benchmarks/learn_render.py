@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import timed_runs  # noqa: E402
 from cnn import ops  # noqa: E402
 
 SIDE = 256
@@ -42,13 +42,7 @@ runpy.run_path({str(ROOT / "pages" / "learn_convolution.py")!r})
 
 def median_seconds(action, repeats: int = REPEATS) -> float:
     """Median wall time of `action()` over `repeats` runs, after one warm-up run."""
-    action()
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+    return statistics.median(timed_runs(action, repeats))
 
 
 def page_computation(image: np.ndarray, kernels: list[np.ndarray], spec: ops.ConvSpec) -> None:

@@ -1,0 +1,17 @@
+"""Timing shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import time
+
+
+def timed_runs(action, repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `action()`, after one untimed warm-up call
+    (first calls build graphs, kernels and caches that later calls reuse)."""
+    action()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return timings
