@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-mixed-precision", action="store_true", help="train in float32 instead of bf16")
     train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
+    train.add_argument("--strategy", choices=("mirrored", "multiworker"),  # cnn.distribute.STRATEGIES
+                       help="train with tf.distribute: on this machine's GPUs (or --cpu-devices), or on the "
+                            "workers of TF_CONFIG; --batch-size stays the global batch")
+    train.add_argument("--cpu-devices", type=_positive_int, metavar="N",
+                       help="with --strategy mirrored on a machine without GPUs: split its CPU into N devices")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, classification report, confusion matrix")
     evaluate.add_argument("model")
@@ -142,6 +147,7 @@ def cmd_train(args) -> int:
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
         mixed_precision=False if args.no_mixed_precision else None, jpeg_augment=args.jpeg_augment,
         jpeg_quality=args.jpeg_quality, flip=args.flip, whiten_bias_epochs=args.whiten_bias_epochs,
+        strategy=args.strategy, cpu_devices=args.cpu_devices,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
@@ -149,11 +155,16 @@ def cmd_train(args) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / out.stem
     data = load_cifar10(config.data_dir, val_size=config.val_size, download=args.download)
     result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
-    sidecar = build_sidecar(result, data, args.argv)
-    save_model(result.model, out, sidecar)
     state = "stopped early" if result.stopped_early else "finished"
-    print(f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
-          f"validation accuracy {result.val_accuracy:.4f}; saved {out} and {out.with_suffix('.json').name}")
+    summary = (f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
+               f"validation accuracy {result.val_accuracy:.4f}")
+    if not result.is_chief:  # the chief keeps the run folder and saves the same model
+        print(f"worker (not the chief) {summary}, loss {result.val_loss:.6f}; the chief saves the model")
+        return 0
+    save_model(result.model, out, build_sidecar(result, data, args.argv))
+    if result.workers > 1:
+        summary = f"chief {summary}, loss {result.val_loss:.6f}"
+    print(f"{summary}; saved {out} and {out.with_suffix('.json').name}")
     return 0
 
 

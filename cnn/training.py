@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0  # for repeatable runs
     mixed_precision: bool = True  # bf16 compute: ~1.3x faster on this CPU
     data_dir: str | None = None  # CIFAR-10 folder; None searches CIFAR10_DIR and Keras's cache
+    strategy: str | None = None  # None (one device), "mirrored" or "multiworker": see cnn.distribute
+    cpu_devices: int | None = None  # mirrored on a machine without GPUs: split its CPU into N logical devices
 
     def __post_init__(self):
         problems = []
@@ -86,6 +88,7 @@ class TrainConfig:
             problems.append("the JPEG quality range must be two numbers 1-100, low first")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
+        problems += _strategy_problems(self.strategy, self.cpu_devices)
         if problems:
             raise UserError("Invalid training settings: " + "; ".join(problems) + ".")
 
@@ -100,6 +103,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _strategy_problems(strategy, cpu_devices) -> list[str]:
+    from cnn.distribute import MAX_CPU_DEVICES, STRATEGIES
+
+    if strategy is not None and strategy not in STRATEGIES:
+        return [f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}"]
+    if cpu_devices is not None and strategy != "mirrored":
+        return ["CPU devices apply to the mirrored strategy only"]
+    if cpu_devices is not None and not (isinstance(cpu_devices, int) and 1 <= cpu_devices <= MAX_CPU_DEVICES):
+        return [f"CPU devices must be a whole number 1-{MAX_CPU_DEVICES}, not {cpu_devices!r}"]
+    return []
 
 
 def _is_quality_range(value) -> bool:
@@ -147,6 +162,9 @@ class TrainResult:
     val_accuracy: float | None
     val_loss: float | None
     hardware: str = field(default_factory=lambda: describe_hardware())
+    replicas: int = 1  # model copies that split each batch (see cnn.distribute)
+    workers: int = 1
+    is_chief: bool = True  # False: another worker of a multi-worker run keeps the run folder and saves the model
 
 
 def describe_hardware() -> str:
@@ -225,7 +243,8 @@ def lookahead_decay(step: int, total_steps: int) -> float:
     return 0.95 ** 5 * (min(step, total_steps) / total_steps) ** 3
 
 
-def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_offset: float, started: float):
+def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_offset: float, started: float,
+               placement):
     import keras
 
     total_epochs = config.epochs
@@ -294,10 +313,13 @@ def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_
             write_status(files, epoch=epoch + 1, batch=steps, batches=steps)
 
     class StopFlag(keras.callbacks.Callback):
-        """Stops after the current batch once the STOP file exists (another process creates it)."""
+        """Stops after the current batch once the STOP file exists (another process creates it).
+
+        On several workers they all stop at the same batch: the chief's flag is shared.
+        """
 
         def on_train_batch_end(self, batch, logs=None):
-            if files.stop_flag.exists():
+            if placement.any_worker(files.stop_flag.exists()):
                 self.model.stop_training = True
 
     class FreezeWhitenBias(keras.callbacks.Callback):
@@ -459,19 +481,34 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
     """Train `config.model` on `data`, recording everything in `run_dir`.
 
     Args:
-        config: the run's settings.
+        config: the run's settings; with `config.strategy`, on several devices or workers (cnn.distribute).
         data: CIFAR-10 with its validation split.
-        run_dir: the run folder (created); with `resume`, continue its checkpoint.
+        run_dir: the run folder (created); with `resume`, continue its checkpoint. On a worker
+            that is not the chief, a temporary folder takes its place (only the chief's files are kept).
         verbose: Keras's fit verbosity (1 = progress bar).
 
     Returns:
         A TrainResult whose model is in shipped form (float32, no optimizer).
     """
+    from cnn.distribute import place, worker_run_folder
+
+    placement = place(config.strategy, config.cpu_devices)  # first: TensorFlow sets strategies up before any op
+    files = RunFiles(Path(run_dir))
+    resume_files = (files.checkpoint.name, files.state.name, files.history.name, files.status.name)
+    with worker_run_folder(Path(run_dir), placement, resume=resume, resume_files=resume_files) as folder:
+        result = _train(config, data, folder, placement, resume=resume, verbose=verbose)
+    return dataclasses.replace(result, replicas=placement.replicas, workers=placement.workers,
+                               is_chief=placement.is_chief)
+
+
+def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resume: bool, verbose: int):
     import keras
 
+    from cnn.distribute import check_batch_split, check_workers_agree
     from cnn.models import get_entry
 
     entry = get_entry(config.model)
+    check_batch_split(config.batch_size, placement.replicas)
     files = RunFiles(Path(run_dir))
     files.folder.mkdir(parents=True, exist_ok=True)
     files.stop_flag.unlink(missing_ok=True)
@@ -480,21 +517,27 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
+    # Before any variable exists: on several workers, creating one is itself a collective (the chief's value
+    # is broadcast), so workers that build different models would wait for each other forever.
+    check_workers_agree(placement, epoch_to_start_from=_resume_epoch(files, resume), training_images=len(labels))
     try:
-        model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
-                                                             steps_per_epoch * config.epochs)
+        # Building, compiling and fitting in the strategy's scope makes every variable one per replica.
+        with placement.scope():
+            model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
+                                                                 steps_per_epoch * config.epochs)
         if config.whiten_bias_epochs is not None and WHITEN_BIAS not in {layer.name for layer in model.layers}:
             raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies to 'fast' only.")
         write_status(files, state="running", pid=os.getpid(), model=config.model, epoch=initial_epoch,
                      epochs=config.epochs, batch=0, batches=steps_per_epoch, message="", config=config.to_dict())
         started = time.time()
         if initial_epoch < config.epochs:
-            model.fit(
-                _train_dataset(images, labels, config, initial_epoch), epochs=config.epochs,
-                initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch, validation_data=_val_data(data),
-                validation_batch_size=512,
-                callbacks=_callbacks(files, config, steps_per_epoch, wall_offset, started), verbose=verbose,
-            )
+            with placement.scope():
+                model.fit(
+                    placement.shard_by_data(_train_dataset(images, labels, config, initial_epoch)),
+                    epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                    validation_data=_val_data(data), validation_batch_size=512, verbose=verbose,
+                    callbacks=_callbacks(files, config, steps_per_epoch, wall_offset, started, placement),
+                )
     finally:
         keras.config.set_dtype_policy(previous_policy)
     history = read_history(files.history)
@@ -503,6 +546,11 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
         raise TrainingError("The loss became NaN (try a smaller learning rate): nothing was saved.")
     state = read_json(files.state, "run state")
     return _finish(entry, model, config, files, history, state, data)
+
+
+def _resume_epoch(files: RunFiles, resume: bool) -> int:
+    """The epoch that `_start_or_resume` will continue from (0: a fresh start)."""
+    return int(read_json(files.state, "run state").get("epoch", 0)) if resume and files.checkpoint.exists() else 0
 
 
 def _start_or_resume(entry, config, files: RunFiles, images, resume: bool, total_steps: int):
