@@ -110,9 +110,28 @@ class Placement:
     def multi_worker(self) -> bool:
         return self.workers > 1
 
+    @contextlib.contextmanager
     def scope(self):
-        """The context that model building, compiling and fitting run in."""
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        """The context that model building, compiling and fitting run in.
+
+        On several workers, a worker that stops answering (killed, crashed, its
+        machine gone) becomes one TrainingError on the others, not a traceback.
+        """
+        if self.strategy is None:
+            yield
+            return
+        import tensorflow as tf
+
+        try:
+            with self.strategy.scope():
+                yield
+        except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError) as error:
+            if not self.multi_worker:
+                raise
+            reason = error.message.strip().splitlines()[0][:200] if error.message else type(error).__name__
+            raise TrainingError(f"Another worker stopped answering ({reason}). The run folder keeps its last "
+                                "checkpoint: start every worker again with --resume.") from None
 
     def shard_by_data(self, dataset):
         """`dataset` set to be split batch by batch over the replicas (unchanged without a strategy).

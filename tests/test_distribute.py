@@ -264,18 +264,35 @@ def test_two_workers_train_alike_and_only_the_chief_keeps_files(synthetic_cifar,
     assert workers.temporary_leftovers() == []
 
 
+def long_run_past_its_first_epoch(tmp_path: Path, data_dir: Path) -> Workers:
+    """Two workers on a 100-epoch run, once the chief has checkpointed its first epoch."""
+    workers = Workers(tmp_path, data_dir, "--epochs", "100", "--batch-size", "8", "--subset", "64")
+    deadline = time.time() + WORKERS_TIMEOUT_S
+    while not (workers.run_dirs[0] / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return workers
+
+
 @pytest.mark.slow
 def test_a_stop_request_stops_both_workers_at_the_same_batch(synthetic_cifar, tmp_path):
-    from cnn.training import read_history, request_stop
+    from cnn.training import request_stop
 
-    workers = Workers(tmp_path, synthetic_cifar, "--epochs", "100", "--batch-size", "8", "--subset", "64")
-    deadline = time.time() + WORKERS_TIMEOUT_S
-    while not read_history(workers.run_dirs[0] / "history.jsonl") and time.time() < deadline:
-        time.sleep(0.2)
+    workers = long_run_past_its_first_epoch(tmp_path, synthetic_cifar)
     request_stop(workers.run_dirs[0])  # in the chief's run folder only, as the dashboard would
     chief, other = workers.last_lines()
     assert chief.startswith("chief stopped early") and other.startswith("worker (not the chief) stopped early")
     assert validation_loss(chief) == validation_loss(other)
+
+
+@pytest.mark.slow
+def test_a_lost_worker_ends_the_chief_with_a_plain_message_and_its_checkpoint(synthetic_cifar, tmp_path):
+    workers = long_run_past_its_first_epoch(tmp_path, synthetic_cifar)
+    workers.processes[1].kill()
+    chief_output = workers.wait()[0]
+    assert workers.processes[0].returncode == 2 and "Traceback" not in chief_output
+    assert "error: Another worker stopped answering (" in chief_output
+    assert "The run folder keeps its last checkpoint: start every worker again with --resume." in chief_output
+    assert json.loads((workers.run_dirs[0] / "state.json").read_text())["epoch"] >= 1
 
 
 @pytest.fixture(scope="module")
