@@ -43,6 +43,18 @@ def cluster(addresses: list[str], job: str = "worker", index: int = 0, chief: li
     return json.dumps({"cluster": jobs, "task": {"type": job, "index": index}})
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on localhost (held together while they are picked)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("localhost", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 # ---------------------------------------------------------------- settings, checked without TensorFlow
 
 
@@ -121,11 +133,21 @@ def mirrored_checks(data_dir: str, out: str) -> dict:
     averaged gradient, unchanged learning rate. SGD shows any change of the
     gradient's scale, which Adam would hide.
     """
+    from cnn import training
     from cnn.data import load_cifar10
     from cnn.distribute import place, use_cpu_devices
     from cnn.errors import TrainingError
     from cnn.training import train
 
+    built_on = []  # the replicas each trained model's variables were made for
+    start = training._start_or_resume
+
+    def recording_start(*args, **kwargs):
+        model, *rest = start(*args, **kwargs)
+        built_on.append(model.distribute_strategy.num_replicas_in_sync)
+        return (model, *rest)
+
+    training._start_or_resume = recording_start
     data, out = load_cifar10(data_dir, val_size=20), Path(out)
     settings = dict(subset=32, batch_size=32, epochs=5, optimizer="sgd_nesterov", learning_rate=0.05, **TINY)
     mirrored = dict(strategy="mirrored", cpu_devices=2)
@@ -151,6 +173,7 @@ def mirrored_checks(data_dir: str, out: str) -> dict:
 
     return {
         "replicas": [two.replicas, one.replicas],
+        "built_on": built_on,
         "two_vs_one": largest_difference(two, one),
         "averaged_two_vs_one": largest_difference(averaged_two, averaged_one),
         "averaging_moved": largest_difference(averaged_two, two),
@@ -168,7 +191,7 @@ def test_mirrored_on_two_cpu_devices_takes_the_single_device_steps(synthetic_cif
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=WORKERS_TIMEOUT_S)
     assert process.returncode == 0, process.stderr[-3000:]
     found = json.loads(process.stdout.strip().splitlines()[-1])
-    assert found["replicas"] == [2, 1]
+    assert found["replicas"] == [2, 1] and found["built_on"] == [2, 2, 2, 1, 1, 2]
     assert found["two_vs_one"] < 1e-5 and found["averaged_two_vs_one"] < 1e-5
     assert found["averaging_moved"] > 1e-3  # Lookahead's get/set_weights did act on the mirrored variables
     assert found["resumed_epochs"] == [1, 2, 3, 4, 5, 6]
@@ -182,18 +205,6 @@ def test_mirrored_on_two_cpu_devices_takes_the_single_device_steps(synthetic_cif
 
 
 # ---------------------------------------------------------------- two workers on localhost
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on localhost (held together while they are picked)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("localhost", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 class Workers:
