@@ -514,12 +514,12 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     files.stop_flag.unlink(missing_ok=True)
     images, labels = training_images(config, data)
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
-    keras.utils.set_random_seed(config.seed)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
     # Before any variable exists: on several workers, creating one is itself a collective (the chief's value
     # is broadcast), so workers that build different models would wait for each other forever.
     check_workers_agree(placement, epoch_to_start_from=_resume_epoch(files, resume), training_images=len(labels))
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if config.mixed_precision else "float32")
     try:
         # Building, compiling and fitting in the strategy's scope makes every variable one per replica.
         with placement.scope():

@@ -32,8 +32,9 @@ from cnn.errors import UserError  # noqa: E402
 from cnn.recipes import ZOO_INFO  # noqa: E402
 from cnn.training import TrainConfig  # noqa: E402
 
-# A loaded 2-core machine: TensorFlow's start-up alone takes 10-30 s a process. A run past this has hung.
-WORKERS_TIMEOUT_S = 300
+# Each slow test takes 15-25 CPU-seconds, but minutes on a 2-core machine loaded 8x over (nice 19): a run
+# past this has hung.
+SUBPROCESS_TIMEOUT_S = 900
 TINY = dict(val_size=20, mixed_precision=False)  # the synthetic set: 180 training images, 20 validate
 
 
@@ -125,19 +126,18 @@ def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(synth
 # ---------------------------------------------------------------- mirrored, on two logical CPU devices
 
 
-def mirrored_checks(data_dir: str, out: str) -> dict:
-    """Train under MirroredStrategy on 2 logical CPU devices and on one device; run in a fresh process.
+def mirrored_steps(data_dir: str, out: str) -> dict:
+    """Train `base` under MirroredStrategy on 2 logical CPU devices and on one device (in a fresh process).
 
     With a subset of exactly one batch, every step sees the same 32 images whatever
     their order, so the two placements must take the same steps: same images,
     averaged gradient, unchanged learning rate. SGD shows any change of the
-    gradient's scale, which Adam would hide.
+    gradient's scale, which Adam would hide; lookahead's averaging, on top, shows
+    that its get_weights/set_weights act on the mirrored variables as on plain ones.
     """
     from cnn import training
-    from cnn.data import load_cifar10
     from cnn.distribute import place, use_cpu_devices
     from cnn.errors import TrainingError
-    from cnn.training import train
 
     built_on = []  # the replicas each trained model's variables were made for
     start = training._start_or_resume
@@ -148,19 +148,11 @@ def mirrored_checks(data_dir: str, out: str) -> dict:
         return (model, *rest)
 
     training._start_or_resume = recording_start
-    data, out = load_cifar10(data_dir, val_size=20), Path(out)
-    settings = dict(subset=32, batch_size=32, epochs=5, optimizer="sgd_nesterov", learning_rate=0.05, **TINY)
-    mirrored = dict(strategy="mirrored", cpu_devices=2)
-
-    def run(folder, model="base", resume=False, **overrides):
-        return train(TrainConfig.for_model(model, **{**settings, **overrides}), data, out / folder, resume=resume,
-                     verbose=0)
-
-    two = run("two", **mirrored)  # first: the devices are set up before TensorFlow runs anything
-    averaged_two = run("averaged-two", lookahead=True, **mirrored)
-    resumed = run("two", resume=True, epochs=6, **mirrored)
-    one, averaged_one = run("one"), run("averaged-one", lookahead=True)
-    held = run("held", model="fast", epochs=1, augment=False, jpeg_augment=0.0, whiten_bias_epochs=0, **mirrored)
+    run = tiny_runs(data_dir, out, subset=32, batch_size=32, epochs=5, optimizer="sgd_nesterov", learning_rate=0.05)
+    two = run("two", **MIRRORED)  # first: the devices are set up before TensorFlow runs anything
+    averaged_two = run("averaged-two", lookahead=True, **MIRRORED)
+    resumed = run("two", resume=True, epochs=6, **MIRRORED)
+    averaged_one = run("averaged-one", lookahead=True)
     refusals = []
     for late_start in (lambda: use_cpu_devices(3), lambda: place("multiworker")):
         try:
@@ -172,36 +164,70 @@ def mirrored_checks(data_dir: str, out: str) -> dict:
         return float(max(np.abs(x - y).max() for x, y in zip(a.model.get_weights(), b.model.get_weights())))
 
     return {
-        "replicas": [two.replicas, one.replicas],
+        "replicas": [two.replicas, averaged_one.replicas],
         "built_on": built_on,
-        "two_vs_one": largest_difference(two, one),
         "averaged_two_vs_one": largest_difference(averaged_two, averaged_one),
         "averaging_moved": largest_difference(averaged_two, two),
         "resumed_epochs": [row["epoch"] for row in resumed.history],
-        "whiten_bias": np.abs(held.model.get_layer("fast").get_layer("whiten_bias").get_weights()[0]).tolist(),
         "refusals": refusals,
     }
 
 
-@pytest.mark.slow
-def test_mirrored_on_two_cpu_devices_takes_the_single_device_steps(synthetic_cifar, tmp_path):
+def mirrored_fast(data_dir: str, out: str) -> dict:
+    """Train `fast` under MirroredStrategy on 2 logical CPU devices, its whitening bias held from epoch 0."""
+    run = tiny_runs(data_dir, out, subset=32, batch_size=32, epochs=1, augment=False, jpeg_augment=0.0)
+    held = run("held", model="fast", whiten_bias_epochs=0, **MIRRORED)
+    bias = held.model.get_layer("fast").get_layer("whiten_bias").get_weights()[0]
+    return {"replicas": held.replicas, "whiten_bias": np.abs(bias).tolist()}
+
+
+MIRRORED = dict(strategy="mirrored", cpu_devices=2)
+FRESH_PROCESS_CHECKS = {"mirrored-steps": mirrored_steps, "mirrored-fast": mirrored_fast}
+
+
+def tiny_runs(data_dir: str, out: str, **settings):
+    """`run(folder, model="base", resume=False, **overrides)`: a quiet training on the synthetic set."""
+    from cnn.data import load_cifar10
+    from cnn.training import train
+
+    data = load_cifar10(data_dir, val_size=20)
+
+    def run(folder, model="base", resume=False, **overrides):
+        config = TrainConfig.for_model(model, **{**TINY, **settings, **overrides})
+        return train(config, data, Path(out) / folder, resume=resume, verbose=0)
+
+    return run
+
+
+def in_fresh_process(check: str, *args) -> dict:
+    """The JSON result of FRESH_PROCESS_CHECKS[check](*args), run by this file in a new Python."""
     addresses = [f"localhost:{port}" for port in free_ports(2)]
     env = {**os.environ, "TF_CONFIG": cluster(addresses)}  # for the multiworker strategy it must refuse
-    process = subprocess.run([sys.executable, __file__, "mirrored", str(synthetic_cifar), str(tmp_path)],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=WORKERS_TIMEOUT_S)
+    process = subprocess.run([sys.executable, __file__, check, *map(str, args)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert process.returncode == 0, process.stderr[-3000:]
-    found = json.loads(process.stdout.strip().splitlines()[-1])
-    assert found["replicas"] == [2, 1] and found["built_on"] == [2, 2, 2, 1, 1, 2]
-    assert found["two_vs_one"] < 1e-5 and found["averaged_two_vs_one"] < 1e-5
-    assert found["averaging_moved"] > 1e-3  # Lookahead's get/set_weights did act on the mirrored variables
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_cpu_devices_takes_the_single_device_steps(synthetic_cifar, tmp_path):
+    found = in_fresh_process("mirrored-steps", synthetic_cifar, tmp_path)
+    assert found["replicas"] == [2, 1] and found["built_on"] == [2, 2, 2, 1]
+    assert found["averaged_two_vs_one"] < 1e-5
+    assert found["averaging_moved"] > 1e-3  # lookahead did act
     assert found["resumed_epochs"] == [1, 2, 3, 4, 5, 6]
-    assert max(found["whiten_bias"]) == 0.0  # FreezeWhitenBias held it from epoch 0, on both replicas
     assert found["refusals"] == [
         "3 CPU devices can only be set up before TensorFlow runs anything: start the training in a process "
         "of its own (python -m cnn train ...).",
         "--strategy multiworker must be set up before TensorFlow runs anything: start the training in a "
         "process of its own (python -m cnn train ...).",
     ]
+
+
+@pytest.mark.slow
+def test_mirrored_fast_model_holds_its_whitening_bias(synthetic_cifar, tmp_path):
+    found = in_fresh_process("mirrored-fast", synthetic_cifar, tmp_path)
+    assert found["replicas"] == 2 and max(found["whiten_bias"]) == 0.0
 
 
 # ---------------------------------------------------------------- two workers on localhost
@@ -232,7 +258,7 @@ class Workers:
 
     def wait(self) -> list[str]:
         """Each worker's output, once both have exited (killed and failed when they take too long)."""
-        deadline = time.time() + WORKERS_TIMEOUT_S
+        deadline = time.time() + SUBPROCESS_TIMEOUT_S
         try:
             for process in self.processes:
                 process.wait(timeout=max(1.0, deadline - time.time()))
@@ -244,11 +270,13 @@ class Workers:
                 f"--- worker {index}\n{log.read_text()[-2000:]}" for index, log in enumerate(self.logs)))
         return [log.read_text() for log in self.logs]
 
-    def last_lines(self) -> list[str]:
+    def summaries(self) -> list[str]:
+        """Each worker's closing line (a worker that outlives the chief may log a lost connection after it)."""
         outputs = self.wait()
         for index, (process, output) in enumerate(zip(self.processes, outputs)):
             assert process.returncode == 0, f"worker {index} failed:\n{output[-3000:]}"
-        return [output.strip().splitlines()[-1] for output in outputs]
+        return [re.search(r"^(chief |worker \(not the chief\) )?(finished|stopped early): .*$", output, re.M).group(0)
+                for output in outputs]
 
     def temporary_leftovers(self) -> list[str]:
         return [path.name for folder in self.folders for path in (folder / "tmp").glob("cnn-worker*")]
@@ -264,7 +292,7 @@ def test_two_workers_train_alike_and_only_the_chief_keeps_files(synthetic_cifar,
     from cnn.training import read_history
 
     workers = Workers(tmp_path, synthetic_cifar, "--epochs", "1", "--batch-size", "32", "--subset", "64")
-    chief, other = workers.last_lines()
+    chief, other = workers.summaries()
     assert chief.startswith("chief finished: 1/1 epochs") and other.startswith("worker (not the chief) finished")
     assert validation_loss(chief) == validation_loss(other)  # same weights: the same loss to 6 digits
     model, sidecar = load_model(workers.model_path(0), workers.folders[0] / "models")
@@ -278,7 +306,7 @@ def test_two_workers_train_alike_and_only_the_chief_keeps_files(synthetic_cifar,
 def long_run_past_its_first_epoch(tmp_path: Path, data_dir: Path) -> Workers:
     """Two workers on a 100-epoch run, once the chief has checkpointed its first epoch."""
     workers = Workers(tmp_path, data_dir, "--epochs", "100", "--batch-size", "8", "--subset", "64")
-    deadline = time.time() + WORKERS_TIMEOUT_S
+    deadline = time.time() + SUBPROCESS_TIMEOUT_S
     while not (workers.run_dirs[0] / "state.json").exists() and time.time() < deadline:
         time.sleep(0.2)
     return workers
@@ -290,7 +318,7 @@ def test_a_stop_request_stops_both_workers_at_the_same_batch(synthetic_cifar, tm
 
     workers = long_run_past_its_first_epoch(tmp_path, synthetic_cifar)
     request_stop(workers.run_dirs[0])  # in the chief's run folder only, as the dashboard would
-    chief, other = workers.last_lines()
+    chief, other = workers.summaries()
     assert chief.startswith("chief stopped early") and other.startswith("worker (not the chief) stopped early")
     assert validation_loss(chief) == validation_loss(other)
 
@@ -325,7 +353,7 @@ def test_two_workers_resume_the_chiefs_run_folder(synthetic_cifar, tmp_path, one
     run = shutil.copytree(one_epoch_run, tmp_path / "shared-run")
     workers = Workers(tmp_path, synthetic_cifar, "--epochs", "2", "--batch-size", "32", "--subset", "64",
                       "--resume", run_dirs=(run, run))  # storage both see, as on a cluster's shared volume
-    chief, other = workers.last_lines()
+    chief, other = workers.summaries()
     assert chief.startswith("chief finished: 2/2 epochs") and validation_loss(chief) == validation_loss(other)
     assert [row["epoch"] for row in read_history(run / "history.jsonl")] == [1, 2]
     assert workers.temporary_leftovers() == []
@@ -345,5 +373,5 @@ def test_workers_that_would_resume_differently_both_refuse(synthetic_cifar, tmp_
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["mirrored"]:
-    print(json.dumps(mirrored_checks(*sys.argv[2:4])))
+if __name__ == "__main__":
+    print(json.dumps(FRESH_PROCESS_CHECKS[sys.argv[1]](*sys.argv[2:])))
