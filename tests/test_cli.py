@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
+from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,10 +137,16 @@ def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
     assert "No such image file" in results[4]["error"]
 
 
-def test_predict_refuses_private_urls(trained, capsys):
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", "http://127.0.0.1/x.png",
-                             "--json")
-    assert status == 1 and "error" in json.loads(out)[0]
+def test_predict_refuses_private_urls(trained, capsys, monkeypatch):
+    # A real server on loopback, its port made a web port: only the address
+    # rule can refuse it, and the server must see no connection at all.
+    with ScriptedServer() as server:
+        allow_only_the_port_of(server, monkeypatch)
+        status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", server.url("/png"),
+                                 "--json")
+        assert server.connections == []
+    (result,) = json.loads(out)
+    assert status == 1 and "not allowed: it points to a private, local" in result["error"]
 
 
 def test_bad_model_files_get_one_plain_line(trained, tmp_path, capsys):
