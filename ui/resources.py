@@ -9,9 +9,12 @@ a model is asked for, so pages that don't need one stay light.
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.logger import get_logger
 
 from cnn import artifacts, data
 from cnn.errors import DataError, UserError
+
+_LOG = get_logger(__name__)
 
 
 def shipped_models() -> list[dict]:
@@ -21,6 +24,8 @@ def shipped_models() -> list[dict]:
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
 def _load_model(path: str, sha256: str):
+    # One line per real load (a cache miss): benchmarks/classroom_load.py counts them.
+    _LOG.info("Loading model %s (sha256 %s)", path, sha256[:12])
     return artifacts.load_model(path)
 
 
