@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from cnn import INPUT_SHAPE, NUM_CLASSES
 from cnn.errors import ModelFileError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -177,7 +178,7 @@ def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - every failure of a file we can't trust gets one message
         raise ModelFileError(f"{path.name} could not be loaded safely ({type(error).__name__}: {str(error)[:200]}).") from None
-    if tuple(model.input_shape[1:]) != (32, 32, 3) or model.output_shape[-1] != 10:
+    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
         raise ModelFileError(f"{path.name} does not take 32x32 RGB images and give 10 classes.")
     return model, record
 

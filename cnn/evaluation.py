@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import CLASS_NAMES, NUM_CLASSES
 from cnn.data import Split, describe_test_part
 from cnn.inference import predict_proba
 
@@ -67,7 +67,7 @@ def report_from_probabilities(probabilities: np.ndarray, labels, split_name: str
     labels = np.asarray(labels, dtype=np.int64)
     predictions = probabilities.argmax(axis=1)
     chosen = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    classes = list(range(len(CLASS_NAMES)))
+    classes = list(range(NUM_CLASSES))
     return EvalReport(
         split=split_name,
         accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,

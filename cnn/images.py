@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from cnn import IMAGE_SIZE
 from cnn.errors import ImageError
 
 # The formats Pillow may even try: what people photograph and share.
@@ -120,7 +121,7 @@ def decode_image(
 
 
 def to_model_size(
-    image: Image.Image, policy: str = "squash", size: int = 32
+    image: Image.Image, policy: str = "squash", size: int = IMAGE_SIZE
 ) -> np.ndarray:
     """Resize an RGB image to the model's square input.
 

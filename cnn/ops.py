@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cnn import NUM_CLASSES
 from cnn.errors import UserError
 
 __all__ = [
@@ -816,7 +817,7 @@ def toy_network(
     num_filters: int = 4,
     kernel_size: int = 3,
     pool_size: int = 2,
-    num_classes: int = 10,
+    num_classes: int = NUM_CLASSES,
     seed: int = 0,
 ) -> list[NetworkStage]:
     """Run image -> conv -> ReLU -> max pool -> flatten -> dense -> softmax.

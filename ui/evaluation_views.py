@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn import CLASS_NAMES, artifacts
+from cnn import CLASS_NAMES
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import EvalReport, report_from_probabilities
 from cnn.inference import top_k
@@ -56,20 +56,19 @@ def test_data():
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the model on the test images...")
-def _probabilities(path: str, sha256: str, data_key: str) -> np.ndarray:
+def _probabilities(name: str, file: resources.ModelFile, data_key: str) -> np.ndarray:
     """Test-set probabilities (N, 10) of one model file; the arguments are the cache key."""
     from cnn.inference import predict_proba
 
-    model, _ = resources.get_model(path)
+    model, _ = resources.get_model(name)
     split, _, _, _ = test_data()
     return predict_proba(model, split.images)
 
 
 def evaluate_saved(name: str) -> Evaluation:
     """Evaluate a saved model on the clean images 0-999 and, with the full data, the whole test set."""
-    path = artifacts.resolve_model_path(name)
     split, description, data_key, is_full = test_data()
-    probabilities = _probabilities(str(path), artifacts.sha256_of(path), data_key)
+    probabilities = _probabilities(name, resources.model_file(name), data_key)
     stop = min(CLEAN_TEST_STOP, len(split))
     clean_name = CLEAN_LABEL if is_full else SAMPLE_LABEL
     clean = report_from_probabilities(probabilities[:stop], split.labels[:stop], clean_name)

@@ -13,6 +13,7 @@ import streamlit as st
 from cnn import CLASS_NAMES, explain
 from cnn.errors import UserError
 from cnn.images import decode_image
+from cnn.inference import to_model_input
 from ui import plots
 from ui.prediction_views import UPLOAD_TYPES, enlarged
 from ui.resources import get_sample, show_user_error
@@ -112,7 +113,7 @@ def show_grad_cam(model, image: np.ndarray, description: str) -> None:
     """Grad-CAM for a chosen class: the 32x32 input, the heatmap and the overlay."""
     choice = st.selectbox("Explain the class", [PREDICTED, *CLASS_NAMES], key="inspect_cam_class")
     class_index = None if choice == PREDICTED else CLASS_NAMES.index(choice)
-    model_input = explain.to_model_input(image)
+    model_input = to_model_input(image)
     cam = explain.grad_cam(model, model_input, class_index)
     seen, heat, blended = st.columns(3)
     seen.image(enlarged(model_input))
