@@ -3,7 +3,9 @@
 Training, evaluation, prediction and explanation all call `preprocess()`, so a
 model sees exactly the same kind of input everywhere (a test proves it); an
 image of any other size becomes a 32x32 model input in `to_model_input()` only.
-Every use of one loaded model holds that model's `model_lock()`.
+`Predictor` and `cnn.explain` hold the model's one `model_lock()` while they
+call it; `predict_proba` (whole test sets through `model.predict`) does not,
+so an evaluation never stalls the Predict page for seconds.
 """
 
 from __future__ import annotations
