@@ -356,6 +356,7 @@ def check_model_name(name: str) -> str:
 
 
 def sidecar_path(model_path: Path) -> Path:
+    """`NAME.json` beside `NAME.keras`."""
     return Path(model_path).with_suffix(".json")
 
 
@@ -665,6 +666,7 @@ def save_keras_atomic(model, target: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256 as 64 hex digits, read in 1 MB chunks."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
