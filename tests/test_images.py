@@ -6,7 +6,6 @@ cannot write, from their published magic bytes), so no binary is committed.
 
 import io
 import random
-import re
 import struct
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from cnn.images import (
     shrink_factor,
     to_model_size,
 )
+from tests.hostile_jpeg import with_repeated_scan
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -348,31 +348,6 @@ def test_to_model_size_wants_rgb():
 def progressive_jpeg(mode, size, **options):
     return encode(Image.new(mode, size, 128 if mode == "L" else (128, 100, 90)), "JPEG",
                   progressive=True, **options)
-
-
-def split_scans(data):
-    """(head, scans, tail) of a JPEG: each scan with the tables written just before it.
-
-    Pillow writes optimised Huffman tables before each scan, so a scan can be
-    repeated as long as its tables travel with it.
-    """
-    scans, position, head_end, unit_start = [], 2, None, None
-    while data[position + 1] != 0xD9:
-        length = int.from_bytes(data[position + 2:position + 4], "big")
-        end = position + 2 + length
-        if data[position + 1] == 0xDA:
-            end = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]").search(data, end).start()
-            head_end = position if head_end is None else head_end
-            scans.append(data[unit_start if scans else position:end])
-            unit_start = end
-        position = end
-    return data[:head_end], scans, data[position:]
-
-
-def with_repeated_scan(data, scan_index, repeats):
-    """A hostile JPEG: one scan of `data` repeated; libjpeg decodes every repeat again."""
-    head, scans, tail = split_scans(data)
-    return head + b"".join(scans) + scans[scan_index] * repeats + tail
 
 
 def test_scan_load_of_ordinary_jpegs():
