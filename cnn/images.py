@@ -9,8 +9,9 @@ Every byte string is hostile until Pillow has decoded it under these rules
 3. cap the pixel count right after `open()` (which reads only the header)
    and before `load()` (which allocates and decodes);
 4. refuse JPEGs whose scans would make the decoder re-read the picture an
-   unreasonable number of times (counted from the markers, before decoding):
-   a progressive JPEG of under 1 MB can otherwise cost minutes of CPU;
+   unreasonable number of times, or whose whole-image coefficient buffer
+   would be too large (both read from the markers, before decoding): a
+   progressive JPEG of under 1 MB can otherwise cost minutes of CPU;
 5. load frame 0 only: `n_frames` is never asked for, since counting the
    frames of a hostile GIF or WebP means decoding all of them;
 6. decode at most `MAX_CONCURRENT_DECODES` images at once in this process;
@@ -34,6 +35,7 @@ import math
 import re
 import threading
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -79,6 +81,11 @@ DECODE_WAIT_S = 60.0
 # outright: that many scans exist only to burn the decoder's per-scan work.
 MAX_JPEG_PASSES = 12.0
 MAX_JPEG_SCANS = 40
+# The coefficient buffer of a multi-scan JPEG: 240 MB for a 40-megapixel
+# colour photo without chroma subsampling, 320 MB for CMYK; allowing 256 MB
+# takes every colour JPEG up to the pixel cap and CMYK up to 32 megapixels,
+# and keeps `python -m cnn predict` (TensorFlow alone: about 0.9 GB) under 1.2 GB.
+MAX_JPEG_COEFFICIENT_BYTES = 256_000_000
 
 # How a picture of any shape becomes the square the model expects.
 RESIZE_POLICIES = {
@@ -189,7 +196,7 @@ def _decode_bounded(data: bytes, max_pixels: int) -> Image.Image:
             _check_pixel_count(image.width, image.height, max_pixels)
             stored_size = image.size
             if image.format in ("JPEG", "MPO"):
-                _check_jpeg_scans(data)
+                _check_jpeg_load(data)
                 _draft_at_most(image, shrink_factor(stored_size))
             orientation = _exif_orientation(image)
             image.load()  # frame 0 only
@@ -227,24 +234,36 @@ def shrink_factor(size: tuple[int, int]) -> int:
     return max(1, keeps_side, fits_pixels)
 
 
-def jpeg_scan_load(data: bytes) -> tuple[int, float]:
-    """(scans, passes) of a JPEG, read from its markers without decoding.
+@dataclass(frozen=True)
+class JpegLoad:
+    """What decoding a JPEG will cost, read from its markers (see `jpeg_load`)."""
+
+    scans: int  # start-of-scan markers
+    passes: float  # scans weighted by their share of the image's 8x8 blocks
+    coefficient_bytes: int  # the whole-image buffer libjpeg keeps for a multi-scan file
+
+
+def jpeg_load(data: bytes) -> JpegLoad:
+    """Count a JPEG's scans, passes and buffer from its markers, without decoding.
 
     A pass is a scan's share of the image's 8x8 blocks (see
-    `MAX_JPEG_PASSES`). Walks the segments from SOI to the first EOI, or to
-    wherever the structure breaks, leaving broken files for Pillow to refuse.
+    `MAX_JPEG_PASSES`). A file with more than one scan (progressive, or
+    sequential with a scan per component) makes libjpeg keep every block's
+    64 coefficients, 2 bytes each, until the last scan. Walks the segments
+    from SOI to the first EOI, or to wherever the structure breaks, leaving
+    broken files for Pillow to refuse.
     """
     scans, passes = 0, 0.0
-    weights: dict[int, float] = {}  # component id -> its share of the blocks
+    frame = _Frame({}, 0)
     for marker, start, end in _jpeg_segments(data):
         if marker in _FRAME_MARKERS:
-            weights = _component_weights(data[start:end])
+            frame = _read_frame(data[start:end])
         elif marker == _SOS:
             scans += 1
             component_ids = data[start + 1:min(end, start + 1 + 2 * data[start]):2] if end > start else b""
             # An id not declared by the frame weighs a whole pass, to be safe.
-            passes += sum(weights.get(component, 1.0) for component in component_ids)
-    return scans, passes
+            passes += sum(frame.weights.get(component, 1.0) for component in component_ids)
+    return JpegLoad(scans, passes, 64 * 2 * frame.blocks if scans > 1 else 0)
 
 
 def to_model_size(
@@ -294,10 +313,17 @@ def _check_byte_size(num_bytes: int, max_bytes: int) -> None:
         )
 
 
-def _check_jpeg_scans(data: bytes) -> None:
-    scans, passes = jpeg_scan_load(data)
-    if scans > MAX_JPEG_SCANS or passes > MAX_JPEG_PASSES:
+def _check_jpeg_load(data: bytes) -> None:
+    load = jpeg_load(data)
+    if load.scans > MAX_JPEG_SCANS or load.passes > MAX_JPEG_PASSES:
         raise ImageError(MESSAGE_TOO_MANY_SCANS)
+    if load.coefficient_bytes > MAX_JPEG_COEFFICIENT_BYTES:
+        raise ImageError(
+            f"This progressive JPEG needs too much memory to decode "
+            f"({_megabytes(load.coefficient_bytes)} MB; the limit is "
+            f"{_megabytes(MAX_JPEG_COEFFICIENT_BYTES)} MB); save it again as "
+            "an ordinary JPEG, or smaller."
+        )
 
 
 # Start-of-frame markers (SOF0-SOF15 but DHT, JPG and DAC), and start of scan.
@@ -337,20 +363,32 @@ def _jpeg_segments(data: bytes):
             position = found.start()
 
 
-def _component_weights(frame_header: bytes) -> dict[int, float]:
-    """Component id -> share of the image's blocks, from a SOF payload.
+@dataclass(frozen=True)
+class _Frame:
+    weights: dict[int, float]  # component id -> its share of the image's blocks
+    blocks: int  # 8x8 blocks of all components, padded to whole MCUs as libjpeg stores them
+
+
+def _read_frame(header: bytes) -> _Frame:
+    """The components of a SOF payload (precision, height, width, count, then id/sampling/table each).
 
     A component sampled h x v (of the largest hmax x vmax) has h*v blocks in
-    each MCU; its share is h*v over the sum of all components' h*v.
+    each MCU of 8*hmax x 8*vmax pixels.
     """
-    if len(frame_header) < 6:
-        return {}
-    count = frame_header[5]
-    components = frame_header[6:6 + 3 * count]
-    sampling = {components[i]: (components[i + 1] >> 4) * (components[i + 1] & 0x0F)
+    if len(header) < 6:
+        return _Frame({}, 0)
+    height, width, count = int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big"), header[5]
+    components = header[6:6 + 3 * count]
+    sampling = {components[i]: (components[i + 1] >> 4, components[i + 1] & 0x0F)
                 for i in range(0, len(components) - 2, 3)}
-    total = sum(sampling.values())
-    return {component: blocks / total for component, blocks in sampling.items()} if total else {}
+    per_mcu = {component: h * v for component, (h, v) in sampling.items()}
+    total = sum(per_mcu.values())
+    if not total:
+        return _Frame({}, 0)
+    h_max = max(h for h, _ in sampling.values())
+    v_max = max(v for _, v in sampling.values())
+    mcus = -(-width // (8 * h_max)) * -(-height // (8 * v_max))
+    return _Frame({component: blocks / total for component, blocks in per_mcu.items()}, mcus * total)
 
 
 def _draft_at_most(image: Image.Image, factor: int) -> None:

@@ -23,6 +23,7 @@ from cnn import images
 from cnn.errors import ImageError
 from cnn.images import (
     MAX_CONCURRENT_DECODES,
+    MAX_JPEG_COEFFICIENT_BYTES,
     MAX_JPEG_PASSES,
     MAX_JPEG_SCANS,
     MESSAGE_BUSY,
@@ -33,7 +34,8 @@ from cnn.images import (
     ORIGINAL_SIZE_KEY,
     RESIZE_POLICIES,
     decode_image,
-    jpeg_scan_load,
+    JpegLoad,
+    jpeg_load,
     shrink_factor,
     to_model_size,
 )
@@ -350,14 +352,40 @@ def progressive_jpeg(mode, size, **options):
                   progressive=True, **options)
 
 
+def scans_and_passes(data):
+    load = jpeg_load(data)
+    return load.scans, pytest.approx(load.passes)
+
+
 def test_scan_load_of_ordinary_jpegs():
-    assert jpeg_scan_load(encode(Image.new("RGB", (64, 48)), "JPEG")) == (1, pytest.approx(1.0))
-    assert jpeg_scan_load(encode(Image.new("L", (64, 48)), "JPEG")) == (1, pytest.approx(1.0))
+    assert jpeg_load(encode(Image.new("RGB", (64, 48)), "JPEG")) == JpegLoad(1, pytest.approx(1.0), 0)
+    assert jpeg_load(encode(Image.new("L", (64, 48)), "JPEG")) == JpegLoad(1, pytest.approx(1.0), 0)
     # libjpeg's default progression: 10 scans of YCbCr (4:2:0: 5.3 passes), 6 of grey, 18 of CMYK.
-    assert jpeg_scan_load(progressive_jpeg("RGB", (64, 48))) == (10, pytest.approx(16 / 3))
-    assert jpeg_scan_load(progressive_jpeg("RGB", (64, 48), subsampling=0)) == (10, pytest.approx(14 / 3))
-    assert jpeg_scan_load(progressive_jpeg("L", (64, 48))) == (6, pytest.approx(6.0))
-    assert jpeg_scan_load(progressive_jpeg("CMYK", (64, 48))) == (18, pytest.approx(6.0))
+    assert scans_and_passes(progressive_jpeg("RGB", (64, 48))) == (10, 16 / 3)
+    assert scans_and_passes(progressive_jpeg("RGB", (64, 48), subsampling=0)) == (10, 14 / 3)
+    assert scans_and_passes(progressive_jpeg("L", (64, 48))) == (6, 6.0)
+    assert scans_and_passes(progressive_jpeg("CMYK", (64, 48))) == (18, 6.0)
+
+
+def test_coefficient_buffer_is_what_libjpeg_keeps():
+    # 4:2:0 pads to 16x16 MCUs: 5x3 MCUs of 4 luma + 2 chroma blocks, 128 bytes each.
+    assert jpeg_load(progressive_jpeg("RGB", (65, 48))).coefficient_bytes == 5 * 3 * 6 * 128
+    assert jpeg_load(progressive_jpeg("CMYK", (64, 48), subsampling=0)).coefficient_bytes == 8 * 6 * 4 * 128
+
+
+def test_progressive_jpegs_needing_too_much_memory_are_refused(monkeypatch):
+    data = progressive_jpeg("CMYK", (64, 48))  # 8x6 blocks of 4 components: 24.6 KB of coefficients
+    monkeypatch.setattr(images, "MAX_JPEG_COEFFICIENT_BYTES", 20_000)
+    assert refused(data) == ("This progressive JPEG needs too much memory to decode (0.0246 MB; the limit is "
+                             "0.02 MB); save it again as an ordinary JPEG, or smaller.")
+    assert decode_image(encode(Image.new("CMYK", (64, 48)), "JPEG")).size == (64, 48)  # one scan: no buffer
+
+
+def test_the_largest_accepted_colour_jpeg_fits_the_coefficient_limit():
+    # SOF header of an 8000x5000 4:4:4 YCbCr JPEG, as jpeg_load reads it.
+    frame = images._read_frame(bytes([8]) + (5000).to_bytes(2, "big") + (8000).to_bytes(2, "big")
+                               + bytes([3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]))
+    assert 64 * 2 * frame.blocks == 240_000_000 <= MAX_JPEG_COEFFICIENT_BYTES
 
 
 def test_scan_markers_inside_metadata_and_entropy_data_are_not_counted():
@@ -365,7 +393,7 @@ def test_scan_markers_inside_metadata_and_entropy_data_are_not_counted():
     data = encode(Image.fromarray(noise), "JPEG", quality=100, restart_marker_blocks=1,
                   comment=b"\xff\xda\x00\x0c" * 50)
     assert b"\xff\x00" in data  # stuffed bytes in the entropy data
-    assert jpeg_scan_load(data) == (1, pytest.approx(1.0))
+    assert scans_and_passes(data) == (1, 1.0)
     assert decode_image(data).size == (64, 64)
 
 
@@ -389,8 +417,8 @@ def test_thousands_of_scans_are_refused_before_decoding(monkeypatch):
 def test_a_few_extra_passes_over_the_whole_image_are_refused():
     # Grey: every scan is a whole pass. 6 + 7 = 13 passes in 13 scans: only the pass budget sees it.
     hostile = with_repeated_scan(progressive_jpeg("L", (64, 64)), -1, 7)
-    scans, passes = jpeg_scan_load(hostile)
-    assert scans <= MAX_JPEG_SCANS < passes + 40 and passes > MAX_JPEG_PASSES
+    load = jpeg_load(hostile)
+    assert load.scans <= MAX_JPEG_SCANS and load.passes > MAX_JPEG_PASSES
     assert refused(hostile) == MESSAGE_TOO_MANY_SCANS
     assert decode_image(with_repeated_scan(progressive_jpeg("L", (64, 64)), -1, 6)).size == (64, 64)
 
@@ -399,11 +427,11 @@ def test_many_cheap_scans_are_refused_by_their_count():
     # 4:2:0 colour: scan 2 covers one chroma component, 1/6 of a pass.
     # 10 + 31 scans in 5.3 + 31/6 = 10.5 passes: only the scan count sees it.
     base = progressive_jpeg("RGB", (64, 64))
-    one_more = jpeg_scan_load(with_repeated_scan(base, 2, 1))[1] - jpeg_scan_load(base)[1]
+    one_more = jpeg_load(with_repeated_scan(base, 2, 1)).passes - jpeg_load(base).passes
     assert one_more == pytest.approx(1 / 6)
     hostile = with_repeated_scan(base, 2, 31)
-    scans, passes = jpeg_scan_load(hostile)
-    assert scans > MAX_JPEG_SCANS and passes <= MAX_JPEG_PASSES
+    load = jpeg_load(hostile)
+    assert load.scans > MAX_JPEG_SCANS and load.passes <= MAX_JPEG_PASSES
     assert refused(hostile) == MESSAGE_TOO_MANY_SCANS
     assert decode_image(with_repeated_scan(base, 2, 30)).size == (64, 64)
 
@@ -411,7 +439,7 @@ def test_many_cheap_scans_are_refused_by_their_count():
 @pytest.mark.parametrize("cut", [3, 10, 200, -30])
 def test_broken_jpeg_structure_is_left_to_pillow(cut):
     data = progressive_jpeg("RGB", (64, 64))[:cut]
-    jpeg_scan_load(data)  # never raises, never loops
+    jpeg_load(data)  # never raises, never loops
     assert refused(data) in (MESSAGE_CORRUPT, MESSAGE_UNSUPPORTED)
 
 
