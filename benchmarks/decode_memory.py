@@ -2,8 +2,9 @@
 
 For each mode a decoder can hand over (grey, 16-bit grey, RGB, RGBA, LA,
 palette, bilevel, CMYK, progressive JPEG, and the most hostile progressive
-JPEGs `cnn.images` still accepts), this writes an image at the 40-megapixel
-cap (8000x5000, within the 20 MB byte cap) and runs, each in a fresh process:
+JPEGs `cnn.images` still accepts), this writes the largest accepted image:
+8000x5000 at the 40-megapixel cap, within the 20 MB byte cap (WebP and
+progressive CMYK have lower caps of their own), and runs, each in a fresh process:
     1. `python -m cnn predict fast FILE` (what a user runs: TensorFlow, the
        model, the decode, the prediction), and
     2. `cnn.images.decode_image` alone (the decode's own share),
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cnn.images import MAX_BYTES, jpeg_scan_load  # noqa: E402
+from cnn.images import MAX_BYTES, MAX_JPEG_COEFFICIENT_BYTES, MAX_WEBP_PIXELS, jpeg_load  # noqa: E402
 from tests.hostile_jpeg import with_repeated_scan  # noqa: E402
 
 SIZE = (8000, 5000)  # 40 megapixels: cnn.images.MAX_PIXELS
@@ -81,13 +82,20 @@ def photo(mode: str = "RGB") -> Image.Image:
     return Image.fromarray(noise).resize(SIZE, Image.Resampling.BICUBIC).convert(mode)
 
 
-def flat(mode: str) -> Image.Image:
+def flat(mode: str, size: tuple[int, int] = SIZE) -> Image.Image:
     """A flat picture: its progressive scans are a few bytes each, the cheapest to repeat."""
-    return Image.new(mode, SIZE, 128 if mode in ("L", "1", "P") else (128, 100, 90, 255)[:len(mode)])
+    return Image.new(mode, size, 128 if mode in ("L", "1", "P") else (128, 100, 90, 255)[:len(mode)])
 
 
-def gradient(mode: str) -> Image.Image:
-    band = Image.linear_gradient("L").resize(SIZE)
+def largest_progressive_cmyk() -> tuple[int, int]:
+    """The largest 8000-pixel-wide CMYK progressive JPEG accepted: its 4 full-size channels' coefficients
+    reach `cnn.images.MAX_JPEG_COEFFICIENT_BYTES` at 32 megapixels."""
+    bytes_per_block_row = SIZE[0] // 8 * 4 * 64 * 2
+    return SIZE[0], MAX_JPEG_COEFFICIENT_BYTES // bytes_per_block_row * 8
+
+
+def gradient(mode: str, size: tuple[int, int] = SIZE) -> Image.Image:
+    band = Image.linear_gradient("L").resize(size)
     return Image.merge(mode, [band] * len(mode)) if len(mode) > 1 else band.convert(mode)
 
 
@@ -100,15 +108,15 @@ def palette_with_transparency() -> bytes:
     return encode(gradient("L").convert("P"), "PNG", transparency=0)
 
 
-def hostile_progressive(mode: str, **options) -> bytes:
+def hostile_progressive(mode: str, size: tuple[int, int] = SIZE, **options) -> bytes:
     """The most scans `cnn.images` accepts: the last scan repeated up to the pass or scan limit."""
     from cnn.images import MAX_JPEG_PASSES, MAX_JPEG_SCANS
 
-    normal = encode(flat(mode), "JPEG", progressive=True, **options)
+    normal = encode(flat(mode, size), "JPEG", progressive=True, **options)
     repeats = 0
     while True:
-        scans, passes = jpeg_scan_load(with_repeated_scan(normal, -1, repeats + 1))
-        if scans > MAX_JPEG_SCANS or passes > MAX_JPEG_PASSES:
+        load = jpeg_load(with_repeated_scan(normal, -1, repeats + 1))
+        if load.scans > MAX_JPEG_SCANS or load.passes > MAX_JPEG_PASSES:
             return with_repeated_scan(normal, -1, repeats)
         repeats += 1
 
@@ -120,11 +128,13 @@ CASES = [
     Case(NORMAL_PROGRESSIVE, lambda: encode(photo(), "JPEG", quality=85, progressive=True)),
     Case("progressive JPEG, RGB 4:4:4", lambda: encode(photo(), "JPEG", quality=75, progressive=True,
                                                         subsampling=0)),
-    Case("progressive JPEG, CMYK", lambda: encode(flat("CMYK"), "JPEG", progressive=True)),
+    Case("progressive JPEG, CMYK (32 MP, the most accepted)",
+         lambda: encode(flat("CMYK", largest_progressive_cmyk()), "JPEG", progressive=True)),
     Case("hostile progressive JPEG, grey, most passes accepted", lambda: hostile_progressive("L")),
     Case("hostile progressive JPEG, RGB 4:4:4, most accepted",
          lambda: hostile_progressive("RGB", subsampling=0)),
-    Case("hostile progressive JPEG, CMYK, most accepted", lambda: hostile_progressive("CMYK")),
+    Case("hostile progressive JPEG, CMYK (32 MP), most accepted",
+         lambda: hostile_progressive("CMYK", largest_progressive_cmyk())),
     Case("PNG, 16-bit grey (I;16)", sixteen_bit_grey),
     Case("PNG, grey (L)", lambda: encode(gradient("L"), "PNG")),
     Case("PNG, RGB", lambda: encode(gradient("RGB"), "PNG")),
@@ -133,7 +143,10 @@ CASES = [
     Case("PNG, palette + transparency (P)", palette_with_transparency),
     Case("BMP, bilevel (1)", lambda: encode(gradient("1"), "BMP")),
     Case("GIF, palette (P)", lambda: encode(gradient("L").convert("P"), "GIF")),
-    Case("WebP lossless, RGBA", lambda: encode(gradient("RGBA"), "WEBP", lossless=True, quality=0)),
+    Case("WebP lossless, RGBA (16 MP, the most accepted)",
+         lambda: encode(gradient("RGBA", (SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", lossless=True, quality=0)),
+    Case("WebP lossy, RGB (16 MP, the most accepted)",
+         lambda: encode(photo().crop((0, 0, SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", quality=80)),
 ]
 
 
@@ -168,7 +181,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"images {SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.0f} MP)")
-    print("| image | file KB | scans, passes | CLI peak MB | CLI CPU s | decode peak MB | decode CPU s "
+    print("| image | file KB | JPEG scans, passes | CLI peak MB | CLI CPU s | decode peak MB | decode CPU s "
           "| decode CPU / plain photo |")
     print("|---|---|---|---|---|---|---|---|")
     rows = {}
@@ -181,7 +194,8 @@ def main() -> int:
             alone = measure([sys.executable, "-c", DECODE_ONLY.format(root=str(ROOT)), str(path)])
             rows[case.name] = (cli, alone)
             plain_cpu = decode_cpu_s(rows[PLAIN_PHOTO][1])
-            scans = "%d, %.1f" % jpeg_scan_load(data) if data[:2] == b"\xff\xd8" else "-"
+            load = jpeg_load(data) if data[:2] == b"\xff\xd8" else None
+            scans = f"{load.scans}, {load.passes:.1f}" if load else "-"
             failed = "" if cli.ok and alone.ok else " (FAILED)"
             print(f"| {case.name}{failed} | {len(data) / 1000:,.0f} | {scans} | {cli.peak_mb:,.0f} "
                   f"| {cli.cpu_s:.1f} | {alone.peak_mb:,.0f} | {decode_cpu_s(alone):.2f} "

@@ -86,6 +86,10 @@ MAX_JPEG_SCANS = 40
 # takes every colour JPEG up to the pixel cap and CMYK up to 32 megapixels,
 # and keeps `python -m cnn predict` (TensorFlow alone: about 0.9 GB) under 1.2 GB.
 MAX_JPEG_COEFFICIENT_BYTES = 256_000_000
+# Pillow decodes WebP through libwebp's animation decoder, which holds about
+# 16 bytes per pixel at its peak (two canvases, the frame handed to Python,
+# the image): 16 megapixels is about 260 MB, as much as the largest PNG.
+MAX_WEBP_PIXELS = 16_000_000
 
 # How a picture of any shape becomes the square the model expects.
 RESIZE_POLICIES = {
@@ -195,6 +199,8 @@ def _decode_bounded(data: bytes, max_pixels: int) -> Image.Image:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
             _check_pixel_count(image.width, image.height, max_pixels)
             stored_size = image.size
+            if image.format == "WEBP":
+                _check_webp_pixels(image.width, image.height)
             if image.format in ("JPEG", "MPO"):
                 _check_jpeg_load(data)
                 _draft_at_most(image, shrink_factor(stored_size))
@@ -310,6 +316,15 @@ def _check_byte_size(num_bytes: int, max_bytes: int) -> None:
         raise ImageError(
             f"The file is too large ({_megabytes(num_bytes)} MB; "
             f"the limit is {_megabytes(max_bytes)} MB)."
+        )
+
+
+def _check_webp_pixels(width: int, height: int) -> None:
+    if width * height > MAX_WEBP_PIXELS:
+        raise ImageError(
+            f"WebP images are accepted up to {_megapixels(MAX_WEBP_PIXELS)} "
+            f"megapixels and this one has {_megapixels(width * height)}; save "
+            "it as PNG or JPEG, or smaller."
         )
 
 

@@ -381,6 +381,15 @@ def test_progressive_jpegs_needing_too_much_memory_are_refused(monkeypatch):
     assert decode_image(encode(Image.new("CMYK", (64, 48)), "JPEG")).size == (64, 48)  # one scan: no buffer
 
 
+def test_large_webp_images_are_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(images, "MAX_WEBP_PIXELS", 5000)
+    big = Image.new("RGB", (100, 60), RED)
+    assert refused(encode(big, "WEBP")) == ("WebP images are accepted up to 0.005 megapixels and this one "
+                                            "has 0.006; save it as PNG or JPEG, or smaller.")
+    assert decode_image(encode(big, "PNG")).size == (100, 60)
+    assert decode_image(encode(Image.new("RGB", (50, 100), RED), "WEBP")).size == (50, 100)
+
+
 def test_the_largest_accepted_colour_jpeg_fits_the_coefficient_limit():
     # SOF header of an 8000x5000 4:4:4 YCbCr JPEG, as jpeg_load reads it.
     frame = images._read_frame(bytes([8]) + (5000).to_bytes(2, "big") + (8000).to_bytes(2, "big")
