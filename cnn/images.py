@@ -61,9 +61,9 @@ WORKING_PIXELS = 2_000_000
 # Pixels converted to RGB at once while shrinking: a band of 4 MB or so.
 BAND_PIXELS = 1_000_000
 
-# A decode of a 40-megapixel image briefly holds about 200 MB (320 MB for a
-# 4:4:4 progressive JPEG's coefficients); two at a time bound a shared
-# server's extra memory to well under 1 GB while a third upload waits.
+# A decode of the largest accepted image briefly holds 200-300 MB (see
+# benchmarks/decode_memory.py); two at a time bound a shared server's extra
+# memory to well under 1 GB while a third upload waits.
 MAX_CONCURRENT_DECODES = 2
 DECODE_WAIT_S = 60.0
 
@@ -72,13 +72,12 @@ DECODE_WAIT_S = 60.0
 # 2,000 such scans of one 6000x6000 component cost a minute of CPU. Count a
 # "pass" as one scan over blocks equal to the whole image (a scan of one
 # 4:2:0 chroma component is 1/6 of a pass). libjpeg's default progression
-# (Pillow, GIMP, cjpeg, jpegtran) makes 10 scans and 4.7-6 passes; mozjpeg's
-# optimised scripts stay within that. Twelve passes is twice the most a
-# normal progressive file needs, so nothing legitimate is refused and the
-# worst accepted JPEG costs about twice a normal progressive one of the same
-# pixel count (benchmarks/decode_memory.py measures it). Separately, more
-# than 40 scans of any size (libjpeg makes at most 18, for CMYK) is refused
-# outright: that many scans exist only to burn the decoder's per-scan work.
+# (Pillow, GIMP, cjpeg, jpegtran -progressive) makes 6 passes at most (10
+# scans for colour, 6 for grey, 18 for CMYK). Twelve passes is twice that,
+# so the worst accepted JPEG costs about twice a normal progressive one of
+# the same kind and pixel count (benchmarks/decode_memory.py measures it).
+# Separately, more than 40 scans of any size is refused outright: that many
+# scans exist only to burn the decoder's work per scan.
 MAX_JPEG_PASSES = 12.0
 MAX_JPEG_SCANS = 40
 # The coefficient buffer of a multi-scan JPEG: 240 MB for a 40-megapixel

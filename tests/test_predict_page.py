@@ -248,8 +248,10 @@ def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
     monkeypatch.setattr(prediction_views, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
     app = run_page()
     uploader = app.file_uploader(key="predict_uploads")
-    uploader.set_value([("a.png", tiny_png(1), "image/png"), ("bad.png", b"not an image", "image/png")]).run()
+    large = encode(np.full((1030, 1100, 3), 90, np.uint8), "PNG")  # decoded at half size
+    uploader.set_value([("a.png", large, "image/png"), ("bad.png", b"not an image", "image/png")]).run()
     assert len(decoded) == 2
+    assert any(caption.value == "The original, 1100x1030 pixels." for caption in app.caption)
     app.selectbox(key="predict_policy").set_value("center_crop").run()  # a rerun: new policy, same files
     app.selectbox(key="predict_model").set_value("fast").run()
     assert_no_exception(app)
