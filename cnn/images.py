@@ -42,6 +42,11 @@ from PIL import Image
 
 from cnn.errors import ImageError
 
+
+class DecodeBusyError(ImageError):
+    """No decode slot came free in time: unlike other ImageErrors, worth trying again."""
+
+
 # The formats Pillow may even try: what people photograph and share.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
@@ -177,7 +182,8 @@ def decode_image(
         say; `info[ORIGINAL_SIZE_KEY]` is the upright size as stored.
 
     Raises:
-        ImageError: for every way the bytes can fail, with a plain message.
+        ImageError: for every way the bytes can fail, with a plain message;
+            `DecodeBusyError` when other decodes held every slot too long.
         TypeError: if `data` is not bytes-like (a programming error).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -185,7 +191,7 @@ def decode_image(
     _check_byte_size(len(data), max_bytes)
     data = bytes(data)  # the marker walk wants bytes; free for bytes already
     if not _DECODE_SLOTS.acquire(timeout=DECODE_WAIT_S):
-        raise ImageError(MESSAGE_BUSY)
+        raise DecodeBusyError(MESSAGE_BUSY)
     try:
         return _decode_bounded(data, max_pixels)
     finally:

@@ -591,6 +591,7 @@ def test_a_decode_that_cannot_get_a_slot_says_the_server_is_busy(monkeypatch):
     monkeypatch.setattr(images, "DECODE_WAIT_S", 0.05)
     images._DECODE_SLOTS.acquire()
     try:
-        assert refused(encode(Image.new("RGB", (8, 8)), "PNG")) == MESSAGE_BUSY
+        with pytest.raises(images.DecodeBusyError, match=MESSAGE_BUSY):
+            decode_image(encode(Image.new("RGB", (8, 8)), "PNG"))
     finally:
         images._DECODE_SLOTS.release()

@@ -262,3 +262,27 @@ def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
     app.file_uploader(key="predict_uploads").set_value([("c.png", tiny_png(3), "image/png")]).run()
     assert len(decoded) == 3  # only the new file is decoded
     assert len(app.session_state[prediction_views.DECODED_KEY]) == 1  # files no longer on the page are forgotten
+
+
+def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypatch):
+    from cnn.images import MESSAGE_BUSY, DecodeBusyError
+    from ui import prediction_views
+
+    calls = []
+    real_decode = prediction_views.decode_image
+
+    def busy_once(data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise DecodeBusyError(MESSAGE_BUSY)
+        return real_decode(data)
+
+    monkeypatch.setattr(prediction_views, "decode_image", busy_once)
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(("a.png", tiny_png(5), "image/png")).run()
+    (card,) = cards(app)
+    assert card["errors"] == [MESSAGE_BUSY]
+    app.run()
+    assert_no_exception(app)
+    (card,) = cards(app)
+    assert card["errors"] == [] and len(card["tables"]) == 1 and len(calls) == 2

@@ -21,7 +21,7 @@ from PIL import Image
 from cnn import CLASS_NAMES
 from cnn.errors import UserError
 from cnn.fetch import FetchConfig, fetch_url
-from cnn.images import ORIGINAL_SIZE_KEY, RESIZE_POLICIES, decode_image
+from cnn.images import ORIGINAL_SIZE_KEY, RESIZE_POLICIES, DecodeBusyError, decode_image
 from ui import plots
 from ui.learn_widgets import fit_within
 from ui.resources import get_sample, show_user_error
@@ -61,11 +61,16 @@ def fetch_image(url: str, config: FetchConfig = FetchConfig()) -> Image.Image:
 
 
 def _decoded_once(key: str, read: Callable[[], bytes]) -> Image.Image:
-    """`decode_image(read())`, or its UserError, remembered in this session under `key`."""
+    """`decode_image(read())`, or its UserError, remembered in this session under `key`.
+
+    A busy server is not remembered: the next rerun tries again.
+    """
     remembered = st.session_state.setdefault(DECODED_KEY, {})
     if key not in remembered:
         try:
             remembered[key] = decode_image(read())
+        except DecodeBusyError:
+            raise
         except UserError as error:
             remembered[key] = error
     if isinstance(remembered[key], UserError):
