@@ -221,3 +221,68 @@ def test_no_model_yet_shows_a_warning_not_a_traceback(tmp_path, monkeypatch):
     app = run_page()
     assert_no_exception(app)
     assert any("No saved model" in warning.value for warning in app.warning)
+
+
+def tiny_png(seed: int) -> bytes:
+    return encode(picture(8, 8, seed=seed), "PNG")
+
+
+def test_an_upload_answers_at_most_the_limit_and_says_how_many_were_ignored(shipped):
+    from ui.prediction_views import MAX_UPLOADS
+
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(
+        [(f"photo{index:02d}.png", tiny_png(index), "image/png") for index in range(MAX_UPLOADS + 3)]).run()
+    assert_no_exception(app)
+    labels = [card["label"] for card in cards(app)]
+    assert labels == [f"Upload: photo{index:02d}.png" for index in range(MAX_UPLOADS)]
+    (warning,) = [warning.value for warning in app.warning if "ignored" in warning.value]
+    assert f"the first {MAX_UPLOADS} are answered" in warning and "the other 3 were ignored" in warning
+
+
+def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
+    from ui import prediction_views
+
+    decoded = []
+    real_decode = prediction_views.decode_image
+    monkeypatch.setattr(prediction_views, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
+    app = run_page()
+    uploader = app.file_uploader(key="predict_uploads")
+    large = encode(np.full((1030, 1100, 3), 90, np.uint8), "PNG")  # decoded at half size
+    uploader.set_value([("a.png", large, "image/png"), ("bad.png", b"not an image", "image/png")]).run()
+    assert len(decoded) == 2
+    assert any(caption.value == "The original, 1100x1030 pixels." for caption in app.caption)
+    app.selectbox(key="predict_policy").set_value("center_crop").run()  # a rerun: new policy, same files
+    app.selectbox(key="predict_model").set_value("fast").run()
+    assert_no_exception(app)
+    assert len(decoded) == 2
+    by_label = {card["label"]: card for card in cards(app)}
+    assert len(by_label["Upload: a.png"]["tables"]) == 1  # still answered, from what was decoded
+    assert by_label["Upload: bad.png"]["errors"] == [MESSAGE_UNSUPPORTED]  # the error is remembered too
+    app.file_uploader(key="predict_uploads").set_value([("c.png", tiny_png(3), "image/png")]).run()
+    assert len(decoded) == 3  # only the new file is decoded
+    assert len(app.session_state[prediction_views.DECODED_KEY]) == 1  # files no longer on the page are forgotten
+
+
+def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypatch):
+    from cnn.images import MESSAGE_BUSY, DecodeBusyError
+    from ui import prediction_views
+
+    calls = []
+    real_decode = prediction_views.decode_image
+
+    def busy_once(data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise DecodeBusyError(MESSAGE_BUSY)
+        return real_decode(data)
+
+    monkeypatch.setattr(prediction_views, "decode_image", busy_once)
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(("a.png", tiny_png(5), "image/png")).run()
+    (card,) = cards(app)
+    assert card["errors"] == [MESSAGE_BUSY]
+    app.run()
+    assert_no_exception(app)
+    (card,) = cards(app)
+    assert card["errors"] == [] and len(card["tables"]) == 1 and len(calls) == 2

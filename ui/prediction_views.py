@@ -3,6 +3,9 @@
 Each input becomes an `InputImage` whose `load()` does the untrusted work
 (decoding, downloading) only when its card is drawn, so a bad file or URL
 fails inside its own card and every other image still gets its answer.
+What a load decoded (or the error it met) is kept in the session for as long
+as its upload or link stays on the page, so a rerun (another policy, model
+or sample) neither downloads nor decodes again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from PIL import Image
 from cnn import CLASS_NAMES
 from cnn.errors import UserError
 from cnn.fetch import FetchConfig, fetch_url
-from cnn.images import RESIZE_POLICIES, decode_image
+from cnn.images import ORIGINAL_SIZE_KEY, RESIZE_POLICIES, DecodeBusyError, decode_image
 from ui import plots
 from ui.learn_widgets import fit_within
 from ui.resources import get_sample, show_user_error
@@ -26,6 +29,10 @@ from ui.resources import get_sample, show_user_error
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 SHOWN_SIDE = 192  # pixels: how large the 32x32 pictures are drawn
 POLICY_LABELS = {"squash": "Squash to a square", "center_crop": "Crop the centre square"}
+# Files answered per upload: each costs a decode and a prediction on a server
+# the whole class shares, and 20 cards are already a long page.
+MAX_UPLOADS = 20
+DECODED_KEY = "predict_decoded"  # session state: source key -> decoded image or its UserError
 
 
 @dataclass(frozen=True)
@@ -53,44 +60,70 @@ def fetch_image(url: str, config: FetchConfig = FetchConfig()) -> Image.Image:
     return decode_image(fetch_url(url, config=config))
 
 
-def _fetched_once(url: str) -> Image.Image:
-    """`fetch_image`, remembered for this session so that reruns don't download again."""
-    remembered = st.session_state.get("predict_fetched")
-    if remembered is None or remembered[0] != url:
+def _decoded_once(key: str, read: Callable[[], bytes]) -> Image.Image:
+    """`decode_image(read())`, or its UserError, remembered in this session under `key`.
+
+    A busy server is not remembered: the next rerun tries again.
+    """
+    remembered = st.session_state.setdefault(DECODED_KEY, {})
+    if key not in remembered:
         try:
-            remembered = (url, fetch_url(url), None)
+            remembered[key] = decode_image(read())
+        except DecodeBusyError:
+            raise
         except UserError as error:
-            remembered = (url, None, error)
-        st.session_state["predict_fetched"] = remembered
-    _, body, error = remembered
-    if error is not None:
-        raise error
-    return decode_image(body)
+            remembered[key] = error
+    if isinstance(remembered[key], UserError):
+        raise remembered[key]
+    return remembered[key]
 
 
-def _bytes_loader(upload) -> Callable[[], Image.Image]:
-    return lambda: decode_image(upload.getvalue())
+def _forget_all_but(keys: set[str]) -> None:
+    """Drop what was decoded for uploads and links no longer on the page."""
+    remembered = st.session_state.get(DECODED_KEY, {})
+    for key in set(remembered) - keys:
+        del remembered[key]
+
+
+def _file_input(label: str, upload) -> tuple[str, InputImage]:
+    """(cache key, input) of an uploaded file or camera photo; its file_id is new for every upload."""
+    key = f"file:{upload.file_id}"
+    return key, InputImage(label, lambda: _decoded_once(key, upload.getvalue))
+
+
+def _answered_uploads(uploads: list) -> list:
+    """The first MAX_UPLOADS files, with a warning naming how many were left out."""
+    if len(uploads) > MAX_UPLOADS:
+        ignored = len(uploads) - MAX_UPLOADS
+        st.warning(f"You gave {len(uploads)} files, and one upload answers at most {MAX_UPLOADS}: the first "
+                   f"{MAX_UPLOADS} are answered below and the other {ignored} were ignored. Remove some and "
+                   "upload the rest in another round.", icon=":material/block:")
+    return uploads[:MAX_UPLOADS]
 
 
 def collect_inputs() -> list[InputImage]:
     """Tabs for the four sources; returns every image given, in tab order."""
     upload_tab, link_tab, camera_tab, sample_tab = st.tabs(["Upload", "Link", "Camera", "CIFAR-10 samples"])
-    found: list[InputImage] = []
+    keyed: dict[str, InputImage] = {}
     with upload_tab:
         uploads = st.file_uploader("Drop one or several images (PNG, JPEG, WebP, BMP, GIF: first frame)",
                                    type=UPLOAD_TYPES, accept_multiple_files=True, key="predict_uploads")
-        found += [InputImage(f"Upload: {upload.name}", _bytes_loader(upload)) for upload in uploads or []]
+        keyed.update(_file_input(f"Upload: {upload.name}", upload)
+                     for upload in _answered_uploads(list(uploads or [])))
     with link_tab:
         url = st.text_input("Address of an image (http or https)", key="predict_url",
                             placeholder="https://example.org/cat.jpg").strip()
         st.caption("The address must be public: local and private network addresses are refused.")
         if url:
-            found.append(InputImage(f"Link: {url}", lambda: _fetched_once(url)))
+            url_key = f"url:{url}"
+            keyed[url_key] = InputImage(f"Link: {url}", lambda: _decoded_once(url_key, lambda: fetch_url(url)))
     with camera_tab:
         if st.toggle("Turn on the camera", key="predict_camera_on"):
             photo = st.camera_input("Take a photo", key="predict_camera")
             if photo is not None:
-                found.append(InputImage("Camera photo", _bytes_loader(photo)))
+                keyed.update([_file_input("Camera photo", photo)])
+    _forget_all_but(set(keyed))
+    found = list(keyed.values())
     with sample_tab:
         sample = get_sample()
         picks = st.multiselect("Test images (the bundled exact CIFAR-10 test images 0-999)",
@@ -132,7 +165,8 @@ def show_prediction(item: InputImage, predictor, policy: str, index: int) -> boo
             return False
         original, seen, cam = st.columns(3)
         original.image(fit_within(image, 2 * SHOWN_SIDE)[0], width=SHOWN_SIDE)  # never send megapixels
-        original.caption(f"The original, {image.width}x{image.height} pixels.")
+        width, height = image.info.get(ORIGINAL_SIZE_KEY, image.size)
+        original.caption(f"The original, {width}x{height} pixels.")
         seen.image(enlarged(result.model_input))
         seen.caption("What the model sees: the 32x32 input, made by the same preprocessing as in training "
                      f"({POLICY_LABELS[policy].lower()}), drawn large.")
