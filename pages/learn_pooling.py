@@ -32,13 +32,14 @@ with controls:
 try:
     maxima = ops.max_pool_with_argmax(grid, size, stride)
     averages = ops.avg_pool(grid, size, stride)
-    formulas = ops.output_size_formulas(grid.shape, size, ops.ConvSpec(stride=stride))
+    formulas = ops.pool_output_size_formulas(grid.shape, size, stride)
 except UserError as error:
     st.error(str(error))
     st.stop()
 
 with explanation:
-    st.markdown("Output size (no padding): floor((n − k) / s) + 1")
+    st.markdown("Output size: floor((n − k) / s) + 1, with n input, k window and s stride (pooling "
+                "adds no padding and spreads no taps apart).")
     st.code(f"rows:    {formulas['rows']}\ncolumns: {formulas['columns']}", language=None)
     windows = maxima.values.size
     # A slider needs two ends: with a single window there is nothing to step through.

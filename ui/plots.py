@@ -160,6 +160,7 @@ def heatmap(
     zmax: float | None = None,
     color_scale: str = COLOR_SCALE,
     colorbar_below: bool = False,
+    show_scale: bool = True,
     height: int | None = None,
     origin: tuple[int, int] = (0, 0),
 ) -> go.Figure:
@@ -177,6 +178,8 @@ def heatmap(
         zmin, zmax: fixed colour range (default: the data's range).
         color_scale: a colour-blind-safe plotly scale, e.g. "Viridis" to match
             an image coloured with `cnn.explain.viridis`.
+        show_scale: draw the colour bar; a small panel whose numbers are
+            written in can leave it out and give the grid its room.
         colorbar_below: a horizontal colour bar under the grid, for narrow
             columns: the grid then gets the column's whole width.
         height: figure height in pixels (default: from the number of rows).
@@ -204,6 +207,7 @@ def heatmap(
             zmin=zmin,
             zmax=zmax,
             colorbar=_colorbar(colorbar_title, below=colorbar_below),
+            showscale=show_scale,
             hovertemplate=f"row %{{y}}, column %{{x}}: %{{z:{HOVER_FORMAT}}}<extra></extra>",
             **text_settings,
         )
@@ -215,7 +219,7 @@ def heatmap(
     _grid_layout(figure, title, rows, cols, origin)
     if height is not None:
         figure.update_layout(height=height)
-    if colorbar_below:
+    if colorbar_below and show_scale:
         _colorbar_under_grid(figure)
     return figure
 
@@ -299,12 +303,19 @@ def maxima_marks(result: ops.PoolResult) -> Marks:
 
 
 def input_figure(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None,
-                 colorbar_below: bool = False) -> go.Figure:
-    """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks."""
+                 colorbar_below: bool = False, height: int | None = None) -> go.Figure:
+    """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks.
+
+    A grid whose numbers are written in gets no colour bar (the numbers say it).
+    """
     if np.ndim(image) == 2:
         return heatmap(image, title, colorbar_title="pixel", highlight=highlight, marks=marks,
-                       marks_name="kernel taps", colorbar_below=colorbar_below)
-    return rgb_image(image, title, highlight=highlight, marks=marks)
+                       marks_name="kernel taps", colorbar_below=colorbar_below, height=height,
+                       show_scale=max(np.shape(image)) > MAX_TEXT_SIDE)
+    figure = rgb_image(image, title, highlight=highlight, marks=marks)
+    if height is not None:
+        figure.update_layout(height=height)
+    return figure
 
 
 def relu_curve(x_limit: float = 5.0) -> go.Figure:
