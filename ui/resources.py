@@ -68,15 +68,20 @@ def test_images() -> tuple[data.Split, str]:
                           "images 1000-9999 are JPEG-derived)")
 
 
-def model_picker(label: str = "Model", key: str = "model_choice") -> str | None:
-    """A selectbox of saved models, the best (by validation accuracy) first; None when there are none."""
+def model_picker(label: str = "Model", key: str = "model_choice", default=None) -> str | None:
+    """A selectbox of saved models, the best (by validation accuracy) first; None when there are none.
+
+    `default(records) -> name or None` may choose the preselected model (else the best).
+    """
     models = shipped_models()
     if not models:
         st.warning("No saved model yet: train one on the Train page, or run `make run` from a full checkout.")
         return None
     names = [record["name"] for record in models]
     labels = {record["name"]: _model_label(record) for record in models}
-    return st.selectbox(label, names, format_func=labels.get, key=key)
+    preselected = default(models) if default is not None else None
+    index = names.index(preselected) if preselected in names else 0
+    return st.selectbox(label, names, index=index, format_func=labels.get, key=key)
 
 
 def _model_label(record: dict) -> str:
