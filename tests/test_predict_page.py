@@ -183,7 +183,8 @@ def test_ten_pictures_make_a_compact_grid_with_right_or_wrong_marks(shipped):
         true_class = CLASS_NAMES[int(labels[index])]
         top_class = top3_lines(card)[0].split("**")[1]
         mark = "✓ Right" if top_class == true_class else "✗ Wrong"
-        assert f"{mark}: it is a {true_class}." in card["text"]  # a sign and words, not colour alone
+        article = "an" if true_class in ("airplane", "automobile") else "a"
+        assert f"{mark}: it is {article} {true_class}." in card["text"]  # a sign and words, not colour alone
     # Four cards to a row (three rows for ten), and one chart: the chosen picture's ten bars.
     rows = [row for row in _rows_of_cards(app.main) if row]
     assert [len(row) for row in rows] == [4, 4, 2]

@@ -238,9 +238,10 @@ def verdict(top, true_class: str | None) -> str | None:
     """Right or wrong in words and a sign (never colour alone), when the true class is known."""
     if true_class is None:
         return None
+    article = "an" if true_class[0] in "aeiou" else "a"
     if top[0].class_name == true_class:
-        return f"✓ Right: it is a {true_class}."
-    return f"✗ Wrong: it is a {true_class}."
+        return f"✓ Right: it is {article} {true_class}."
+    return f"✗ Wrong: it is {article} {true_class}."
 
 
 def show_compact_card(item: InputImage, predictor, policy: str) -> bool:
@@ -254,7 +255,7 @@ def show_compact_card(item: InputImage, predictor, policy: str) -> bool:
             return False
         picture, seen = st.columns(2)
         picture.image(fit_within(result.original, 2 * THUMBNAIL_SIDE)[0], width=THUMBNAIL_SIDE,
-                      caption=f"yours, {result.original.width}x{result.original.height}")
+                      caption=f"original, {result.original.width}x{result.original.height}")
         seen.image(enlarged(result.model_input, THUMBNAIL_SIDE), width=THUMBNAIL_SIDE, caption="the model's 32x32")
         st.markdown("  \n".join(f"{ranked.rank}. **{ranked.class_name}** {ranked.probability:.1%}"
                                  for ranked in result.top))
