@@ -67,6 +67,4 @@ with results:
             map_figure = plots.heatmap(feature_maps[..., index], "Feature map", colorbar_below=True)
             map_column.plotly_chart(map_figure, key=f"conv_all_maps_{index}")
             map_column.caption(f"The feature map of {learn_widgets.kernel_phrase(name)}, {feature_maps.shape[0]} "
-                               f"rows by {feature_maps.shape[1]} columns"
-                               + ("." if max(feature_maps.shape[:2]) <= plots.MAX_TEXT_SIDE
-                                  else ": point at a cell to read its number."))
+                               f"rows by {feature_maps.shape[1]} columns." + plots.reading_hint(feature_maps))

@@ -52,10 +52,13 @@ output_cell = plots.Box(window.out_row, window.out_col, window.out_row, window.o
 st.plotly_chart(plots.heatmap(grid, "Input", highlight=window_box, marks=plots.maxima_marks(maxima),
                               marks_name="kept by max pooling"), key="pool_input")
 st.caption(f"{description}: the dashed square is window {step}; a solid black-and-white border marks "
-           "the element each max-pooling window keeps.")
+           "the element each max-pooling window keeps (a cross, when there are too many for borders)."
+           + plots.reading_hint(grid))
 
 max_column, average_column = st.columns(2)
 max_column.plotly_chart(plots.heatmap(maxima.values, "Max pooling", highlight=output_cell), key="pool_max")
-max_column.caption(f"Max pooling, {size}x{size} window, stride {stride}; the outlined cell comes from window {step}.")
+max_column.caption(f"Max pooling, {size}x{size} window, stride {stride}; the outlined cell comes from window {step}."
+                   + plots.reading_hint(maxima.values))
 average_column.plotly_chart(plots.heatmap(averages, "Average pooling", highlight=output_cell), key="pool_avg")
-average_column.caption(f"Average pooling with the same windows; the outlined cell is window {step}'s mean.")
+average_column.caption(f"Average pooling with the same windows; the outlined cell is window {step}'s mean."
+                       + plots.reading_hint(averages))

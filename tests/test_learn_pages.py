@@ -223,9 +223,13 @@ def test_pooling_page_size_stride_and_window():
     app.slider(key="pool_size").set_value(3).run()
     app.slider(key="pool_stride").set_value(1).run()
     assert_ok(app)
+    assert not any("Point at a cell" in caption.value for caption in app.caption)  # 4x4: numbers written in
     app.radio(key="pool_source").set_value(app.radio(key="pool_source").options[1]).run()
     assert_ok(app)
     assert len(charts(app)) == 3
+    # A 30x30 feature map: its numbers would overlap, so they are on hover, and the captions say so.
+    assert cell_texts(spec(charts(app)[0])) is None
+    assert any("Point at a cell" in caption.value for caption in app.caption)
 
 
 def test_dense_softmax_page_shapes_and_weight_count():

@@ -69,6 +69,11 @@ def format_value(value: float) -> str:
     return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
 
 
+def reading_hint(values) -> str:
+    """A caption's last sentence for a grid too large for written numbers ("" when they are written)."""
+    return "" if max(np.shape(values)[:2]) <= MAX_TEXT_SIDE else " Point at a cell to read its number."
+
+
 def _cell_texts(values: np.ndarray) -> list[list[str]]:
     return [[format_value(value) for value in row] for row in values]
 
