@@ -1,14 +1,18 @@
 """AppTest runs of every Learn page: widgets exercised, no exception, expected elements shown, no TensorFlow."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+import browser_support
+from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
 from ui import learn_widgets, plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,6 +270,8 @@ import json, sys
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+import browser_support
+from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
 from ui import learn_widgets, plots
 results = {}
 for page in sys.argv[1:]:
@@ -286,3 +292,30 @@ def test_learn_pages_never_import_tensorflow():
     for page, (ran_cleanly, imported_tensorflow) in results.items():
         assert ran_cleanly, page
         assert not imported_tensorflow, f"{page} imported TensorFlow"
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    from browser_support import running_server
+
+    with running_server(ROOT / "streamlit_app.py", tmp_path) as server:
+        yield server
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not browser_support.CHROMIUM.exists(), reason="chromium is missing")
+@pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed")
+def test_play_moves_the_window_slider_in_a_browser(app_server, page):  # noqa: F811 - page is a fixture
+    """Play's timer (a fragment with run_every) really moves the slider; AppTest has no timer."""
+    browser_support.open_path(page, app_server, "learn_convolution")
+    slider = page.get_by_role("slider", name="Window position (reading order)")
+    assert slider.get_attribute("aria-valuetext") == "1"
+    page.get_by_role("button", name="▶ Play").click()
+    seen = set()
+    deadline = time.monotonic() + 90  # 9 windows, 0.8 s each, on a busy machine
+    while time.monotonic() < deadline and "9" not in seen:
+        seen.add(page.get_by_role("slider", name="Window position (reading order)").get_attribute("aria-valuetext"))
+        page.wait_for_timeout(200)
+    assert "9" in seen and len(seen) >= 4, seen  # it passed through the windows, not jumped
+    page.get_by_role("button", name="▶ Play").wait_for()  # stopped by itself at the last window
+    assert page.get_by_text("Window 9 of 9:").is_visible()
