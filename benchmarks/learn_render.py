@@ -137,19 +137,19 @@ def time_pixels_page_in_browser() -> None:
         finally:
             server.stop()
     seconds = statistics.median(timings[1:])
-    print(f"  browser, How a computer sees, row slider +1 to the last chart drawn, "
+    print(f"  browser, How a computer sees, row slider +1 until the page stops changing, "
           f"{VIEWPORT['width']}x{VIEWPORT['height']}: {seconds * 1000:7.1f} ms (runs: "
           + ", ".join(f"{value * 1000:.0f}" for value in timings[1:]) + ")")
 
 
 def main() -> None:
     print(f"Convolution page on a {SIDE}x{SIDE}x3 input; median of {REPEATS} runs; "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.1f} (other processes share "
+          "these cores: every figure grows with it)")
     image = np.random.default_rng(0).integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
     time_computation(image)
     time_apptest_rerun()
-    print(f"load average {os.getloadavg()[0]:.1f} (other processes share these cores: browser figures vary with it)")
     time_pixels_page_in_browser()
 
 
