@@ -182,6 +182,14 @@ def test_convolution_page_controls_on_a_cifar_image():
     assert_ok(app)
     assert "floor((32 + (0 + 1) − 1·(3 − 1) − 1) / 2) + 1 = 16" in formula(app)
     assert "sum of channels" in dot_product(app)  # RGB: per-channel products, then summed
+    # On a 32x32 picture the window panel zooms in on the window (3x3 and 3 pixels around it, cut at the
+    # edge: window 1 sits in the top-left corner), and the whole input follows the dot product.
+    figures = {spec(chart)["layout"]["title"]["text"]: spec(chart) for chart in charts(app)}
+    zoomed = figures["Input around window 1"]["layout"]
+    assert zoomed["xaxis"]["range"] == [-0.5, 5.5] and zoomed["yaxis"]["range"] == [5.5, -0.5]
+    assert "The whole input" in figures
+    output_cell = next(figure["layout"] for title, figure in figures.items() if title.startswith("Feature map: "))
+    assert output_cell["xaxis"]["range"] == [-0.5, 3.5]  # cell (0, 0) and 3 cells to its right
     app.radio(key="conv_padding").set_value("custom p").run()
     app.number_input(key="conv_padding_p").set_value(3).run()
     app.slider(key="conv_dilation").set_value(2).run()

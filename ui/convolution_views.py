@@ -19,6 +19,7 @@ from ui.learn_widgets import kernel_phrase
 PLAY_DELAY_S = 0.8  # seconds per window while playing: time to read the new dot product
 PLAYING = "conv_playing"  # session-state flag: the step-through advances by itself
 PANEL_HEIGHT = 340  # pixels: the three panels fit side by side above the fold at 1440x900
+ZOOM_MARGIN = 3  # cells shown around the window when the input is too large to see the window in it
 
 
 def step_key(window_count: int) -> str:
@@ -64,6 +65,15 @@ def step_through(image: np.ndarray, description: str, kernel_name: str, kernel: 
     st.fragment(_step_through, run_every=run_every)(image, description, kernel_name, kernel, spec, feature_map)
 
 
+def _input_with_window(padded: np.ndarray, title: str, breakdown: ops.WindowBreakdown, spec: ops.ConvSpec):
+    """The padded input with the window outlined (and its taps crossed when dilated)."""
+    return plots.input_figure(
+        padded, title, highlight=plots.box_around(breakdown.rows, breakdown.cols),
+        marks=plots.window_marks(breakdown.rows, breakdown.cols) if spec.dilation > 1 else None,
+        height=PANEL_HEIGHT, colorbar_below=True,
+    )
+
+
 def _step_through(image, description, kernel_name, kernel, spec, feature_map) -> None:
     window_count = feature_map.size
     was_playing = is_playing()
@@ -82,25 +92,36 @@ def _step_through(image, description, kernel_name, kernel, spec, feature_map) ->
         size = len(kernel)
         st.caption(f"The {size}x{size} weights of {kernel_phrase(kernel_name)}"
                    + (", the same for the red, green and blue channels." if image.ndim == 3 else "."))
+    padded = ops.pad(image, breakdown.padding)
+    window = plots.box_around(breakdown.rows, breakdown.cols)
+    large_input = max(padded.shape[:2]) > plots.MAX_TEXT_SIDE
     with window_view:
-        padded = ops.pad(image, breakdown.padding)
-        st.plotly_chart(plots.input_figure(
-            padded, f"Input: window {step}", highlight=plots.box_around(breakdown.rows, breakdown.cols),
-            marks=plots.window_marks(breakdown.rows, breakdown.cols) if spec.dilation > 1 else None,
-            height=PANEL_HEIGHT, colorbar_below=True,
-        ), key="conv_step_input")
+        figure = _input_with_window(padded, f"Input{' around' if large_input else ':'} window {step}", breakdown,
+                                    spec)
+        if large_input:  # a 3x3 window on a 32x32 picture is a few pixels wide on a projector: zoom in on it
+            plots.zoom_around(figure, window, padded.shape, ZOOM_MARGIN)
+        st.plotly_chart(figure, key="conv_step_input")
         st.caption(f"{description[0].upper()}{description[1:]}, {ops.padding_in_words(breakdown.padding)}; the "
-                   "outlined square is the kernel's current window (crosses mark the taps when dilated).")
+                   "outlined square is the kernel's current window (crosses mark the taps when dilated)"
+                   + (f", with {ZOOM_MARGIN} pixels around it; the whole input is under the dot product."
+                      if large_input else "."))
     with output_view:
         cell = plots.Box(breakdown.out_row, breakdown.out_col, breakdown.out_row, breakdown.out_col)
-        numbers_written = max(feature_map.shape) <= plots.MAX_TEXT_SIDE
-        st.plotly_chart(plots.heatmap(feature_map, f"Feature map: {total} at ({breakdown.out_row}, "
-                                      f"{breakdown.out_col})", highlight=cell, height=PANEL_HEIGHT,
-                                      show_scale=not numbers_written, colorbar_below=True),
-                        key="conv_step_map")
+        large_map = max(feature_map.shape) > plots.MAX_TEXT_SIDE
+        figure = plots.heatmap(feature_map, f"Feature map: {total} at ({breakdown.out_row}, {breakdown.out_col})",
+                               highlight=cell, height=PANEL_HEIGHT, show_scale=large_map, colorbar_below=True)
+        if large_map:  # one cell of a 30x30 map is as small as the window: zoom in on it too
+            plots.zoom_around(figure, cell, feature_map.shape, ZOOM_MARGIN)
+        st.plotly_chart(figure, key="conv_step_map")
         st.caption(f"The feature map of {kernel_phrase(kernel_name)}; the outlined cell at row {breakdown.out_row}, "
-                   f"column {breakdown.out_col} is this window's {total}.")
+                   f"column {breakdown.out_col} is this window's {total}"
+                   + (f", with {ZOOM_MARGIN} cells around it; the whole map is under All feature maps."
+                      if large_map else "."))
     st.markdown("**The dot product, written out** (pixel × weight):")
     st.code("\n".join(ops.dot_product_lines(breakdown)), language=None, wrap_lines=True)
+    if large_input:
+        whole, _ = st.columns([1, 2])
+        whole.plotly_chart(_input_with_window(padded, "The whole input", breakdown, spec), key="conv_step_whole")
+        whole.caption(f"Where window {step} lies in the whole input.")
     if was_playing and not is_playing():
         st.rerun()  # Play reached the last window: redraw the page so the timer stops and Play shows again

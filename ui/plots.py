@@ -278,6 +278,16 @@ def rgb_image(image, title: str, *, highlight: Box | None = None, marks: Marks |
     return _grid_layout(figure, title, pixels.shape[0], pixels.shape[1])
 
 
+def zoom_around(figure: go.Figure, box: Box, shape: Sequence[int], margin: int) -> go.Figure:
+    """Show only `box` and `margin` cells around it (inside a grid of `shape`), e.g. a kernel's window
+    on a large picture: the cells are drawn large. The rest stays in the figure (drag to pan)."""
+    top, left = max(0, box.top - margin), max(0, box.left - margin)
+    bottom, right = min(shape[0] - 1, box.bottom + margin), min(shape[1] - 1, box.right + margin)
+    figure.update_xaxes(range=[left - 0.5, right + 0.5], dtick=1 if right - left < 16 else None)
+    figure.update_yaxes(range=[bottom + 0.5, top - 0.5], dtick=1 if bottom - top < 16 else None)
+    return figure
+
+
 def box_around(rows: Sequence[int], cols: Sequence[int]) -> Box:
     """The smallest Box holding all these rows and columns."""
     return Box(top=min(rows), left=min(cols), bottom=max(rows), right=max(cols))
