@@ -188,8 +188,9 @@ def test_convolution_page_controls_on_a_cifar_image():
     zoomed = figures["Input around window 1"]["layout"]
     assert zoomed["xaxis"]["range"] == [-0.5, 5.5] and zoomed["yaxis"]["range"] == [5.5, -0.5]
     assert "The whole input" in figures
-    output_cell = next(figure["layout"] for title, figure in figures.items() if title.startswith("Feature map: "))
-    assert output_cell["xaxis"]["range"] == [-0.5, 3.5]  # cell (0, 0) and 3 cells to its right
+    output_cell = next(figure for title, figure in figures.items() if title.startswith("Feature map: "))
+    assert output_cell["layout"]["xaxis"]["range"] == [-0.5, 3.5]  # cell (0, 0) and 3 cells to its right
+    assert cell_texts(output_cell)[0][0] == dot_product(app).rsplit("= ", 1)[1]  # its number, written in
     app.radio(key="conv_padding").set_value("custom p").run()
     app.number_input(key="conv_padding_p").set_value(3).run()
     app.slider(key="conv_dilation").set_value(2).run()

@@ -106,16 +106,19 @@ def _step_through(image, description, kernel_name, kernel, spec, feature_map) ->
                    + (f", with {ZOOM_MARGIN} pixels around it; the whole input is under the dot product."
                       if large_input else "."))
     with output_view:
-        cell = plots.Box(breakdown.out_row, breakdown.out_col, breakdown.out_row, breakdown.out_col)
         large_map = max(feature_map.shape) > plots.MAX_TEXT_SIDE
-        figure = plots.heatmap(feature_map, f"Feature map: {total} at ({breakdown.out_row}, {breakdown.out_col})",
-                               highlight=cell, height=PANEL_HEIGHT, show_scale=large_map, colorbar_below=True)
-        if large_map:  # one cell of a 30x30 map is as small as the window: zoom in on it too
-            plots.zoom_around(figure, cell, feature_map.shape, ZOOM_MARGIN)
+        title = f"Feature map: {total} at ({breakdown.out_row}, {breakdown.out_col})"
+        if large_map:  # one cell of a 30x30 map is as small as the window: the cells around it, numbers written in
+            figure = plots.neighbourhood_heatmap(
+                feature_map, breakdown.out_row, breakdown.out_col, ZOOM_MARGIN, title, height=PANEL_HEIGHT,
+                zmin=float(feature_map.min()), zmax=float(feature_map.max()), show_scale=False)
+        else:
+            cell = plots.Box(breakdown.out_row, breakdown.out_col, breakdown.out_row, breakdown.out_col)
+            figure = plots.heatmap(feature_map, title, highlight=cell, height=PANEL_HEIGHT, show_scale=False)
         st.plotly_chart(figure, key="conv_step_map")
         st.caption(f"The feature map of {kernel_phrase(kernel_name)}; the outlined cell at row {breakdown.out_row}, "
                    f"column {breakdown.out_col} is this window's {total}"
-                   + (f", with {ZOOM_MARGIN} cells around it; the whole map is under All feature maps."
+                   + (f", with the cells up to {ZOOM_MARGIN} away; the whole map is under All feature maps."
                       if large_map else "."))
     st.markdown("**The dot product, written out** (pixel × weight):")
     st.code("\n".join(ops.dot_product_lines(breakdown)), language=None, wrap_lines=True)
