@@ -276,12 +276,7 @@ def test_uploads_are_decoded_and_shrunk_to_fit_256():
 # Runs every Learn page in a fresh interpreter and reports what it imported.
 _IMPORT_PROBE = """
 import json, sys
-import numpy as np
 from streamlit.testing.v1 import AppTest
-
-import browser_support
-from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
-from ui import learn_widgets, plots
 results = {}
 for page in sys.argv[1:]:
     app = AppTest.from_file(page, default_timeout=30).run()
