@@ -379,20 +379,29 @@ def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) ->
     return np.round(blended).astype(np.uint8)
 
 
-def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8) -> np.ndarray:
-    """Channels of an (H, W, C) array side by side in one 2-D grid, NaN between tiles.
+def tile_positions(count: int, height: int, width: int, columns: int = 8, gap: int = 1) -> list[tuple[int, int]]:
+    """(top, left) cell of each channel's tile in a `tile_channels` mosaic, channel 0 first.
 
-    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last).
+    A page writes each tile's channel number at these places.
+    """
+    columns = min(columns, count)
+    return [(row * (height + gap), column * (width + gap)) for row, column in
+            (divmod(channel, columns) for channel in range(count))]
+
+
+def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8, gap: int = 1) -> np.ndarray:
+    """Channels of an (H, W, C) array side by side in one 2-D grid, `gap` NaN rows/columns between tiles.
+
+    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last),
+    left to right then top to bottom, at `tile_positions`.
     """
     height, width, channels = activations.shape
     count = min(channels, max_channels)
     columns = min(columns, count)
     rows = -(-count // columns)
-    grid = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan, dtype=np.float32)
-    for channel in range(count):
-        row, column = divmod(channel, columns)
-        grid[row * (height + 1):row * (height + 1) + height,
-             column * (width + 1):column * (width + 1) + width] = activations[:, :, channel]
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
+    for channel, (top, left) in enumerate(tile_positions(count, height, width, columns, gap)):
+        grid[top:top + height, left:left + width] = activations[:, :, channel]
     return grid
 
 

@@ -104,10 +104,11 @@ def test_images() -> tuple[data.Split, str]:
                           "images 1000-9999 are JPEG-derived)")
 
 
-def model_picker(label: str = "Model", key: str = "model_choice") -> str | None:
+def model_picker(label: str = "Model", key: str = "model_choice", default=None) -> str | None:
     """A selectbox of the usable saved models, the best (by validation accuracy) first; None when there are none.
 
-    Models that cannot be used are named below it with the reason, never offered.
+    `default(records) -> name or None` may choose the preselected model (else the best); models that
+    cannot be used are named below it with the reason, never offered.
     """
     entries = saved_models()
     usable = [entry for entry in entries if entry.usable]
@@ -118,7 +119,10 @@ def model_picker(label: str = "Model", key: str = "model_choice") -> str | None:
         choice = None
     else:
         labels = {entry.name: _model_label(entry) for entry in usable}
-        choice = st.selectbox(label, list(labels), format_func=labels.get, key=key)
+        names = list(labels)
+        preselected = default([entry.record() for entry in usable]) if default is not None else None
+        index = names.index(preselected) if preselected in names else 0
+        choice = st.selectbox(label, names, index=index, format_func=labels.get, key=key)
     if unusable:
         st.caption("Cannot be used: " + "; ".join(plain_markdown(entry.describe()) for entry in unusable) + ".")
     return choice
