@@ -327,7 +327,7 @@ def test_an_upload_answers_at_most_the_limit_and_says_how_many_were_ignored(ship
     app.file_uploader(key="predict_uploads").set_value(
         [(f"photo{index:02d}.png", tiny_png(index), "image/png") for index in range(MAX_UPLOADS + 3)]).run()
     assert_no_exception(app)
-    labels = [card["label"] for card in cards(app)]
+    labels = [card["label"] for card in grid_cards(app)]
     assert labels == [f"Upload: photo{index:02d}.png" for index in range(MAX_UPLOADS)]
     (warning,) = [warning.value for warning in app.warning if "ignored" in warning.value]
     assert f"the first {MAX_UPLOADS} are answered" in warning and "the other 3 were ignored" in warning
@@ -349,8 +349,8 @@ def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
     app.selectbox(key="predict_model").set_value("fast").run()
     assert_no_exception(app)
     assert len(decoded) == 2
-    by_label = {card["label"]: card for card in cards(app)}
-    assert len(by_label["Upload: a.png"]["tables"]) == 1  # still answered, from what was decoded
+    by_label = {card["label"]: card for card in grid_cards(app)}
+    assert by_label["Upload: a.png"]["text"] and not by_label["Upload: a.png"]["errors"]  # answered from what was decoded
     assert by_label["Upload: bad.png"]["errors"] == [MESSAGE_UNSUPPORTED]  # the error is remembered too
     app.file_uploader(key="predict_uploads").set_value([("c.png", tiny_png(3), "image/png")]).run()
     assert len(decoded) == 3  # only the new file is decoded
@@ -373,9 +373,8 @@ def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypa
     monkeypatch.setattr(prediction_views, "decode_image", busy_once)
     app = run_page()
     app.file_uploader(key="predict_uploads").set_value(("a.png", tiny_png(5), "image/png")).run()
-    (card,) = cards(app)
-    assert card["errors"] == [MESSAGE_BUSY]
+    assert grid_cards(app)[0]["errors"] == [MESSAGE_BUSY]
     app.run()
     assert_no_exception(app)
-    (card,) = cards(app)
-    assert card["errors"] == [] and len(card["tables"]) == 1 and len(calls) == 2
+    (card,) = grid_cards(app)
+    assert card["errors"] == [] and card["text"] and len(details_card(app)["tables"]) >= 1 and len(calls) == 2
