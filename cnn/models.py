@@ -82,6 +82,58 @@ class ScaledBias(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchNormBias(layers.Layer):
+    """Batch normalization without a learned scale, then a ScaledBias, as ONE fused kernel.
+
+    The same function as `BatchNormalization(center=False, scale=False)` followed by
+    `ScaledBias(scale)`, computed by TensorFlow's FusedBatchNormV3 (one pass forward and one
+    backward instead of Keras's separate mean, variance, normalize and add ops).
+    Evidence: 1.2x the fast network's training step with GELU, 1.8x with ReLU
+    (`python benchmarks/cpu_ceiling.py`, 2-core AVX-512 CPU).
+    """
+
+    def __init__(self, scale: float = 8.0, momentum: float = 0.4, epsilon: float = 1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.momentum, self.epsilon = scale, momentum, epsilon
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.bias = self.add_weight(shape=channels, initializer="zeros", name="bias")
+        self.moving_mean = self.add_weight(shape=channels, initializer="zeros", trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(shape=channels, initializer="ones", trainable=False,
+                                               name="moving_variance")
+
+    def call(self, inputs, training=False):
+        import tensorflow as tf
+
+        offset = tf.cast(self.bias * self.scale, "float32")
+        ones = tf.ones_like(offset)
+        if training:
+            empty = tf.constant([], "float32")
+            outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=ones, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
+                data_format="NHWC", is_training=True)
+            self._update_moving(self.moving_mean, mean)
+            self._update_moving(self.moving_variance, variance)
+            return outputs
+        outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=ones, offset=offset, mean=tf.cast(self.moving_mean, "float32"),
+            variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
+            is_training=False)
+        return outputs
+
+    def _update_moving(self, variable, batch_value):
+        import tensorflow as tf
+
+        # Read in float32: under mixed precision Keras hands layers their variables in bf16.
+        old = tf.cast(variable, "float32")
+        variable.assign(old * self.momentum + batch_value * (1.0 - self.momentum))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
 # ---------------------------------------------------------------- the report's models
 
 
@@ -169,6 +221,9 @@ def build_augmented(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES) -> keras.M
 
 FAST_WIDTHS = (64, 256, 256)  # airbench94 block widths
 BN_MOMENTUM = 0.4  # Keras convention (keep 40% of the old mean): airbench's torch momentum 0.6
+# ReLU in the conv groups (airbench uses GELU): 1.5x faster steps on this CPU, which buys more epochs
+# in the same minutes (evidence: the `fast` recipe's note in cnn/recipes.py).
+FAST_ACTIVATION = "relu"
 OUTPUT_SCALE = 1 / 9  # airbench's logit scaling
 
 
@@ -186,18 +241,15 @@ def start_as_identity(conv: layers.Conv2D) -> None:
 
 
 def _fast_block(features, filters: int, name: str):
-    """airbench ConvGroup: conv -> pool -> BN -> GELU -> conv -> BN -> GELU."""
+    """airbench ConvGroup: conv -> pool -> BN -> activation -> conv -> BN -> activation (BN fused with its bias)."""
     for index in (1, 2):
         conv = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")
         features = conv(features)
         start_as_identity(conv)
         if index == 1:
             features = layers.MaxPooling2D(2, name=f"{name}_pool")(features)
-        features = layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=1e-12, center=False, scale=False, name=f"{name}_bn{index}"
-        )(features)
-        features = ScaledBias(name=f"{name}_bias{index}")(features)
-        features = layers.Activation("gelu", name=f"{name}_gelu{index}")(features)
+        features = BatchNormBias(momentum=BN_MOMENTUM, name=f"{name}_bn{index}")(features)
+        features = layers.Activation(FAST_ACTIVATION, name=f"{name}_{FAST_ACTIVATION}{index}")(features)
     return features
 
 
