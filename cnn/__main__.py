@@ -155,7 +155,10 @@ def cmd_train(args) -> int:
     result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
     sidecar = build_sidecar(result, data, args.argv)
     if config.spec is not None:  # a built model's test 0-999 figure, for the Build page's leaderboard
-        sidecar["metrics"].update(clean_test_metrics(result.model, data.test))
+        from cnn.data import CLEAN_TEST_STOP
+        from cnn.evaluation import evaluate
+
+        sidecar["metrics"].update(clean_test_metrics(evaluate(result.model, data.test.subset(0, CLEAN_TEST_STOP))))
     save_model(result.model, out, sidecar)
     state = "stopped early" if result.stopped_early else "finished"
     print(f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
@@ -202,10 +205,11 @@ def cmd_evaluate(args) -> int:
     if args.record:
         if args.split != "test" or args.indices or args.as_jpeg:
             raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
+        clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
         whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
         path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
         metrics = read_metrics(path)
-        metrics.update(clean_test_metrics(model, split))
+        metrics.update(clean_test_metrics(clean))
         if whole:
             metrics.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
         update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
@@ -227,12 +231,8 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def clean_test_metrics(model, test_split) -> dict:
-    """The sidecar's figures on the exact test images 0-999 (the first CLEAN_TEST_STOP of `test_split`)."""
-    from cnn.data import CLEAN_TEST_STOP
-    from cnn.evaluation import evaluate
-
-    clean = evaluate(model, test_split.subset(0, CLEAN_TEST_STOP))
+def clean_test_metrics(clean) -> dict:
+    """The sidecar's figures of an evaluation on the exact test images 0-999."""
     return {"test_clean_accuracy": clean.accuracy, "test_clean_images": clean.n, "test_clean_split": clean.split}
 
 
