@@ -51,8 +51,8 @@ RESERVED_SUFFIX = "_classroom"  # the Train page's scratch outputs of zoo models
 # Seconds per training image on this project's machine (AMD EPYC, 2 cores, bf16, no GPU): a fixed
 # cost per image plus a cost per multiply-add of the forward pass (training is about 3x that).
 # Fitted to the wall times in the report models' sidecars by `python benchmarks/build_estimate.py`.
-SECONDS_PER_IMAGE = 2.06e-4  # data pipeline, optimizer step and Python overhead, per image
-SECONDS_PER_MULTIPLY_ADD = 8.4e-12  # per forward multiply-add of one training image
+SECONDS_PER_IMAGE = 2.27e-4  # data pipeline, optimizer step and Python overhead, per image
+SECONDS_PER_MULTIPLY_ADD = 6.35e-12  # per forward multiply-add of one training image
 VALIDATION_SHARE = 1 / 3  # a validation image costs a forward pass only
 
 

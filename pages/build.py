@@ -26,7 +26,7 @@ except UserError as error:
 build_views.starting_point_picker()
 build_views.show_message()
 stack = build_views.current_stack()
-editor, live = st.columns([3, 2], gap="large")
+editor, live = st.columns([1, 1], gap="large")
 with editor:
     st.subheader("Layers")
     build_views.layer_editor(stack)

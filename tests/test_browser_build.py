@@ -86,7 +86,7 @@ def test_add_a_layer_and_train_the_built_model(build_server, page, tmp_path):
     set_number(page, "Training images (first N)", 200)
     page.get_by_text("Validation images", exact=True).click()
     set_number(page, "Validation images (the last N training images)", 50)
-    assert page.get_by_text("min per epoch").count() == 1
+    assert page.get_by_text("Estimate on this machine: about").count() == 1
     page.get_by_role("button", name="Start training").click()
 
     deadline = time.monotonic() + TRAINING_TIMEOUT_S

@@ -100,7 +100,7 @@ def test_model_name_is_validated(page_env):
     assert app.button(key="build_start_training").disabled
     app.text_input(key="build_name").set_value("mine").run()
     assert not app.error and not app.button(key="build_start_training").disabled
-    assert "min per epoch" in " ".join(caption.value for caption in app.caption)
+    assert "per epoch" in " ".join(caption.value for caption in app.caption)
 
 
 def poll(app: AppTest, run_dir: Path, until, timeout_s: float = 180):

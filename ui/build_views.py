@@ -26,6 +26,7 @@ STACK = "build_stack"  # session key of the layer list
 NEXT_UID = "build_next_uid"
 MESSAGE = "build_message"  # (kind, text) shown once after a load or an import
 DEFAULT_NAME = "my_cnn"
+FIELDS_PER_ROW = 4  # settings side by side in a layer's box
 DEFAULT_EPOCHS = 3
 DEFAULT_SUBSET = 5_000  # training images of a classroom run (as on the Train page)
 REPORT_NUMBERS = {"base": 1, "dropout": 2, "deeper": 3, "deeper_dropout": 4, "batchnorm": 5, "augmented": 6}
@@ -207,12 +208,12 @@ def _layer_box(position: int, layer: dict, count: int) -> None:
                 on_click=lambda: _update(duplicated(current_stack(), uid, _new_uid())))
     drop.button("", key=f"build_remove_{uid}", icon=":material/delete:", help="Remove",
                 on_click=lambda: _update(removed(current_stack(), uid)))
-    fields = specs.LAYER_TYPES.get(kind, {})
-    columns = st.columns(max(len(fields), 1) + 1)
-    for column, (field, rule) in zip(columns, fields.items()):
-        with column:
+    fields = list(specs.LAYER_TYPES.get(kind, {}).items())
+    cells = [column for _ in range(0, len(fields) + 1, FIELDS_PER_ROW) for column in st.columns(FIELDS_PER_ROW)]
+    for cell, (field, rule) in zip(cells, fields):
+        with cell:
             layer[field] = _field_widget(uid, field, rule, layer.get(field, rule.default))
-    with columns[-1]:
+    with cells[len(fields)]:
         key = _widget_key(uid, "name")
         st.session_state.setdefault(key, layer.get("name", ""))
         name = st.text_input("name (optional)", key=key, max_chars=40)
@@ -292,10 +293,10 @@ def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool
         replace = st.checkbox(f"Replace the model {name!r} built earlier", key="build_replace")
     if analysis.ok:
         minutes = specs.minutes_per_epoch(analysis.multiply_adds, int(subset), int(val_size))
-        st.caption(f"Estimate on this machine: about {minutes:.1f} min per epoch, {minutes * epochs:.0f} min "
-                   f"for {epochs} epochs (from {analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and "
-                   "the speed measured on the report's models; a busy machine is slower, batch normalization "
-                   "adds up to 2x).")
+        st.caption(f"Estimate on this machine: about {duration(minutes)} per epoch, {duration(minutes * epochs)} "
+                   f"for {epochs} epochs, plus about half a minute to start (from {analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and "
+                   "the speed measured on the report's models; a busy machine is slower, and batch normalization "
+                   "makes it about 2.5x slower).")
     start = st.button("Start training", key="build_start_training", type="primary", icon=":material/play_arrow:",
                       disabled=disabled or not analysis.ok or bool(problem))
     if not start:
@@ -307,6 +308,15 @@ def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool
     except UserError as error:
         st.error(str(error), icon=":material/error:")
         return None
+
+
+def duration(minutes: float) -> str:
+    """'40 s', '3.5 min' or '2 h 10 min'."""
+    if minutes < 1:
+        return f"{max(1, round(minutes * 60))} s"
+    if minutes < 90:
+        return f"{minutes:.1f} min"
+    return f"{int(minutes // 60)} h {round(minutes % 60)} min"
 
 
 def _name_problem(name: str) -> tuple[str | None, bool]:
