@@ -93,6 +93,22 @@ def test_invalid_stack_shows_the_error_naming_the_layer(page_env):
     assert len(layer_labels(app)) == 5, "the table still shows the layers before the problem"
 
 
+def test_import_a_spec_file_and_refuse_a_hostile_one(page_env):
+    from cnn.spec import spec_to_text
+
+    app = open_page()
+    text = spec_to_text(REPORT_SPECS["deeper"]).encode()
+    app.file_uploader(key="build_upload").set_value(("deeper.json", text, "application/json")).run()
+    assert_fine(app)
+    assert parameters(app) == "814,122" and "Imported deeper.json" in app.success[0].value
+
+    hostile = json.dumps({"version": 1, "layers": [{"type": "lambda", "function": "__import__('os')"}]}).encode()
+    app.file_uploader(key="build_upload").set_value(("evil.json", hostile, "application/json")).run()
+    assert_fine(app)
+    assert app.error[0].value.startswith("evil.json was not loaded: Layer 1: unknown layer type 'lambda'")
+    assert parameters(app) == "814,122", "the stack is kept"
+
+
 def test_model_name_is_validated(page_env):
     app = open_page()
     app.text_input(key="build_name").set_value("base").run()
@@ -141,3 +157,31 @@ def test_train_a_built_model_and_race_it(page_env):
     assert "Built here: mine" in app.selectbox(key="build_start").options
     # A second model of the same name needs the replace box.
     assert app.checkbox(key="build_replace").value is False
+
+
+@pytest.mark.slow
+def test_a_built_model_works_on_evaluate_inspect_and_predict(models_dir):
+    """A model built from a spec (GlobalAveragePooling, BatchNorm, an avgpool: layers the zoo does not use)
+    is saved like a trained one and used by the other pages."""
+    from cnn.artifacts import save_model
+    from cnn.spec import build_model
+
+    spec = {"version": 1, "layers": [
+        {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same", "activation": "linear", "use_bias": False},
+        {"type": "batchnorm"}, {"type": "relu"}, {"type": "avgpool", "size": 2},
+        {"type": "conv2d", "filters": 16, "kernel": 3, "stride": 2}, {"type": "global_avgpool"},
+        {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": 32}]}
+    save_model(build_model(spec, name="mine"), models_dir / "mine.keras",
+               {"model": "mine", "config": {"model": "mine", "spec": spec}, "metrics": {"val_accuracy": 0.1}})
+    for page, key, checks in (("inspect.py", "inspect_model", ("Grad-CAM",)),
+                              ("evaluate.py", "eval_model", ("Accuracy",)),
+                              ("predict.py", "predict_model", ())):
+        app = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=120).run()
+        assert_fine(app)
+        assert app.selectbox(key=key).value == "mine", page
+        text = " ".join(element.value for element in [*app.caption, *app.markdown]) + " ".join(
+            metric.label for metric in app.metric)
+        assert all(check in text for check in checks), (page, text[:500])
+    inspect = AppTest.from_file(str(ROOT / "pages" / "inspect.py"), default_timeout=120).run()
+    layers = inspect.dataframe[0].value["Layer"].tolist()
+    assert layers[1:] == [row.name for row in analyze(spec).rows]

@@ -395,3 +395,17 @@ def test_built_model_trains_saves_and_loads_everywhere(synthetic_cifar, models_d
     capsys.readouterr()
     assert main(["evaluate", "mine", "--data-dir", str(synthetic_cifar), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 50
+
+
+def test_output_stays_float32_in_mixed_precision():
+    """Mixed-precision training computes in bf16, but the probabilities (and the loss) stay float32."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = specs.build_model(SMALL)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.layers[1].dtype_policy.name == "mixed_bfloat16"
+    assert model.layers[-1].dtype_policy.name == "float32" and model.output.dtype == "float32"
