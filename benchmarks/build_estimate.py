@@ -6,10 +6,10 @@ Each report model's sidecar records the wall time of its training on this
 project's machine (all 45,000 training images each epoch, plus 5,000 validation
 images). Seconds per epoch = (training images + validation images / 3) x
 (SECONDS_PER_IMAGE + SECONDS_PER_MULTIPLY_ADD x forward multiply-adds per image),
-fitted by least squares on the report's models without batch normalization (models 1-4;
-batch normalization is memory-bound on this CPU, so models 5-6 run slower than their
-multiply-adds say). It prints the fitted constants (cnn/spec.py keeps them) and, for every
-report model, the estimate next to the measured time.
+fitted by least squares on the report's models without batch normalization (models 1-4).
+Batch normalization is memory-bound on this CPU: a model with it takes BATCHNORM_SLOWDOWN
+times longer, model 5's (batchnorm) measured time over that fit's estimate for it. It prints the fitted constants (cnn/spec.py keeps them) and,
+for every report model, the estimate next to the measured time (model 6 also augments its images).
 """
 
 from __future__ import annotations
@@ -55,12 +55,17 @@ def main() -> None:
     print(f"Hardware (from the sidecars): {rows[fitted[0]]['hardware']}")
     print(f"Fitted on {', '.join(fitted)}: SECONDS_PER_IMAGE = {per_image:.3g}, "
           f"SECONDS_PER_MULTIPLY_ADD = {per_multiply_add:.3g}")
+    if "batchnorm" in rows:
+        without = images["batchnorm"] * (per_image + per_multiply_add * work["batchnorm"])
+        print(f"Batch normalization: BATCHNORM_SLOWDOWN = {rows['batchnorm']['seconds_per_epoch'] / without:.2f} "
+              "(model 5's measured time over the fit's estimate for it)")
     print(f"In cnn/spec.py: SECONDS_PER_IMAGE = {specs.SECONDS_PER_IMAGE:.3g}, "
-          f"SECONDS_PER_MULTIPLY_ADD = {specs.SECONDS_PER_MULTIPLY_ADD:.3g}\n")
+          f"SECONDS_PER_MULTIPLY_ADD = {specs.SECONDS_PER_MULTIPLY_ADD:.3g}, "
+          f"BATCHNORM_SLOWDOWN = {specs.BATCHNORM_SLOWDOWN}\n")
     print("| model | batch | multiply-adds per image | measured s/epoch | estimated s/epoch | estimate/measured |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
-        estimate = 60 * specs.minutes_per_epoch(work[name], row["train"], row["val"])
+        estimate = 60 * specs.minutes_per_epoch(specs.REPORT_SPECS[name], work[name], row["train"], row["val"])
         print(f"| {name} | {row['batch_size']} | {work[name] / 1e6:.1f} M | {row['seconds_per_epoch']:.1f} | "
               f"{estimate:.1f} | {estimate / row['seconds_per_epoch']:.2f} |")
 

@@ -54,6 +54,7 @@ RESERVED_SUFFIX = "_classroom"  # the Train page's scratch outputs of zoo models
 SECONDS_PER_IMAGE = 2.27e-4  # data pipeline, optimizer step and Python overhead, per image
 SECONDS_PER_MULTIPLY_ADD = 6.35e-12  # per forward multiply-add of one training image
 VALIDATION_SHARE = 1 / 3  # a validation image costs a forward pass only
+BATCHNORM_SLOWDOWN = 2.4  # memory-bound on this CPU: model 5's measured time over the estimate without it
 
 
 class SpecError(UserError):
@@ -582,9 +583,11 @@ def describe_spec(spec: dict) -> str:
     return f"Built on the Build page: {len(spec['layers'])} layers ({parts}) + softmax output"
 
 
-def minutes_per_epoch(multiply_adds: int, train_images: int, val_images: int) -> float:
-    """Estimated minutes of one epoch on this project's machine (see SECONDS_PER_IMAGE)."""
+def minutes_per_epoch(spec: dict, multiply_adds: int, train_images: int, val_images: int) -> float:
+    """Estimated minutes of one epoch of a canonical spec on this project's machine (see SECONDS_PER_IMAGE)."""
     per_image = SECONDS_PER_IMAGE + SECONDS_PER_MULTIPLY_ADD * multiply_adds
+    if any(layer["type"] == "batchnorm" for layer in spec["layers"]):
+        per_image *= BATCHNORM_SLOWDOWN
     return (train_images + VALIDATION_SHARE * val_images) * per_image / 60
 
 

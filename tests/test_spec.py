@@ -319,11 +319,14 @@ def test_classroom_limits_come_from_the_environment():
         specs.classroom_limits({"CNN_MAX_PARAMETERS": "0"})
 
 
-def test_estimate_grows_with_work_and_images():
-    small = specs.minutes_per_epoch(3_500_000, 45_000, 5_000)
-    assert 0.05 < small < 1.0  # the report's model 1 took 11 s per epoch here
-    assert specs.minutes_per_epoch(39_000_000, 45_000, 5_000) > small
-    assert specs.minutes_per_epoch(3_500_000, 5_000, 5_000) < small
+def test_estimate_grows_with_work_images_and_batch_normalization():
+    base, deeper, batchnorm = (check_spec(REPORT_SPECS[name]) for name in ("base", "deeper_dropout", "batchnorm"))
+    small = specs.minutes_per_epoch(base, 3_500_000, 45_000, 5_000)
+    assert 0.1 < small < 0.3  # the report's model 1 took 11 s per epoch here
+    assert specs.minutes_per_epoch(base, 3_500_000, 5_000, 5_000) < small
+    assert specs.minutes_per_epoch(deeper, 39_000_000, 45_000, 5_000) > small
+    assert specs.minutes_per_epoch(batchnorm, 39_000_000, 45_000, 5_000) == pytest.approx(
+        specs.BATCHNORM_SLOWDOWN * specs.minutes_per_epoch(deeper, 39_000_000, 45_000, 5_000))
 
 
 # ---------------------------------------------------------------- training configs with a spec

@@ -26,7 +26,7 @@ STACK = "build_stack"  # session key of the layer list
 NEXT_UID = "build_next_uid"
 MESSAGE = "build_message"  # (kind, text) shown once after a load or an import
 DEFAULT_NAME = "my_cnn"
-FIELDS_PER_ROW = 4  # settings side by side in a layer's box
+FIELDS_PER_ROW = 3  # settings side by side in a layer's box (half the page wide)
 DEFAULT_EPOCHS = 3
 DEFAULT_SUBSET = 5_000  # training images of a classroom run (as on the Train page)
 REPORT_NUMBERS = {"base": 1, "dropout": 2, "deeper": 3, "deeper_dropout": 4, "batchnorm": 5, "augmented": 6}
@@ -255,8 +255,10 @@ def shape_table(analysis: specs.Analysis) -> pd.DataFrame:
 
 def live_table(analysis: specs.Analysis, limits: specs.Limits) -> None:
     """The shape table, the totals against the limits, and the first problem, if any."""
-    st.dataframe(shape_table(analysis), hide_index=True, key="build_table",
-                 column_config={"Parameters": st.column_config.NumberColumn(format="localized")})
+    st.dataframe(shape_table(analysis), hide_index=True, key="build_table", column_config={
+        "#": st.column_config.NumberColumn(width=30), "Layer": st.column_config.TextColumn(width=190),
+        "Output shape": st.column_config.TextColumn(width=95),
+        "Parameters": st.column_config.NumberColumn(format="localized", width=85)})
     if analysis.ok:
         total, work = st.columns(2)
         total.metric("Parameters", f"{analysis.parameters:,}", help=f"Classroom limit: {limits.max_parameters:,}")
@@ -292,11 +294,11 @@ def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool
     if existing:
         replace = st.checkbox(f"Replace the model {name!r} built earlier", key="build_replace")
     if analysis.ok:
-        minutes = specs.minutes_per_epoch(analysis.multiply_adds, int(subset), int(val_size))
+        minutes = specs.minutes_per_epoch(analysis.spec, analysis.multiply_adds, int(subset), int(val_size))
         st.caption(f"Estimate on this machine: about {duration(minutes)} per epoch, {duration(minutes * epochs)} "
                    f"for {epochs} epochs, plus about half a minute to start (from {analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and "
-                   "the speed measured on the report's models; a busy machine is slower, and batch normalization "
-                   "makes it about 2.5x slower).")
+                   "the speeds measured on the report's models, with and without batch normalization; a busy "
+                   "machine is slower).")
     start = st.button("Start training", key="build_start_training", type="primary", icon=":material/play_arrow:",
                       disabled=disabled or not analysis.ok or bool(problem))
     if not start:
@@ -361,22 +363,27 @@ def leaderboard(records: Sequence[dict]) -> pd.DataFrame:
             "Parameters": record.get("parameters"),
             "Epochs": record.get("epochs"),
             "Train (min)": round((record.get("wall_time_s") or 0) / 60, 1),
-            "Validation": metrics.get("val_accuracy"),
-            "Test 0-999": metrics.get("test_clean_accuracy"),
-            "Report": report,
+            "Validation (%)": _percent(metrics.get("val_accuracy")),
+            "Test 0-999 (%)": _percent(metrics.get("test_clean_accuracy")),
+            "Report (%)": _percent(report),
         })
     frame = pd.DataFrame(rows)
-    return frame.sort_values("Validation", ascending=False, na_position="last") if len(frame) else frame
+    return frame.sort_values("Validation (%)", ascending=False, na_position="last") if len(frame) else frame
+
+
+def _percent(fraction) -> float | None:
+    return round(100 * fraction, 1) if isinstance(fraction, (int, float)) else None
 
 
 LEADERBOARD_COLUMNS = {
     "Layers": st.column_config.NumberColumn(help="Layers of the stack plus the softmax output."),
     "Parameters": st.column_config.NumberColumn(format="localized"),
     "Train (min)": st.column_config.NumberColumn(help="Training wall time in minutes."),
-    "Validation": st.column_config.NumberColumn(format="percent", help="Accuracy on the last 5,000 training images."),
-    "Test 0-999": st.column_config.NumberColumn(format="percent",
-                                                help="Accuracy on the exact CIFAR-10 test images 0-999."),
-    "Report": st.column_config.NumberColumn(format="percent", help="The accuracy the course report gives."),
+    "Validation (%)": st.column_config.NumberColumn(format="%.1f", help="Accuracy on the validation images "
+                                                                        "(the last training images)."),
+    "Test 0-999 (%)": st.column_config.NumberColumn(format="%.1f",
+                                                    help="Accuracy on the exact CIFAR-10 test images 0-999."),
+    "Report (%)": st.column_config.NumberColumn(format="%.1f", help="The accuracy the course report gives."),
 }
 
 
