@@ -28,7 +28,7 @@ from pathlib import Path
 from cnn.errors import UserError
 from cnn.explain import (NO_WEIGHTS_FORMULA, batchnorm_parameter_formula, conv_parameter_formula,
                          dense_parameter_formula)
-from cnn.ops import ConvSpec, output_size_formula, padding_amounts
+from cnn.ops import ConvSpec, output_size, output_size_formula, padding_amounts
 
 SPEC_VERSION = 1
 INPUT_SHAPE = (32, 32, 3)
@@ -99,32 +99,21 @@ def classroom_limits(environ=None) -> Limits:
 
 
 @dataclass(frozen=True)
-class Whole:
-    """A whole-number setting in [low, high]; `default` None means the setting is required."""
-
-    low: int
-    high: int
-    default: int | None = None
-
-    def check(self, value) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
-            raise ValueError(f"must be a whole number {self.low}-{self.high}")
-        return value
-
-
-@dataclass(frozen=True)
-class Fraction:
-    """A number in [low, high]."""
+class Number:
+    """A number setting in [low, high], a whole one unless `whole` is False; `default` None: required."""
 
     low: float
     high: float
     default: float | None = None
+    whole: bool = True
 
-    def check(self, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    def check(self, value) -> int | float:
+        kinds = int if self.whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
                 or not self.low <= value <= self.high:
-            raise ValueError(f"must be a number {self.low:g}-{self.high:g}")
-        return float(value)
+            kind = "a whole number" if self.whole else "a number"
+            raise ValueError(f"must be {kind} {self.low:g}-{self.high:g}")
+        return value if self.whole else float(value)
 
 
 @dataclass(frozen=True)
@@ -154,17 +143,17 @@ class Flag:
 
 ACTIVATIONS = ("relu", "linear", "gelu", "elu", "tanh", "sigmoid")  # "linear": no activation
 LAYER_TYPES = {
-    "conv2d": {"filters": Whole(1, 512), "kernel": Whole(1, 11), "stride": Whole(1, 4, 1),
+    "conv2d": {"filters": Number(1, 512), "kernel": Number(1, 11), "stride": Number(1, 4, 1),
                "padding": Choice(("valid", "same"), "valid"), "activation": Choice(ACTIVATIONS, "relu"),
                "use_bias": Flag(True)},
-    "maxpool": {"size": Whole(2, 8, 2)},
-    "avgpool": {"size": Whole(2, 8, 2)},
-    "dropout": {"rate": Fraction(0.0, 0.9)},
+    "maxpool": {"size": Number(2, 8, 2)},
+    "avgpool": {"size": Number(2, 8, 2)},
+    "dropout": {"rate": Number(0.0, 0.9, whole=False)},
     "batchnorm": {},
     "relu": {},
     "flatten": {},
     "global_avgpool": {},
-    "dense": {"units": Whole(1, 4096), "activation": Choice(ACTIVATIONS, "relu"), "use_bias": Flag(True)},
+    "dense": {"units": Number(1, 4096), "activation": Choice(ACTIVATIONS, "relu"), "use_bias": Flag(True)},
 }
 LAYER_LABELS = {
     "conv2d": "Conv2D (convolution)", "maxpool": "MaxPooling2D", "avgpool": "AveragePooling2D",
@@ -283,7 +272,7 @@ def _top_level(spec, limits: Limits) -> list:
         raise _Problem(f"Unknown top-level key {unknown[0]!r}: a spec has only \"version\" and \"layers\".")
     version = spec.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version != SPEC_VERSION:
-        raise _Problem(f"Spec version {str(version)[:20]!r} is not supported: this dashboard reads "
+        raise _Problem(f"Spec version {_shown(version)!r} is not supported: this dashboard reads "
                        f"version {SPEC_VERSION}.")
     layers = spec.get("layers")
     if not isinstance(layers, list):
@@ -322,7 +311,7 @@ def _canonical_layer(index: int, raw, used_names: dict[str, int]) -> dict:
         try:
             layer[key] = rule.check(raw[key])
         except ValueError as problem:
-            raise _Problem(f"{label}: {key} {problem}, not {str(raw[key])[:30]}.") from None
+            raise _Problem(f"{label}: {key} {problem}, not {_shown(raw[key])}.") from None
     if "name" in raw:
         name = raw["name"]
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -336,6 +325,14 @@ def _canonical_layer(index: int, raw, used_names: dict[str, int]) -> dict:
                        "(or leave the name out).")
     used_names[name] = index
     return layer
+
+
+def _shown(value) -> str:
+    """A user's value as a message shows it: scalars cut to 30 characters, containers by their kind only
+    (printing a deeply nested list would recurse)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return str(value)[:30]
+    return f"a {type(value).__name__}"
 
 
 def layer_name(index: int, layer: dict) -> str:
@@ -401,13 +398,9 @@ def _conv_shape(layer, shape, label):
         raise _Problem(f"{label}: the {kernel}x{kernel} kernel does not fit in the {height}x{width} feature map; "
                        "use a smaller kernel, padding='same', or remove a pooling layer before it.")
     settings = ConvSpec(stride=stride, padding=layer["padding"])
-    sizes = []
-    formulas = []
-    for size in (height, width):
-        formula = output_size_formula(size, kernel, padding_amounts(size, kernel, settings), stride)
-        formulas.append(formula)
-        sizes.append(int(formula.rsplit("= ", 1)[1]))
-    out_height, out_width = sizes
+    sides = [(side, padding_amounts(side, kernel, settings)) for side in (height, width)]
+    out_height, out_width = (output_size(side, kernel, padding, stride) for side, padding in sides)
+    formulas = [output_size_formula(side, kernel, padding, stride) for side, padding in sides]
     parameters = (kernel * kernel * channels + (1 if layer["use_bias"] else 0)) * filters
     return ((out_height, out_width, filters), parameters,
             conv_parameter_formula(kernel, kernel, channels, filters, layer["use_bias"]),
@@ -421,7 +414,7 @@ def _pool_shape(layer, shape, label):
         raise _Problem(f"{label}: the feature map would shrink to 0x0 (it is {height}x{width}); remove this pooling "
                        "layer or use padding='same' in the convolutions before it.")
     formulas = [output_size_formula(side, size, 0, size) for side in (height, width)]
-    out_height, out_width = (side // size for side in (height, width))
+    out_height, out_width = (output_size(side, size, 0, size) for side in (height, width))
     return ((out_height, out_width, channels), 0, NO_WEIGHTS_FORMULA, _shape_text(formulas, channels, "channels"), 0)
 
 
@@ -490,7 +483,8 @@ def parse_spec_text(text: str | bytes, limits: Limits | None = None) -> dict:
     try:
         spec = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
-        raise SpecError(f"The spec is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}).") from None
+        where = f"line {error.lineno}, column {error.colno}"
+        raise SpecError(f"The spec is not valid JSON ({where}: {error.msg}).") from None
     except ValueError as error:  # NaN/Infinity, or an integer of thousands of digits
         raise SpecError(f"The spec is not valid JSON ({str(error)[:80]}).") from None
     return check_spec(spec, limits)

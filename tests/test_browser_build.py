@@ -23,18 +23,11 @@ from browser_support import (  # noqa: F401 (browser and page are fixtures)
     wait_for_app_run,
 )
 from conftest import make_synthetic_cifar
+from test_browser_flows import LIVE_LOSS_POINTS  # the Train page's live chart, shown here too
 
 pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 TRAINING_TIMEOUT_S = 240  # the worker imports TensorFlow first: slow on a busy 2-core machine
-LIVE_LOSS_POINTS = """() => {
-    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
-        const title = plot.layout && plot.layout.title && plot.layout.title.text || '';
-        const trace = (plot.data || []).find(trace => trace.name === 'this run: training');
-        if (title.includes('Loss') && trace) return trace.x.length;
-    }
-    return -1;
-}"""
 
 
 @pytest.fixture

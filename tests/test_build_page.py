@@ -10,17 +10,11 @@ from streamlit.testing.v1 import AppTest
 
 from cnn import jobs
 from cnn.spec import REPORT_SPECS, analyze
+from tests.test_train_page import page_env  # noqa: F401 - synthetic data, own runs and models folders
 from ui import build_views
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "build.py")
-
-
-@pytest.fixture
-def page_env(synthetic_cifar, models_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR10_DIR", str(synthetic_cifar))
-    monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))
-    return models_dir
 
 
 def open_page() -> AppTest:

@@ -51,7 +51,7 @@ def test_base_spec_table_matches_the_report_arithmetic():
     shapes = [row.output_shape for row in analysis.rows]
     assert shapes == [(29, 29, 32), (14, 14, 32), (11, 11, 32), (5, 5, 32), (800,), (256,), (10,)]
     assert analysis.rows[0].parameter_formula == "(4*4*3+1)*32 = 1,568"
-    assert analysis.rows[0].shape_formula.startswith("rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29")
+    assert analysis.rows[0].shape_formula == "rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29; 32 filters"
     assert analysis.rows[1].shape_formula.startswith("rows and columns: floor((29 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 14")
     assert analysis.rows[-1].name == "probabilities" and analysis.rows[-1].parameters == 2570
     assert analysis.parameters == REFERENCE["base"]["parameters"] == 225_610
@@ -187,6 +187,18 @@ def test_every_spec_error_has_its_message(case):
     spec, message = ERRORS[case]
     limits = Limits(max_multiply_adds=100_000_000) if case == "too much work" else Limits()
     assert error_of(spec, limits) == message
+
+
+def test_deeply_nested_values_in_an_object_get_one_plain_line(keras_never_called):
+    """A spec object that did not come through parse_spec_text (a sidecar, a page) may nest deeply too."""
+    nested = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(SpecError) as raised:
+        specs.build_model(stack(conv(filters=nested)))
+    assert str(raised.value) == "Layer 1 (conv2d): filters must be a whole number 1-512, not a list."
+    with pytest.raises(SpecError, match="Spec version 'a list' is not supported"):
+        specs.build_model({"version": nested, "layers": []})
 
 
 def test_rows_stop_at_the_first_problem():

@@ -227,10 +227,10 @@ def _field_widget(uid: int, field: str, rule, value):
     """The widget of one setting, its state kept under a key of the layer's uid."""
     key = _widget_key(uid, field)
     label = FIELD_LABELS.get(field, field)
-    if isinstance(rule, specs.Whole):
+    if isinstance(rule, specs.Number) and rule.whole:
         st.session_state.setdefault(key, int(value))
-        return int(st.number_input(label, rule.low, rule.high, step=1, key=key))
-    if isinstance(rule, specs.Fraction):
+        return int(st.number_input(label, int(rule.low), int(rule.high), step=1, key=key))
+    if isinstance(rule, specs.Number):
         st.session_state.setdefault(key, float(value))
         return float(st.number_input(label, rule.low, rule.high, step=0.05, format="%.2f", key=key))
     if isinstance(rule, specs.Choice):
@@ -296,9 +296,9 @@ def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool
     if analysis.ok:
         minutes = specs.minutes_per_epoch(analysis.spec, analysis.multiply_adds, int(subset), int(val_size))
         st.caption(f"Estimate on this machine: about {duration(minutes)} per epoch, {duration(minutes * epochs)} "
-                   f"for {epochs} epochs, plus about half a minute to start (from {analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and "
-                   "the speeds measured on the report's models, with and without batch normalization; a busy "
-                   "machine is slower).")
+                   f"for {epochs} epochs, plus about half a minute to start (from "
+                   f"{analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and the speeds measured on the "
+                   "report's models, with and without batch normalization; a busy machine is slower).")
     start = st.button("Start training", key="build_start_training", type="primary", icon=":material/play_arrow:",
                       disabled=disabled or not analysis.ok or bool(problem))
     if not start:
