@@ -46,14 +46,20 @@ if not has_data:
 settings, panel = st.columns([2, 3], gap="large")
 with settings:
     request = build_views.train_form(analysis, limits, disabled=not has_data or bool(state and state.active))
+    if state and state.can_resume and st.button("Resume", icon=":material/resume:", key="build_resume",
+                                                help="Continue this model's last run: its checkpoint and history."):
+        request = "resume"
     build_views.export_button(analysis, name)
     st.caption("Training runs in the same worker process and run folder as on the Train page "
                "(`python -m cnn train --spec`) and saves models/NAME.keras with the spec in its sidecar: the "
                "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here.")
 if request is not None:
     try:
-        jobs.start_run(request.config, request.out_path, jobs.classroom_run_dir(request.config.model),
-                       overwrite=request.overwrite)
+        if request == "resume":
+            jobs.resume_run(run_dir)
+        else:
+            jobs.start_run(request.config, request.out_path, jobs.classroom_run_dir(request.config.model),
+                           overwrite=request.overwrite)
     except UserError as error:
         settings.error(str(error), icon=":material/error:")
     else:

@@ -149,8 +149,13 @@ def test_train_a_built_model_and_race_it(page_env):
     assert board["Model"].tolist() == ["mine"] and board["Kind"].tolist() == ["built here"]
     assert board["Layers"].tolist() == [8]
     assert "Built here: mine" in app.selectbox(key="build_start").options
-    # A second model of the same name needs the replace box.
+    # A second model of the same name needs the replace box; Resume continues the run (with its spec).
     assert app.checkbox(key="build_replace").value is False
+    app.button(key="build_resume").click().run()
+    assert_fine(app)
+    resumed = poll(app, run_dir, lambda state: not state.active)
+    assert resumed.state == "finished", jobs.log_tail(run_dir)
+    assert "--spec" in jobs.log_tail(run_dir)
 
 
 @pytest.mark.slow
@@ -190,3 +195,14 @@ def test_build_page_opens_without_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_teachers_limits_apply_and_a_bad_one_is_reported(page_env, monkeypatch):
+    monkeypatch.setenv("CNN_MAX_PARAMETERS", "100000")
+    app = open_page()
+    assert app.error[0].value.startswith("Layer 6 (dense 256): brings the parameter count to 223,040, over the "
+                                         "classroom limit of 100,000")
+    monkeypatch.setenv("CNN_MAX_PARAMETERS", "lots")
+    app = open_page()
+    assert app.error[0].value == ("The classroom limits are misconfigured: CNN_MAX_PARAMETERS must be a whole "
+                                  "number, not 'lots'.")
