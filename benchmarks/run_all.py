@@ -21,6 +21,7 @@ SCRIPTS = {
     "learn_render": "Learn pages: convolution re-render on a 256x256 input, How a computer sees in a browser (issue: Learn pages)",
     "cpu_ceiling": "What this CPU can compute, and what the fast model's targets would cost (issue: trained model zoo)",
     "decode_memory": "Peak memory and CPU of the worst accepted image of each kind (issue: a dashboard a class can share)",
+    "build_estimate": "The Build page's minutes-per-epoch estimate against measured training times (issue: build)",
 }
 
 

@@ -138,33 +138,51 @@ def _trainable_text(layer) -> str:
     return f"{trainable:,} trainable, {total - trainable:,} not"
 
 
+NO_WEIGHTS_FORMULA = "0 (no weights)"
+
+
+def conv_parameter_formula(kernel_height: int, kernel_width: int, channels_in: int, filters: int,
+                           use_bias: bool) -> str:
+    """A Conv2D layer's parameter count written out: (kh*kw*C_in+1)*filters = total."""
+    if use_bias:
+        total = (kernel_height * kernel_width * channels_in + 1) * filters
+        return f"({kernel_height}*{kernel_width}*{channels_in}+1)*{filters} = {total:,}"
+    total = kernel_height * kernel_width * channels_in * filters
+    return f"{kernel_height}*{kernel_width}*{channels_in}*{filters} = {total:,} (no bias)"
+
+
+def dense_parameter_formula(units_in: int, units: int, use_bias: bool) -> str:
+    """A Dense layer's parameter count written out: (inputs+1)*units = total."""
+    if use_bias:
+        return f"({units_in}+1)*{units} = {(units_in + 1) * units:,}"
+    return f"{units_in}*{units} = {units_in * units:,} (no bias)"
+
+
+def batchnorm_parameter_formula(channels: int, learned: tuple[str, ...] = ("gamma", "beta")) -> str:
+    """A BatchNormalization layer's parameter count: the learned scale/offset plus two running statistics."""
+    count = len(learned) + 2
+    learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
+    return (f"{count}*C = {count}*{channels} = {count * channels:,} ({learned_text}"
+            "moving mean and variance are running statistics, not trained)")
+
+
 def _formula(layer) -> str:
     """The arithmetic behind `layer.count_params()`, written out."""
     layer_type = type(layer).__name__
     total = layer.count_params()
     if layer_type == "Conv2D":
-        height, width, channels_in, channels_out = layer.kernel.shape
-        if layer.use_bias:
-            return f"({height}*{width}*{channels_in}+1)*{channels_out} = {total:,}"
-        return f"{height}*{width}*{channels_in}*{channels_out} = {total:,} (no bias)"
+        return conv_parameter_formula(*layer.kernel.shape, layer.use_bias)
     if layer_type == "Dense":
-        units_in, units_out = layer.kernel.shape
-        if layer.use_bias:
-            return f"({units_in}+1)*{units_out} = {total:,}"
-        return f"{units_in}*{units_out} = {total:,} (no bias)"
+        return dense_parameter_formula(*layer.kernel.shape, layer.use_bias)
     if layer_type == "BatchNormalization":
-        channels = int(layer.moving_mean.shape[0])
-        learned = [name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used]
-        count = len(learned) + 2
-        learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
-        return (f"{count}*C = {count}*{channels} = {total:,} ({learned_text}"
-                "moving mean and variance are running statistics, not trained)")
+        learned = tuple(name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used)
+        return batchnorm_parameter_formula(int(layer.moving_mean.shape[0]), learned)
     if layer_type == "ScaledBias":
         return f"C = {total:,} (one bias per channel)"
     if layer_type == "Normalization":
         return "0 (fixed CIFAR-10 mean and variance, stored in the config)" if total == 0 else f"{total:,}"
     if layer_type in _NO_WEIGHT_TYPES:
-        return "0 (no weights)"
+        return NO_WEIGHTS_FORMULA
     return f"{total:,}"
 
 

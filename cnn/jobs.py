@@ -35,6 +35,7 @@ CLASSROOM_SUFFIX = "_classroom"  # models/<zoo>_classroom.keras: scratch outputs
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 LOG_NAME = "worker.log"
 JOB_NAME = "job.json"
+SPEC_NAME = "spec.json"  # a Build-page model's layer list, read by the worker (`train --spec`)
 STARTING_MESSAGE = "starting: loading TensorFlow and the data"
 NOT_STARTED_MESSAGE = "Stopped before training began: nothing new was trained or saved."
 LOG_TAIL_BYTES = 16_384  # enough of the log's end to find the final line or the error
@@ -151,7 +152,7 @@ def _mtime(path: Path) -> float:
 
 def worker_command(config: TrainConfig, out_path: Path, run_dir: Path, *, resume: bool = False) -> list[str]:
     """The `python -m cnn train` command line that trains `config` (refuses settings the CLI cannot pass)."""
-    recipe = TrainConfig.for_model(config.model)
+    recipe = TrainConfig.for_model(config.model, spec=config.spec)
     fixed = [field.name for field in dataclasses.fields(TrainConfig) if field.name not in CLI_FIELDS + ("model",)
              and getattr(config, field.name) != getattr(recipe, field.name)]
     if fixed:
@@ -162,6 +163,8 @@ def worker_command(config: TrainConfig, out_path: Path, run_dir: Path, *, resume
                "--seed", str(config.seed), "--out", str(out_path), "--run-dir", str(run_dir)]
     if config.subset is not None:
         command += ["--subset", str(config.subset)]
+    if config.spec is not None:  # a Build-page model: start_run writes its spec into the run folder
+        command += ["--spec", str(run_dir / SPEC_NAME)]
     if config.data_dir:
         command += ["--data-dir", str(config.data_dir)]
     if not config.mixed_precision:
@@ -206,6 +209,8 @@ def start_run(config: TrainConfig, out_path: str | os.PathLike, run_dir: str | o
         if not resume:
             for stale in (files.history, files.checkpoint, files.state):
                 stale.unlink(missing_ok=True)
+        if config.spec is not None:
+            atomic_write_text(run_dir / SPEC_NAME, json.dumps(config.spec))
         with (run_dir / LOG_NAME).open("w") as log:
             log.write(f"$ {' '.join(command[1:])}\n")
             log.flush()
