@@ -2,6 +2,7 @@
 the report's models built from specs identical to the zoo's former builders, and a built model's round trip."""
 
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -313,10 +314,11 @@ def test_model_names_are_checked(name, message):
 
 def test_an_existing_shipped_model_is_never_replaced(models_dir):
     (models_dir / "mine.keras").write_bytes(b"x")
-    (models_dir / "mine.json").write_text(json.dumps({"config": {"model": "fast"}}))
+    identity = {"sidecar_version": 1, "sha256": hashlib.sha256(b"x").hexdigest()}
+    (models_dir / "mine.json").write_text(json.dumps({**identity, "config": {"model": "fast"}}))
     with pytest.raises(SpecError, match="was not built on the Build page"):
         specs.existing_model("mine")
-    (models_dir / "mine.json").write_text(json.dumps({"config": {"model": "mine", "spec": SMALL}}))
+    (models_dir / "mine.json").write_text(json.dumps({**identity, "config": {"model": "mine", "spec": SMALL}}))
     assert specs.existing_model("mine")["config"]["spec"] == SMALL
     assert specs.existing_model("other") is None
 
