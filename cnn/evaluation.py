@@ -195,7 +195,11 @@ class ProgressClock:
         self._show, self._start = show, time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
-        self._show(Estimate(done, total, time.monotonic() - self._start))
+        self._show(Estimate(done, total, self.elapsed_s))
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._start
 
 
 def predictions_path(model_path: Path) -> Path:

@@ -10,7 +10,7 @@ st.title("Evaluate a model")
 st.markdown(
     "How good is a trained model on images it never saw? Accuracy alone hides *which* classes it "
     "confuses: the classification report, the confusion matrix and the misclassified images show it. "
-    "Results are cached per model file, so coming back is instant."
+    "The models that ship with the dashboard carry their predictions with them, so their results appear at once."
 )
 
 model_tab, compare_tab = st.tabs(["One model", "Compare models"])
@@ -20,7 +20,11 @@ with model_tab:
     evaluation = None
     if name:
         try:
-            evaluation = views.evaluate_saved(name)
+            evaluation = views.stored_evaluation(name)
+        except UserError as error:  # stale or damaged stored predictions: never shown, measured instead
+            resources.show_user_error(error)
+        try:
+            evaluation = evaluation or views.evaluation_measured_here(name)
         except UserError as error:
             resources.show_user_error(error)
     if evaluation:
@@ -37,7 +41,8 @@ with model_tab:
             report = evaluation.clean if part == views.CLEAN_LABEL else evaluation.whole
 
         st.subheader("Classification report")
-        st.dataframe(views.report_table(report), column_config={
+        table = views.report_table(report)
+        st.dataframe(table, height=views.table_height(len(table)), column_config={
             column: st.column_config.NumberColumn(column, format="%.2f")
             for column in ("precision", "recall", "f1-score")})
         st.caption(f"scikit-learn's classification report on the {report.split} ({report.n:,} images): precision "
@@ -49,8 +54,7 @@ with model_tab:
                                     key="eval_confusion_mode") or "counts"
         views.confusion_matrix(report, normalized=mode == "row-normalized")
         true_label, predicted_label = views.pair_picker(report)
-        split, _, _, _ = views.test_data()
-        views.mistakes_gallery(report, split.images, true_label, predicted_label)
+        views.mistakes_gallery(report, true_label, predicted_label)
 
         st.subheader("Per class")
         bars, pairs = st.columns([3, 2])
