@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import resources
-from ui.model_summary import COLUMN_CONFIG, model_descriptions, models_table
+from ui.model_summary import COLUMN_CONFIG, model_descriptions, models_table, split_shipped
 
 st.title("How a convolutional neural network learns to see")
 st.markdown(
@@ -28,7 +28,7 @@ for column, (path, label, text) in zip(steps, links):
         st.caption(text)
 
 st.subheader("Models that ship with the dashboard")
-records = resources.shipped_models()
+records, trained_here = split_shipped(resources.shipped_models())
 if records:
     st.dataframe(models_table(records), hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
     st.caption(
@@ -39,4 +39,10 @@ if records:
     )
     st.markdown(model_descriptions(records))
 else:
-    st.info("No trained model is in models/ yet: train one on the Train page.")
+    st.info("No shipped model is in models/: train one on the Train page, then record its test figures with "
+            "`python -m cnn evaluate NAME --record`.")
+if trained_here:
+    st.subheader("Trained here")
+    st.dataframe(models_table(trained_here), hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
+    st.caption("Models trained on this machine (classroom runs on the Train page, or the command line) whose "
+               "test figures have not been recorded; the Evaluate page measures them.")

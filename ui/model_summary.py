@@ -46,6 +46,13 @@ def models_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def split_shipped(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(shipped, trained here): a shipped model's test figures were recorded by `python -m cnn evaluate NAME
+    --record`; a classroom run (Train page) or another local training has none."""
+    shipped = [record for record in records if record.get("metrics", {}).get("test_clean_accuracy") is not None]
+    return shipped, [record for record in records if record not in shipped]
+
+
 def model_descriptions(records: list[dict]) -> str:
     """What each model is, as a Markdown list (too long for a table cell)."""
     return "\n".join(f"- **{record['name']}**: {record.get('description') or 'no description'}"
