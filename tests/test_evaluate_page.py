@@ -212,6 +212,8 @@ def test_stale_stored_predictions_are_refused_and_the_model_is_measured(stored_m
 def test_a_clicked_cell_selects_its_pair():
     point = {"x": "dog", "y": "cat", "customdata": [3, 5]}
     assert evaluation_views.pair_from_selection([point]) == ("cat", "dog")
+    assert evaluation_views.pair_from_selection([{"customdata": {"0": 9, "1": 1}}]) == ("truck", "automobile")
+    assert evaluation_views.pair_from_selection([{"customdata": [3, 12]}, {"customdata": "x"}]) is None
     assert evaluation_views.pair_from_selection([{"x": "ship", "y": "truck"}]) == ("truck", "ship")
     assert evaluation_views.pair_from_selection([]) is None
 
@@ -222,8 +224,13 @@ def test_the_click_targets_take_part_in_hovering():
     from cnn.evaluation import report_from_predictions
 
     report = report_from_predictions(crafted_predictions(load_sample().labels), "test")
-    targets = evaluation_views.confusion_figure(report, normalized=False).data[1]
-    assert targets.hoverinfo != "skip" and targets.customdata.shape == (100, 2)
+    import json
+
+    figure = json.loads(evaluation_views.confusion_figure(report, normalized=False).to_json())
+    targets = figure["data"][1]
+    assert targets.get("hoverinfo") != "skip"
+    # Plain lists: a typed array (numpy's "bdata") comes back from a click as a dict, not a pair.
+    assert isinstance(targets["customdata"], list) and targets["customdata"][19] == [1, 9]
 
 
 def test_the_report_table_is_tall_enough_for_every_row():

@@ -250,7 +250,8 @@ def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
     true_index, predicted_index = np.meshgrid(range(len(names)), range(len(names)), indexing="ij")
     figure.add_trace(go.Scatter(
         x=[names[i] for i in predicted_index.ravel()], y=[names[i] for i in true_index.ravel()],
-        customdata=np.stack([true_index.ravel(), predicted_index.ravel()], axis=1),
+        # Plain lists: a numpy array travels as a typed array and comes back from a click as {"0": .., "1": ..}.
+        customdata=[[int(t), int(p)] for t, p in zip(true_index.ravel(), predicted_index.ravel())],
         text=[cell for row in text for cell in row], mode="markers",
         marker=dict(size=30, symbol="square", opacity=0), showlegend=False,
         hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to see these images<extra></extra>",
@@ -265,11 +266,14 @@ def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
 def pair_from_selection(points: Sequence[dict]) -> tuple[str, str] | None:
     """(true, predicted) class names of the first clicked confusion-matrix cell."""
     for point in points:
-        custom = point.get("customdata")
-        if custom is not None and len(custom) == 2:
-            return CLASS_NAMES[int(custom[0])], CLASS_NAMES[int(custom[1])]
         if point.get("y") in CLASS_NAMES and point.get("x") in CLASS_NAMES:
             return point["y"], point["x"]
+        custom = point.get("customdata")
+        if isinstance(custom, dict):  # a typed array, as the browser serializes it
+            custom = [custom.get("0"), custom.get("1")]
+        if isinstance(custom, (list, tuple)) and len(custom) == 2 and all(
+                isinstance(index, int) and 0 <= index < len(CLASS_NAMES) for index in custom):
+            return CLASS_NAMES[custom[0]], CLASS_NAMES[custom[1]]
     return None
 
 
