@@ -63,6 +63,10 @@ class Predictions:
         """Images `start:stop` (e.g. the exact test images 0-999)."""
         return Predictions(*(getattr(self, name)[start:stop] for name in PREDICTION_FIELDS))
 
+    def concatenate(self, after: "Predictions") -> "Predictions":
+        """These images followed by those of `after` (e.g. images 0-999, then 1000-9999)."""
+        return Predictions(*(np.concatenate([getattr(self, name), getattr(after, name)]) for name in PREDICTION_FIELDS))
+
     def top(self, index: int) -> list[Ranked]:
         """The model's three most probable classes for image `index`, best first."""
         return [Ranked(rank, int(label), CLASS_NAMES[label], float(probability))

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn import CLASS_NAMES, artifacts, data
+from cnn import CLASS_NAMES, artifacts
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import (EvalReport, Estimate, Predictions, ProgressClock, load_stored_predictions, predict_split,
                             report_from_predictions)
@@ -48,7 +48,6 @@ class Evaluation:
     clean: EvalReport  # test images 0-999: exact
     whole: EvalReport | None  # the whole test set, when stored or measured
     data_description: str
-    stored: bool  # drawn from the predictions stored beside the model
 
     @property
     def main(self) -> EvalReport:
@@ -64,33 +63,14 @@ def stored_evaluation(name: str) -> Evaluation | None:
     Raises ModelFileError (a UserError) when they are stale or damaged: the page then says so and measures.
     """
     path = artifacts.resolve_model_path(name)
-    answers = _stored_test_answers(str(path), artifacts.sha256_of(path), _file_stamp(path))
+    # Verified on every run, like the model file: two small files, a few milliseconds.
+    stored = load_stored_predictions(path, artifacts.read_sidecar(path), artifacts.sha256_of(path))
+    answers = None if stored is None else stored.get("test")
     if answers is None:
         return None
     clean = report_from_predictions(answers.subset(0, CLEAN_TEST_STOP), CLEAN_LABEL)
     whole = report_from_predictions(answers, WHOLE_LABEL) if len(answers) > CLEAN_TEST_STOP else None
-    return Evaluation(clean, whole, STORED_DESCRIPTION.format(name=path.stem), stored=True)
-
-
-def _file_stamp(model_path) -> tuple:
-    """Changes when the sidecar or the predictions file is rewritten: part of the cache key."""
-    from cnn.evaluation import predictions_path
-
-    stamps = []
-    for path in (artifacts.sidecar_path(model_path), predictions_path(model_path)):
-        try:
-            status = path.stat()
-            stamps.append((status.st_mtime_ns, status.st_size))
-        except OSError:
-            stamps.append(None)
-    return tuple(stamps)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _stored_test_answers(path: str, sha256: str, stamp: tuple) -> Predictions | None:
-    """The verified stored test predictions of one model file; the arguments are the cache key."""
-    stored = load_stored_predictions(path, artifacts.read_sidecar(path), sha256)
-    return None if stored is None else stored.get("test")
+    return Evaluation(clean, whole, STORED_DESCRIPTION.format(name=path.stem))
 
 
 # ---------------------------------------------------------------- predictions measured here
@@ -109,7 +89,7 @@ def _measured() -> dict:
 
     Compact (15 bytes per image), so keeping every model's is cheap.
     """
-    return {"lock": threading.Lock(), "answers": {}, "pace_s": {}}
+    return {"lock": threading.Lock(), "model_locks": {}, "answers": {}, "pace_s": {}}
 
 
 def _measured_key(name: str, data_key: str, stop: int) -> tuple:
@@ -128,7 +108,7 @@ def measured_evaluation(name: str) -> Evaluation | None:
     whole_answers = store.get(_measured_key(name, data_key, len(split)))
     whole_report = (report_from_predictions(whole_answers, WHOLE_LABEL)
                     if whole_answers is not None and len(split) > CLEAN_TEST_STOP else None)
-    return Evaluation(clean, whole_report, description, stored=False)
+    return Evaluation(clean, whole_report, description)
 
 
 def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictions:
@@ -137,7 +117,9 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
     stop = min(stop, len(split))
     memory = _measured()
     key = _measured_key(name, data_key, stop)
-    with memory["lock"]:  # two sessions asking for the same model measure it once
+    with memory["lock"]:
+        model_lock = memory["model_locks"].setdefault(key[:3], threading.Lock())
+    with model_lock:  # two sessions asking for the same model measure it once; other models go on
         if key in memory["answers"]:
             return memory["answers"][key]
         model, _ = resources.get_model(name)
@@ -145,7 +127,7 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
         start = len(done) if done is not None else 0
         clock = ProgressClock(lambda estimate: show(Estimate(start + estimate.done, stop, estimate.elapsed_s)))
         rest = predict_split(model, split.subset(start, stop), progress=clock)
-        answers = rest if done is None else _concatenate(done, rest)
+        answers = rest if done is None else done.concatenate(rest)
         memory["answers"][key] = answers
         memory["pace_s"][key[:2]] = clock.elapsed_s / max(1, stop - start)
     return answers
@@ -162,13 +144,6 @@ def _longest_measured_prefix(answers: dict, key: tuple) -> Predictions | None:
     prefixes = [value for (path, sha, data_key, stop), value in answers.items()
                 if (path, sha, data_key) == key[:3] and stop < key[3]]
     return max(prefixes, key=len, default=None)
-
-
-def _concatenate(first: Predictions, second: Predictions) -> Predictions:
-    from cnn.evaluation import PREDICTION_FIELDS
-
-    return Predictions(*(np.concatenate([getattr(first, field), getattr(second, field)])
-                         for field in PREDICTION_FIELDS))
 
 
 def progress_text(estimate: Estimate) -> str:
