@@ -63,7 +63,7 @@ with model_tab:
                      "the value is written at its end.")
         pairs.markdown("**Most confused pairs**")
         pairs.dataframe(views.confused_pairs_table(report), hide_index=True,
-                        column_config={"share of the true class": st.column_config.NumberColumn(format="percent")})
+                        column_config={views.PAIR_SHARE: st.column_config.NumberColumn(format="%.1f")})
 
 with compare_tab:
     records = resources.shipped_models()
@@ -83,9 +83,10 @@ with compare_tab:
         st.caption(
             "Every saved model. Test accuracy on images 0-999 is on exact CIFAR-10 images; the whole-set figure "
             "includes test images 1000-9999, which are JPEG-derived in the shared copy. The report's figure is "
-            "the accuracy the report states (base 64%, dropout 70%, augmented 90%); 'test figures from' says "
-            "whether a value was recorded at training time (sidecar) or measured in this session."
+            "the accuracy the report states (base 64.0%, dropout 70.0%, augmented 90.0%); 'figures from' says "
+            "whether the test figures were recorded with the model (sidecar) or measured in this session. "
+            "Every accuracy is in percent, with one decimal."
         )
         st.plotly_chart(views.story_figure(table), key="eval_story")
         st.caption("Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
-                   "figures. The report's progression goes from 64% (model 1) to 90% (model 6).")
+                   "figures. The report's progression goes from 64.0% (model 1) to 90.0% (model 6).")

@@ -338,11 +338,15 @@ def per_class_figure(report: EvalReport) -> go.Figure:
     return figure
 
 
+PAIR_SHARE = "% of the true class"
+
+
 def confused_pairs_table(report: EvalReport, count: int = 8) -> pd.DataFrame:
+    """The pairs with the most mistakes, each with its share of the true class's images in percent."""
     totals = report.confusion.sum(axis=1)
     return pd.DataFrame(
         [{"true class": true, "predicted as": predicted, "images": images,
-          "share of the true class": images / max(1, totals[CLASS_NAMES.index(true)])}
+          PAIR_SHARE: 100 * images / max(1, totals[CLASS_NAMES.index(true)])}
          for true, predicted, images in report.most_confused(count)])
 
 
