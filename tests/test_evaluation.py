@@ -119,3 +119,13 @@ def test_shipped_predictions_give_the_sidecars_figures(model_path):
     assert report_from_predictions(test.subset(0, 1000), "test").accuracy == metrics["test_clean_accuracy"]
     assert report_from_predictions(test, "test").accuracy == metrics["test_all_accuracy"]
     assert report_from_predictions(stored["val"], "val").accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+
+
+def test_the_test_split_alone_equals_the_test_split_of_the_whole_load(synthetic_cifar, tmp_path):
+    from cnn.data import load_cifar10, load_test_split
+    from cnn.errors import DataError
+
+    alone, whole = load_test_split(synthetic_cifar), load_cifar10(synthetic_cifar, val_size=0).test
+    assert np.array_equal(alone.images, whole.images) and np.array_equal(alone.labels, whole.labels)
+    with pytest.raises(DataError):
+        load_test_split(tmp_path / "nothing-here")

@@ -79,7 +79,7 @@ def stored_evaluation(name: str) -> Evaluation | None:
 def test_data():
     """(split, description, key naming the data for the cache, is_full)."""
     split, description = resources.test_images()
-    is_full = resources.get_dataset() is not None
+    is_full = resources.full_test_split() is not None
     return split, description, (f"full:{len(split)}" if is_full else f"sample:{len(split)}"), is_full
 
 
