@@ -20,6 +20,7 @@ SCRIPTS = {
     "train_overhead": "Training worker overhead and poll cost (issue: train page)",
     "learn_render": "Learn page re-render on a 256x256 input (issue: Learn pages)",
     "cpu_ceiling": "What this CPU can compute, and what the fast model's targets would cost (issue: trained model zoo)",
+    "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue 14)",
 }
 
 
