@@ -72,7 +72,7 @@ def main() -> int:
     """Print the table; exit status 1 when a model misses the target (run_all.py reports it)."""
     names = [record["name"] for record in artifacts.list_models()]
     location = data.find_data_dir()
-    print(f"# Evaluate first paint, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"Evaluate first paint, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"test images: {location or 'bundled sample'}; median of {REPEATS}")
     data_path(names[0])  # imports, once per process
     page_run(names[0])
