@@ -73,7 +73,7 @@ def main() -> int:
     names = [record["name"] for record in artifacts.list_models()]
     location = data.find_data_dir()
     print(f"Evaluate first paint, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"test images: {location or 'bundled sample'}; median of {REPEATS}")
+          f"test images: {location or 'bundled sample'}; median of {REPEATS}\n")
     data_path(names[0])  # imports, once per process
     page_run(names[0])
     missed = False
