@@ -53,7 +53,7 @@ def page_run(name: str) -> None:
     app.run()
     if app.exception:
         raise SystemExit(f"{name}: the page failed: {app.exception[0].value}")
-    if app.info and "no stored predictions" in app.info[0].value:
+    if app.info and evaluation_views.MEASURED_HERE in app.info[0].value:
         raise SystemExit(f"{name}: the page ran the model instead of using its stored predictions")
 
 

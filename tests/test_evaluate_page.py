@@ -66,7 +66,7 @@ def test_evaluate_on_the_bundled_sample(saved_models, tmp_path, monkeypatch):
     (tmp_path / "no-data-here").mkdir()
     app = run(AppTest.from_file(PAGE, default_timeout=120))
     assert app.selectbox(key="eval_model").value == "base"
-    assert "no stored predictions" in app.info[0].value  # so it is measured here, images 0-999 first
+    assert evaluation_views.MEASURED_HERE in app.info[0].value  # so it is measured here, images 0-999 first
     assert "bundled sample (exact CIFAR-10 test images 0-999)" in app.caption[0].value
     assert app.metric[0].label == "Accuracy, bundled sample (exact test images 0-999)"
     assert len(app.metric) == 2  # no whole-set figure on the sample
@@ -180,7 +180,7 @@ def test_stored_predictions_draw_the_page_without_running_the_model(stored_model
     cats = int((answers.labels == 3).sum())
     pages = -(-cats // evaluation_views.MISTAKES_SHOWN)
     app = run(AppTest.from_file(PAGE, default_timeout=120))
-    assert not app.info or "no stored predictions" not in app.info[0].value
+    assert not app.info or evaluation_views.MEASURED_HERE not in app.info[0].value
     assert "stored beside the model" in app.caption[0].value
     assert app.metric[0].value == f"{(1000 - cats) / 1000:.1%}"  # every class right but cat
     counts = confusion_z(app)
@@ -205,7 +205,7 @@ def test_stale_stored_predictions_are_refused_and_the_model_is_measured(stored_m
     stored.write_bytes(stored.read_bytes() + b"changed")
     app = run(AppTest.from_file(PAGE, default_timeout=120))
     assert any("does not match the sha256" in error.value for error in app.error)
-    assert "no stored predictions" in app.info[0].value  # measured here instead
+    assert evaluation_views.MEASURED_HERE in app.info[0].value  # measured here instead
     assert "bundled sample" in app.caption[0].value  # the data measured here, not the stored predictions
 
 

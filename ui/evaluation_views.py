@@ -36,6 +36,7 @@ TABLE_ROW_PX = 35  # st.dataframe's row height: the report's table is sized to s
 CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
 SAMPLE_LABEL = "bundled sample (exact test images 0-999)"
+MEASURED_HERE = "No usable predictions are stored with this model, so it is run here"
 STORED_DESCRIPTION = ("the whole CIFAR-10 test set, from the predictions stored beside the model "
                       "(recorded by `python -m cnn evaluate {name} --record`; in the shared copy, images 1000-9999 "
                       "are JPEG-derived)")
@@ -161,8 +162,8 @@ def evaluation_measured_here(name: str) -> Evaluation:
     """A model without stored predictions: test images 0-999 first (progress bar and estimate), the whole
     test set when asked (a button with its estimated time)."""
     split, _, _, _ = test_data()
-    st.info("This model has no stored predictions, so it is run here: first on the exact test images 0-999. "
-            "`python -m cnn evaluate NAME --record` stores them beside the model.", icon=":material/info:")
+    st.info(f"{MEASURED_HERE}: first on the exact test images 0-999. `python -m cnn evaluate NAME --record` stores "
+            "a model's predictions beside it, so that its page draws at once.", icon=":material/info:")
     if measured_evaluation(name) is None:
         measure_with_progress(name, CLEAN_TEST_STOP)
     evaluation = measured_evaluation(name)
