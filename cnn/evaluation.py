@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import CLASS_NAMES, NUM_CLASSES
 from cnn.data import Split, describe_test_part
 from cnn.errors import ModelFileError
 from cnn.inference import Ranked, predict_proba
@@ -83,7 +83,7 @@ class Predictions:
             array = getattr(self, field)
             if array.shape != shape or array.dtype.kind != kinds[field]:
                 raise ModelFileError(f"The stored predictions {name} are malformed ({field}).")
-        if count and max(self.labels.max(), self.predicted.max(), self.top_classes.max()) >= len(CLASS_NAMES):
+        if count and max(self.labels.max(), self.predicted.max(), self.top_classes.max()) >= NUM_CLASSES:
             raise ModelFileError(f"The stored predictions {name} name a class that does not exist.")
 
 
@@ -148,7 +148,7 @@ def predict_split(model, split: Split, *, batch_size: int = 512,
         stop = min(start + PROGRESS_CHUNK, total)
         parts.append(predict_proba(model, split.images[start:stop], batch_size=batch_size))
         progress(stop, total)
-    probabilities = np.concatenate(parts) if parts else np.zeros((0, len(CLASS_NAMES)), np.float32)
+    probabilities = np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
     return Predictions.from_probabilities(probabilities, split.labels)
 
 
@@ -159,7 +159,7 @@ def report_from_predictions(answers: Predictions, split_name: str) -> EvalReport
     labels, predicted = answers.labels.astype(np.int64), answers.predicted.astype(np.int64)
     # float32 throughout, as from the model's own output: the stored figures equal those of a fresh run.
     chosen = np.clip(answers.true_probability.astype(np.float32), 1e-7, 1.0)
-    classes = list(range(len(CLASS_NAMES)))
+    classes = list(range(NUM_CLASSES))
     return EvalReport(
         split=split_name,
         accuracy=float((predicted == labels).mean()) if len(labels) else 0.0,

@@ -16,20 +16,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from cnn import INPUT_SHAPE, NUM_CLASSES
 from cnn.recipes import ZOO_INFO, get_info
 from cnn.whitening import CIFAR_MEAN, CIFAR_STD, WHITEN_KERNEL, whitening_filters
 
-INPUT_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
 PACKAGE = "cnn"
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MirrorImage(layers.Layer):
-    """Flip images left-right, always. Kept so `fast` models saved with mirror-only averaging still load."""
-
-    def call(self, inputs):
-        return keras.ops.flip(inputs, axis=2)
 
 
 # airbench's test-time augmentation (tta_level=2): the image, and the image shifted by one pixel

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn import CLASS_NAMES, artifacts
+from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import (EvalReport, Estimate, Predictions, ProgressClock, load_stored_predictions, predict_split,
                             report_from_predictions)
@@ -248,7 +248,7 @@ def pair_from_selection(points: Sequence[dict]) -> tuple[str, str] | None:
         if isinstance(custom, dict):  # a typed array, as the browser serializes it
             custom = [custom.get("0"), custom.get("1")]
         if isinstance(custom, (list, tuple)) and len(custom) == 2 and all(
-                isinstance(index, int) and 0 <= index < len(CLASS_NAMES) for index in custom):
+                isinstance(index, int) and 0 <= index < NUM_CLASSES for index in custom):
             return CLASS_NAMES[custom[0]], CLASS_NAMES[custom[1]]
     return None
 
