@@ -22,6 +22,7 @@ SCRIPTS = {
     "cpu_ceiling": "What this CPU can compute, and what the fast model's targets would cost (issue: trained model zoo)",
     "decode_memory": "Peak memory and CPU of the worst accepted image of each kind (issue: a dashboard a class can share)",
     "build_estimate": "The Build page's minutes-per-epoch estimate against measured training times (issue: build)",
+    "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue 14)",
 }
 
 

@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--as-jpeg", type=_jpeg_quality, metavar="QUALITY",
                           help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)")
     evaluate.add_argument("--record", action="store_true",
-                          help="store the test figures (exact 0:1000 and whole set) in the model's sidecar")
+                          help="store the model's predictions on test and validation beside it (NAME.predictions.npz, "
+                               "which the dashboard draws from) and the test figures (exact 0:1000, whole set) "
+                               "in its sidecar")
 
     predict = commands.add_parser("predict", help="top-k classes of image files or http(s) URLs")
     predict.add_argument("model")
@@ -208,30 +210,21 @@ def _load(args):
 
 
 def cmd_evaluate(args) -> int:
-    from cnn.artifacts import resolve_model_path, update_sidecar
-    from cnn.data import CLEAN_TEST_STOP, load_split_or_sample
+    from cnn.data import load_split_or_sample
     from cnn.evaluation import evaluate
 
     model, _ = _load(args)
-    split, source = load_split_or_sample(args.data_dir, args.split)
     if args.record:
-        if args.split != "test" or args.indices or args.as_jpeg:
-            raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
-        clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
-        whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
-        path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
-        metrics = read_metrics(path)
-        metrics.update(clean_test_metrics(clean))
-        if whole:
-            metrics.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
-        update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
-    if args.indices:
-        split = split.subset(*args.indices)
-    if args.as_jpeg:
-        from cnn.data import jpeg_copy
+        report, source = record_test_figures(args, model)
+    else:
+        split, source = load_split_or_sample(args.data_dir, args.split)
+        if args.indices:
+            split = split.subset(*args.indices)
+        if args.as_jpeg:
+            from cnn.data import jpeg_copy
 
-        split = jpeg_copy(split, quality=args.as_jpeg)
-    report = evaluate(model, split)
+            split = jpeg_copy(split, quality=args.as_jpeg)
+        report = evaluate(model, split)
     if args.json:
         print(json.dumps({**report.to_json(), "data": source}))
     else:
@@ -248,10 +241,73 @@ def clean_test_metrics(clean) -> dict:
     return {"test_clean_accuracy": clean.accuracy, "test_clean_images": clean.n, "test_clean_split": clean.split}
 
 
-def read_metrics(path) -> dict:
-    from cnn.artifacts import read_sidecar
+def record_test_figures(args, model):
+    """`evaluate --record`: the model's predictions on test (and validation, with the full data) stored beside
+    it, and the test figures drawn from them written to its sidecar. Returns (report of the test set, source)."""
+    from cnn.artifacts import read_sidecar, resolve_model_path
+    from cnn.data import CLEAN_TEST_STOP, describe_test_part
+    from cnn.evaluation import predict_split, report_from_predictions, store_predictions
 
-    return dict(read_sidecar(path).get("metrics", {}))
+    if args.split != "test" or args.indices or args.as_jpeg:
+        raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
+    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
+    record = read_sidecar(path)
+    splits, source = evaluated_splits(args.data_dir, record)
+    answers = {name: predict_split(model, split, progress=_progress_printer(name)) for name, split in splits.items()}
+    test = answers["test"]
+    clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
+    clean = report_from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
+    whole = report_from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    metrics = dict(record.get("metrics", {}))
+    new = clean_test_metrics(clean)
+    if whole:
+        new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
+    if "val" in answers:
+        _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
+                         report_from_predictions(answers["val"], "val").accuracy, updated=False)
+    for key in ("test_clean_accuracy", "test_all_accuracy"):
+        if key in new:
+            _note_if_changed(key, metrics.get(key), new[key], updated=True)
+    metrics.update(new)
+    store_predictions(path, answers, source, metrics=metrics, test_report=(whole or clean).to_json())
+    return whole or clean, source
+
+
+def evaluated_splits(data_dir, record: dict) -> tuple[dict, str]:
+    """{"test": ..., "val": ...} of the full data (validation cut as the model was trained), or the bundled
+    sample's test images 0-999 alone; with a sentence saying which."""
+    from cnn.data import VALIDATION_SIZE, load_cifar10, load_split_or_sample
+    from cnn.errors import DataError
+
+    val_size = (record.get("config") or {}).get("val_size") or VALIDATION_SIZE
+    try:
+        data = load_cifar10(data_dir, val_size=val_size)
+    except DataError:
+        if data_dir:
+            raise
+        test, source = load_split_or_sample(None, "test")
+        return {"test": test}, source
+    return {"test": data.test, "val": data.val}, f"CIFAR-10 from {data.source}"
+
+
+def _progress_printer(split_name: str):
+    """progress(done, total) that prints a line on stderr at every tenth of the split."""
+    printed = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth not in printed:
+            printed.add(tenth)
+            print(f"{split_name}: {done:,}/{total:,} images", file=sys.stderr, flush=True)
+    return report
+
+
+def _note_if_changed(key: str, recorded, measured: float, *, updated: bool) -> None:
+    """Say on stderr when a recorded figure differs from what the stored predictions give."""
+    if recorded is not None and recorded != measured:
+        action = "the sidecar now records the new value" if updated else "the sidecar keeps the recorded value"
+        print(f"note: {key} was recorded as {recorded:.4f}; the predictions give {measured:.4f} ({action})",
+              file=sys.stderr)
 
 
 def cmd_predict(args) -> int:

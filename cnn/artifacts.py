@@ -661,6 +661,11 @@ def atomic_write_text(target: Path, text: str) -> None:
     _replace_from_temp(Path(target), lambda temp: temp.write_text(text))
 
 
+def atomic_write_bytes(target: Path, content: bytes) -> None:
+    """Write `content` to `target` atomically."""
+    _replace_from_temp(Path(target), lambda temp: temp.write_bytes(content))
+
+
 def save_keras_atomic(model, target: Path) -> None:
     """`model.save` to `target` atomically (one file: run-folder checkpoints)."""
     _replace_from_temp(Path(target), lambda temp: model.save(temp))

@@ -172,7 +172,7 @@ def load_cifar10(
                 "or allow the download (about 170 MB)."
             )
         location = download_cifar10()
-    reader = _ArchiveReader(location) if location.is_file() else _FolderReader(location)
+    reader = _open_reader(location)
     batches = {name: reader.read_batch(name) for name in (*TRAIN_BATCHES, TEST_BATCH)}
     _check_class_names(reader.read_meta(), location)
     train_images = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
@@ -186,6 +186,23 @@ def load_cifar10(
         test=Split(*batches[TEST_BATCH], "test"),
         source=str(location),
     )
+
+
+def load_test_split(data_dir: str | os.PathLike | None = None) -> Split:
+    """The full test split alone: one batch file instead of six (the Evaluate page's gallery needs no more).
+
+    Raises DataError when CIFAR-10 is not found (no download here).
+    """
+    location = find_data_dir(data_dir)
+    if location is None:
+        raise DataError("CIFAR-10 was not found: pass --data-dir or set CIFAR10_DIR.")
+    reader = _open_reader(location)
+    _check_class_names(reader.read_meta(), location)
+    return Split(*reader.read_batch(TEST_BATCH), "test")
+
+
+def _open_reader(location: Path) -> "_FolderReader":
+    return _ArchiveReader(location) if location.is_file() else _FolderReader(location)
 
 
 def load_sample() -> Split:

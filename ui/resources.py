@@ -95,12 +95,21 @@ def get_sample() -> data.Split:
     return data.load_sample()
 
 
+@st.cache_resource(show_spinner="Reading the CIFAR-10 test images...")
+def full_test_split() -> data.Split | None:
+    """The full test split when CIFAR-10 is on this machine, else None: one batch file, read fast."""
+    try:
+        return data.load_test_split()
+    except DataError:
+        return None
+
+
 def test_images() -> tuple[data.Split, str]:
     """The full test set when present, else the bundled sample, with a sentence saying which."""
-    dataset = get_dataset()
-    if dataset is None:
+    test = full_test_split()
+    if test is None:
         return get_sample(), "the bundled sample (exact CIFAR-10 test images 0-999)"
-    return dataset.test, ("the whole CIFAR-10 test set (10,000 images; in the shared copy, "
+    return test, ("the whole CIFAR-10 test set (10,000 images; in the shared copy, "
                           "images 1000-9999 are JPEG-derived)")
 
 
