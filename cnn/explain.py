@@ -24,7 +24,8 @@ LOW_CONFIDENCE = 0.5  # below this top probability, the page warns that the mode
 TOP_K = 3
 
 # Layers that follow a convolution and change its maps element-wise or by pooling.
-_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "ScaledBias", "MaxPooling2D", "AveragePooling2D")
+_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "BatchNormBias", "ScaledBias", "MaxPooling2D",
+                   "AveragePooling2D")
 _POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
 _NO_WEIGHT_TYPES = ("InputLayer", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
                     "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "Average",
@@ -177,6 +178,8 @@ def _formula(layer) -> str:
     if layer_type == "BatchNormalization":
         learned = tuple(name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used)
         return batchnorm_parameter_formula(int(layer.moving_mean.shape[0]), learned)
+    if layer_type == "BatchNormBias":
+        return batchnorm_parameter_formula(int(layer.moving_mean.shape[0]), ("bias",))
     if layer_type == "ScaledBias":
         return f"C = {total:,} (one bias per channel)"
     if layer_type == "Normalization":

@@ -103,7 +103,7 @@ def test_fast_model_expands_its_trunk_and_explains_whitening(shipped):  # noqa: 
     app.selectbox(key="inspect_conv_layer").set_value("block1_conv1").run()
     assert_no_exception(app)
     assert [title.split(" (")[0] for title in chart_titles(app)[:-1]] == [
-        "block1_conv1", "block1_pool", "block1_bn1", "block1_bias1", "block1_gelu1"]
+        "block1_conv1", "block1_pool", "block1_bn1", "block1_relu1"]
     assert any("unflipped image" in caption.value for caption in app.caption)
 
 

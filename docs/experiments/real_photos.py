@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     from cnn.inference import Predictor
 
     folders, labelled = argv[:2], [item.split("=", 1) for item in argv[2:]]
-    predictors = {folder: Predictor(load_model("fast", Path(folder))) for folder in folders}
+    predictors = {folder: Predictor(load_model("fast", Path(folder))[0]) for folder in folders}
     right = {folder: 0 for folder in folders}
     for label, path in labelled:
         image = decode_image(Path(path).read_bytes())
