@@ -70,7 +70,8 @@ def test_names_and_owners():
     assert classroom.output_path("my-model_2").name == "my-model_2.keras"
 
 
-def test_classroom_limits_and_the_teachers(models_dir):
+def test_classroom_limits_and_the_teachers(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))  # nothing may start, but if it did: not here
     classroom.check_limits(classroom.STUDENT_LIMITS.max_epochs, classroom.STUDENT_LIMITS.max_subset, teacher=False)
     with pytest.raises(UserError, match=r"teacher key raises the limits\): at most 30 epochs, not 31\.$"):
         classroom.check_limits(31, 100, teacher=False)
@@ -85,3 +86,4 @@ def test_classroom_limits_and_the_teachers(models_dir):
     with pytest.raises(UserError, match="ships with the dashboard"):
         classroom.start_run(TrainConfig.for_model("base", epochs=1, subset=100), models_dir / "base.keras",
                             owner="me", teacher=False)
+    assert not (tmp_path / "runs").exists()
