@@ -237,3 +237,12 @@ def test_without_a_teacher_key_on_the_server_there_is_no_teacher_mode(page_env):
     app = open_page()
     assert not [field for field in app.text_input if field.key == "teacher_key_input"]
     assert any("No teacher key is set on this server" in caption.value for caption in app.sidebar.caption)
+
+
+def test_enter_in_a_field_does_not_start_training(page_env):
+    """Issue 14: Enter in the Epochs box started training with the other edits ignored."""
+    app = open_page()
+    form = app.get("form")[0].proto.form
+    assert form.form_id == "train_settings_base" and not form.enter_to_submit
+    app.number_input(key="train_epochs_base").set_value(2).run()  # an edit alone starts nothing
+    assert not list(runs.default_runs_dir().glob("*/status.json"))
