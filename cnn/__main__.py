@@ -141,6 +141,10 @@ def cmd_train(args) -> int:
     from cnn import jobs, runs
 
     if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
+        given = [flag for flag in ("model", "epochs", "out", "run_dir", "subset") if getattr(args, flag) is not None]
+        if given or args.resume:
+            raise UserError("--job takes every setting from RUN_DIR/config.json: give it no other training "
+                            f"settings (got --{(given or ['resume'])[0].replace('_', '-')}).")
         files = runs.RunFiles(Path(args.job))
         request = runs.RunRequest.read(files)
         locks = runs.inherited_locks(files.folder, request.out_path)
@@ -206,6 +210,8 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
     config = TrainConfig(**request.config)
     data = None if files.stop_flag.exists() else load_cifar10(config.data_dir, val_size=config.val_size,
                                                               download=download)
+    if data is not None:
+        import keras  # noqa: F401 - the slow import happens here, so a Stop pressed meanwhile is seen below
     if files.stop_flag.exists():  # a Stop while it started up: nothing was trained
         record.finish("stopped", NOT_STARTED_MESSAGE)
         print(f"stopped: {NOT_STARTED_MESSAGE}")

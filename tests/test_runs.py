@@ -189,3 +189,15 @@ def test_two_trainings_of_the_same_run_or_output_never_both_run(tmp_path, synthe
     assert [row["epoch"] for row in runs.read_history(RunFiles(run_dir).history)] == [1, 2]
     assert runs.run_state(run_dir).state == "finished"
     assert not (tmp_path / "runs" / "other" / "status.json").exists(), "a refused run touched nothing"
+
+
+def test_the_worker_command_refuses_what_it_cannot_run(tmp_path, capsys, monkeypatch):
+    from cnn.__main__ import main
+
+    monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))
+    for argv, message in ((["train", "--job", str(tmp_path / "nothing")], "has no run configuration (config.json)"),
+                          (["train", "--job", str(tmp_path), "--epochs", "3"], "give it no other training settings"),
+                          (["train", "--epochs", "3"], "train needs --model NAME (or --job RUN_DIR).")):
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: ") and message in error and "\n" not in error
