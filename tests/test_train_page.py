@@ -141,7 +141,7 @@ def test_resume_is_offered_exactly_when_the_run_can_resume(page_env):
     assert "Resume starts it again with the same settings" in app.warning[0].value
     assert "Resume" in buttons(app)
     app = open_page(run="killed_later")
-    assert "Resume continues from its checkpoint after epoch 1" in app.warning[0].value
+    assert "Resume continues from its last checkpoint" in app.warning[0].value
     assert "Resume" in buttons(app)
     app = open_page(run="done")
     assert any("Finished 3 epochs" in success.value for success in app.success)

@@ -321,7 +321,7 @@ def _status(state: RunState, run_dir: Path) -> None:
     elif state.state == "cancelled":
         st.info(state.message, icon=":material/cancel:")
     elif state.state == "killed":
-        how = (f"Resume continues from its checkpoint after epoch {state.epoch}." if state.has_checkpoint
+        how = ("Resume continues from its last checkpoint: at most one epoch is lost." if state.has_checkpoint
                else "It had not finished an epoch, so there is no checkpoint: Resume starts it again with the "
                     "same settings.")
         st.warning(f"{state.message} {how}", icon=":material/warning:")
