@@ -256,10 +256,14 @@ def _flock(path: Path, refusal: str) -> int:
     except BaseException:
         os.close(descriptor)
         raise
-    # Say who holds it, for the next one refused (the content is informative only; the flock decides).
+    _say_holder(descriptor)
+    return descriptor
+
+
+def _say_holder(descriptor: int) -> None:
+    """Write this process's pid into a held lock file, for the next one refused (the flock decides, not this)."""
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-    return descriptor
 
 
 def _flock_retrying(descriptor: int) -> None:
@@ -324,6 +328,7 @@ def inherited_locks(run_dir: str | os.PathLike, out_path: str | os.PathLike) -> 
         if not same:
             raise TrainingError(f"The lock handed to this worker is not the lock of {path}.")
         os.set_inheritable(descriptor, False)
+        _say_holder(descriptor)  # the holder is this worker now, not the process that started it
     return RunLocks(descriptors)
 
 

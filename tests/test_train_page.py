@@ -191,11 +191,17 @@ def test_a_run_in_use_elsewhere_is_refused(busy_machine):
     config = TrainConfig.for_model("base", epochs=2, subset=100, val_size=20, mixed_precision=False)
     run_dir = classroom.start_run(config, busy_machine / "shared.keras", owner="another", teacher=False)
     try:
+        deadline = time.monotonic() + 60
+        while jobs.run_state(run_dir).state != "queued":  # the worker has taken over the locks
+            assert time.monotonic() < deadline, jobs.log_tail(run_dir)
+            time.sleep(0.1)
         app = open_page()
         set_tiny_settings(app, epochs=1, batch_size=16)
         app.text_input(key="train_out_base").set_value("shared")
         app.button[0].click().run()
-        assert "The run folder shared/ is in use by another training" in app.error[0].value
+        worker = json.loads(RunFiles(run_dir).status.read_text())["pid"]  # the worker, not the server, is named
+        assert (f"The run folder shared/ is in use by another training (process {worker})"
+                in app.error[0].value)
     finally:
         jobs.stop_run(run_dir)
         jobs.wait_until_done(run_dir, timeout_s=60)
