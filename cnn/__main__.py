@@ -128,11 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 
+def _models_dir(args) -> Path | None:
+    return Path(args.models_dir) if args.models_dir else None
+
+
 def cmd_models(args) -> int:
+    """The zoo (name, parameters, description), then each saved model: usable, or unusable and why."""
+    from cnn.artifacts import default_models_dir, scan_models
     from cnn.models import ZOO, count_parameters
 
     for entry in ZOO.values():
         print(f"{entry.name:15s} {count_parameters(entry.build()):>10,d}  {entry.description}")
+    folder = _models_dir(args) or default_models_dir()
+    saved = scan_models(folder)
+    print(f"\nSaved models in {folder}:" if saved else f"\nNo saved model in {folder}.")
+    for entry in saved:
+        print(f"  {entry.describe()}")
     return 0
 
 
@@ -169,7 +180,7 @@ def cmd_train(args) -> int:
 
 def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
-    from cnn.artifacts import default_models_dir
+    from cnn.artifacts import check_model_name, default_models_dir
     from cnn.runs import RunRequest, run_dir_for
     from cnn.training import TrainConfig, cpu_has_native_bf16
 
@@ -185,6 +196,7 @@ def train_request_from_flags(args) -> tuple:
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, not {out.name!r}.")
+    check_model_name(out.stem)  # before training, not after: the model could not be saved under it
     run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(out)
     return RunRequest(config=config.to_dict(), out_path=str(out), resume=args.resume, argv=list(args.argv)), run_dir
 
@@ -261,7 +273,7 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
 def _load(args):
     from cnn.artifacts import load_model
 
-    return load_model(args.model, Path(args.models_dir) if args.models_dir else None)
+    return load_model(args.model, _models_dir(args))
 
 
 def cmd_evaluate(args) -> int:
@@ -358,18 +370,18 @@ def read_source(source: str) -> bytes:
 
 
 def cmd_info(args) -> int:
-    from cnn.artifacts import resolve_model_path, verify_model_file
+    """The verified sidecar's summary; a model that cannot be used is one plain error line."""
+    from cnn.artifacts import resolve_model_path, verified_sidecar
 
-    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
-    record = verify_model_file(path)
-    metrics = record.get("metrics", {})
-    print(f"{path.name}: {record.get('description', record.get('model'))}")
-    print(f"  parameters {record.get('parameters', 0):,}, epochs {record.get('epochs')}, "
-          f"training {record.get('wall_time_s', 0) / 60:.1f} min on {record.get('hardware')}")
-    print(f"  command: {record.get('command')}")
-    for key, value in metrics.items():
+    path = resolve_model_path(args.model, _models_dir(args))
+    sidecar = verified_sidecar(path)
+    print(f"{path.name}: {sidecar.description or sidecar.model}")
+    print(f"  parameters {sidecar.parameters or 0:,}, epochs {sidecar.epochs}, "
+          f"training {(sidecar.wall_time_s or 0) / 60:.1f} min on {sidecar.hardware}")
+    print(f"  command: {sidecar.command}")
+    for key, value in sidecar.metrics.to_dict().items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"  sha256 {record.get('sha256')} (verified)")
+    print(f"  sha256 {sidecar.sha256} (verified)")
     return 0
 
 
@@ -382,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in the sidecar as the exact training command
     try:
+        from cnn.artifacts import tidy_models_folder
+
+        tidy_models_folder(_models_dir(args))  # finish a save that was killed, delete its leftovers
         return COMMANDS[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnn.artifacts import default_models_dir, read_sidecar
+from cnn.artifacts import check_model_name, default_models_dir, read_sidecar
 from cnn.errors import ModelFileError, UserError
 from cnn.recipes import ZOO_INFO
 
@@ -86,8 +86,8 @@ def is_shipped(name: str) -> bool:
 
 def output_path(name: str, models_dir: Path | None = None) -> Path:
     """`models/NAME.keras` for a chosen name (letters, digits, _ and -, at most MAX_NAME_LENGTH)."""
-    name = (name or "").strip()
-    if not NAME_PATTERN.fullmatch(name):
+    name = check_model_name((name or "").strip())  # the models folder's own rule (empty, NUL, length, ...)
+    if not NAME_PATTERN.fullmatch(name):  # and the classroom's stricter one: no dots
         raise UserError(f"The model name {name[:80]!r} may use only letters, digits, _ and - (starting with a "
                         f"letter or digit, at most {MAX_NAME_LENGTH} characters).")
     return Path(models_dir or default_models_dir()) / f"{name}.keras"

@@ -56,10 +56,16 @@ def test_a_student_never_replaces_another_students_model(models_dir):
         classroom.check_output(mine, owner="you", teacher=False)
 
 
-@pytest.mark.parametrize("bad", [".", "", "\x00", "a/b", "../escape", "x" * 65, "x" * 300, "-dash", "a b", "é"])
-def test_odd_model_names_get_one_plain_line(bad, models_dir):
-    with pytest.raises(UserError, match="may use only letters, digits, _ and -"):
+@pytest.mark.parametrize("bad, message", [
+    (".", "is not a model name"), ("", "cannot be empty"), ("\x00", "cannot contain control characters"),
+    ("a/b", "is not a model name"), ("../escape", "is not a model name"), ("x" * 65, "at most 64 characters"),
+    ("x" * 300, "at most 64 characters, not 300"), ("-dash", "is not a model name"), ("a b", "is not a model name"),
+    ("é", "is not a model name"), ("my.model", "may use only letters, digits, _ and -"),
+])
+def test_odd_model_names_get_one_plain_line(bad, message, models_dir):
+    with pytest.raises(UserError, match=message) as refused:
         classroom.output_path(bad)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 200
 
 
 def test_names_and_owners():

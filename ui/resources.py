@@ -8,19 +8,31 @@ a model is asked for, so pages that don't need one stay light.
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
+from streamlit.logger import get_logger
 
 from cnn import artifacts, data
 from cnn.errors import DataError, UserError
 
+_LOG = get_logger(__name__)
+
+
+def saved_models() -> list[artifacts.SavedModel]:
+    """Every saved model, usable ones best first, then those that cannot be used and why; cheap, never cached."""
+    return artifacts.scan_models()
+
 
 def shipped_models() -> list[dict]:
-    """Sidecars of every saved model (best validation accuracy first); cheap, never cached."""
-    return artifacts.list_models()
+    """Sidecars (as dicts, with `name` and `path`) of every usable saved model, best validation accuracy first."""
+    return [entry.record() for entry in saved_models() if entry.usable]
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
 def _load_model(path: str, sha256: str):
+    # One line per real load (a cache miss): benchmarks/classroom_load.py counts them.
+    _LOG.info("Loading model %s (sha256 %s)", path, sha256[:12])
     return artifacts.load_model(path)
 
 
@@ -69,19 +81,33 @@ def test_images() -> tuple[data.Split, str]:
 
 
 def model_picker(label: str = "Model", key: str = "model_choice") -> str | None:
-    """A selectbox of saved models, the best (by validation accuracy) first; None when there are none."""
-    models = shipped_models()
-    if not models:
-        st.warning("No saved model yet: train one on the Train page, or run `make run` from a full checkout.")
-        return None
-    names = [record["name"] for record in models]
-    labels = {record["name"]: _model_label(record) for record in models}
-    return st.selectbox(label, names, format_func=labels.get, key=key)
+    """A selectbox of the usable saved models, the best (by validation accuracy) first; None when there are none.
+
+    Models that cannot be used are named below it with the reason, never offered.
+    """
+    entries = saved_models()
+    usable = [entry for entry in entries if entry.usable]
+    unusable = [entry for entry in entries if not entry.usable]
+    if not usable:
+        st.warning("No saved model can be used: see why below, or train one on the Train page." if unusable else
+                   "No saved model yet: train one on the Train page, or run `make run` from a full checkout.")
+        choice = None
+    else:
+        labels = {entry.name: _model_label(entry) for entry in usable}
+        choice = st.selectbox(label, list(labels), format_func=labels.get, key=key)
+    if unusable:
+        st.caption("Cannot be used: " + "; ".join(plain_markdown(entry.describe()) for entry in unusable) + ".")
+    return choice
 
 
-def _model_label(record: dict) -> str:
-    accuracy = record.get("metrics", {}).get("val_accuracy")
-    return f"{record['name']} (validation {accuracy:.1%})" if accuracy is not None else record["name"]
+def _model_label(entry: artifacts.SavedModel) -> str:
+    accuracy = entry.val_accuracy
+    return f"{entry.name} (validation {accuracy:.1%})" if accuracy is not None else entry.name
+
+
+def plain_markdown(text: str) -> str:
+    """`text` with Markdown's (and Streamlit's directive) characters escaped, so it shows as written."""
+    return re.sub(r"([\\`*_\[\]<>#|~:$])", r"\\\1", text)
 
 
 def show_user_error(error: UserError) -> None:
