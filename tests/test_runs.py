@@ -170,7 +170,7 @@ def test_two_trainings_of_the_same_run_or_output_never_both_run(tmp_path, synthe
     fcntl.flock(slot, fcntl.LOCK_EX)
     first = cli_train(tmp_path, synthetic_cifar, run_dir, out)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while runs.run_state(run_dir).state != "queued":
             assert time.monotonic() < deadline and first.poll() is None, first.communicate()
             time.sleep(0.1)
@@ -178,13 +178,13 @@ def test_two_trainings_of_the_same_run_or_output_never_both_run(tmp_path, synthe
         same_output = cli_train(tmp_path, synthetic_cifar, tmp_path / "runs" / "other", out)
         for second, message in ((same_run, "The run folder m/ is in use by another training"),
                                 (same_output, "m.keras is being written by another training run")):
-            stdout, stderr = second.communicate(timeout=120)
+            stdout, stderr = second.communicate(timeout=600)
             assert second.returncode == 2, (stdout, stderr)
             assert stderr.strip() == f"error: {message} (process {first.pid}): wait until it ends, or stop it first."
         assert first.poll() is None, "the first run was still waiting while the others were refused"
     finally:
         os.close(slot)  # the first may train now
-    stdout, stderr = first.communicate(timeout=300)
+    stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-2000:]
     assert [row["epoch"] for row in runs.read_history(RunFiles(run_dir).history)] == [1, 2]
     assert runs.run_state(run_dir).state == "finished"
