@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the zoo: name, description, parameters")
 
     train = commands.add_parser("train", help="train a zoo model and save it with its sidecar")
-    train.add_argument("--model", help="the zoo model to train (required unless --job)")
+    train.add_argument("--model", help="a zoo model, or with --spec the name of your model (required unless --job)")
+    train.add_argument("--spec", metavar="FILE.json", help="train a model built from this layer list (cnn.spec, "
+                                                           "as the Build page exports it) under the --model name")
     train.add_argument("--job", metavar="RUN_DIR",
                        help="train the run described by RUN_DIR/config.json (how the dashboard starts its workers)")
     train.add_argument("--epochs", type=_positive_int)
@@ -111,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--as-jpeg", type=_jpeg_quality, metavar="QUALITY",
                           help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)")
     evaluate.add_argument("--record", action="store_true",
-                          help="store the test figures (exact 0:1000 and whole set) in the model's sidecar")
+                          help="store the model's predictions on test and validation beside it (NAME.predictions.npz, "
+                               "which the dashboard draws from) and the test figures (exact 0:1000, whole set) "
+                               "in its sidecar")
 
     predict = commands.add_parser("predict", help="top-k classes of image files or http(s) URLs")
     predict.add_argument("model")
@@ -152,7 +156,8 @@ def cmd_train(args) -> int:
     from cnn import jobs, runs
 
     if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
-        given = [flag for flag in ("model", "epochs", "out", "run_dir", "subset") if getattr(args, flag) is not None]
+        given = [flag for flag in ("model", "spec", "epochs", "out", "run_dir", "subset")
+                 if getattr(args, flag) is not None]
         if given or args.resume:
             raise UserError("--job takes every setting from RUN_DIR/config.json: give it no other training "
                             f"settings (got --{(given or ['resume'])[0].replace('_', '-')}).")
@@ -182,12 +187,14 @@ def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
     from cnn.artifacts import check_model_name, default_models_dir
     from cnn.runs import RunRequest, run_dir_for
+    from cnn.spec import read_spec_file
     from cnn.training import TrainConfig, cpu_has_native_bf16
 
     if not args.model:
         raise UserError("train needs --model NAME (or --job RUN_DIR).")
     config = TrainConfig.for_model(
-        args.model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        args.model, spec=read_spec_file(args.spec) if args.spec else None,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
         mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
         jpeg_augment=args.jpeg_augment, jpeg_quality=args.jpeg_quality, flip=args.flip,
@@ -236,6 +243,11 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
         from cnn.classroom import OWNER_FIELD
 
         sidecar[OWNER_FIELD] = request.owner
+    if config.spec is not None:  # a built model's test 0-999 figure, for the Build page's leaderboard
+        from cnn.data import CLEAN_TEST_STOP
+        from cnn.evaluation import evaluate
+
+        sidecar["metrics"].update(clean_test_metrics(evaluate(result.model, data.test.subset(0, CLEAN_TEST_STOP))))
     save_model(result.model, out, sidecar)
     state = "stopped" if result.stopped_early else "finished"
     accuracy = ("no validation images" if result.val_accuracy is None
@@ -253,7 +265,7 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
 
     return {
         "model": result.config.model,
-        "description": get_entry(result.config.model).description,
+        "description": get_entry(result.config.model, result.config.spec).description,
         "config": result.config.to_dict(),
         "command": "python -m cnn " + " ".join(shlex.quote(part) for part in argv),
         "epochs": result.epochs_done,
@@ -277,30 +289,21 @@ def _load(args):
 
 
 def cmd_evaluate(args) -> int:
-    from cnn.artifacts import resolve_model_path, update_sidecar
-    from cnn.data import CLEAN_TEST_STOP, load_split_or_sample
+    from cnn.data import load_split_or_sample
     from cnn.evaluation import evaluate
 
     model, _ = _load(args)
-    split, source = load_split_or_sample(args.data_dir, args.split)
     if args.record:
-        if args.split != "test" or args.indices or args.as_jpeg:
-            raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
-        clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
-        whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
-        path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
-        metrics = read_metrics(path)
-        metrics.update(test_clean_accuracy=clean.accuracy, test_clean_images=clean.n, test_clean_split=clean.split)
-        if whole:
-            metrics.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
-        update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
-    if args.indices:
-        split = split.subset(*args.indices)
-    if args.as_jpeg:
-        from cnn.data import jpeg_copy
+        report, source = record_test_figures(args, model)
+    else:
+        split, source = load_split_or_sample(args.data_dir, args.split)
+        if args.indices:
+            split = split.subset(*args.indices)
+        if args.as_jpeg:
+            from cnn.data import jpeg_copy
 
-        split = jpeg_copy(split, quality=args.as_jpeg)
-    report = evaluate(model, split)
+            split = jpeg_copy(split, quality=args.as_jpeg)
+        report = evaluate(model, split)
     if args.json:
         print(json.dumps({**report.to_json(), "data": source}))
     else:
@@ -312,10 +315,78 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def read_metrics(path) -> dict:
-    from cnn.artifacts import read_sidecar
+def clean_test_metrics(clean) -> dict:
+    """The sidecar's figures of an evaluation on the exact test images 0-999."""
+    return {"test_clean_accuracy": clean.accuracy, "test_clean_images": clean.n, "test_clean_split": clean.split}
 
-    return dict(read_sidecar(path).get("metrics", {}))
+
+def record_test_figures(args, model):
+    """`evaluate --record`: the model's predictions on test (and validation, with the full data) stored beside
+    it, and the test figures drawn from them written to its sidecar. Returns (report of the test set, source)."""
+    from cnn.artifacts import read_sidecar, resolve_model_path
+    from cnn.data import CLEAN_TEST_STOP, describe_test_part
+    from cnn.evaluation import predict_split, report_from_predictions, store_predictions
+
+    if args.split != "test" or args.indices or args.as_jpeg:
+        raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
+    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
+    record = read_sidecar(path)
+    splits, source = evaluated_splits(args.data_dir, record)
+    answers = {name: predict_split(model, split, progress=_progress_printer(name)) for name, split in splits.items()}
+    test = answers["test"]
+    clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
+    clean = report_from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
+    whole = report_from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    metrics = dict(record.get("metrics", {}))
+    new = clean_test_metrics(clean)
+    if whole:
+        new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
+    if "val" in answers:
+        _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
+                         report_from_predictions(answers["val"], "val").accuracy, updated=False)
+    for key in ("test_clean_accuracy", "test_all_accuracy"):
+        if key in new:
+            _note_if_changed(key, metrics.get(key), new[key], updated=True)
+    metrics.update(new)
+    store_predictions(path, answers, source, metrics=metrics, test_report=(whole or clean).to_json())
+    return whole or clean, source
+
+
+def evaluated_splits(data_dir, record: dict) -> tuple[dict, str]:
+    """{"test": ..., "val": ...} of the full data (validation cut as the model was trained), or the bundled
+    sample's test images 0-999 alone; with a sentence saying which."""
+    from cnn.data import VALIDATION_SIZE, load_cifar10, load_split_or_sample
+    from cnn.errors import DataError
+
+    val_size = (record.get("config") or {}).get("val_size") or VALIDATION_SIZE
+    try:
+        data = load_cifar10(data_dir, val_size=val_size)
+    except DataError:
+        if data_dir:
+            raise
+        test, source = load_split_or_sample(None, "test")
+        return {"test": test}, source
+    return {"test": data.test, "val": data.val}, f"CIFAR-10 from {data.source}"
+
+
+def _progress_printer(split_name: str):
+    """progress(done, total) that prints a line on stderr at every tenth of the split."""
+    printed = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth not in printed:
+            printed.add(tenth)
+            print(f"{split_name}: {done:,}/{total:,} images", file=sys.stderr, flush=True)
+    return report
+
+
+def _note_if_changed(key: str, recorded, measured: float, *, updated: bool) -> None:
+    """Say on stderr when a recorded figure differs from what the stored predictions give."""
+    if recorded is not None and recorded != measured:
+        action = "the sidecar now records the new value" if updated else "the sidecar keeps the recorded value"
+        print(f"note: {key} was recorded as {recorded:.4f}; the predictions give {measured:.4f} ({action})",
+              file=sys.stderr)
 
 
 def cmd_predict(args) -> int:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cnn import INPUT_SHAPE, NUM_CLASSES
 from cnn.errors import ModelFileError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -660,6 +661,11 @@ def atomic_write_text(target: Path, text: str) -> None:
     _replace_from_temp(Path(target), lambda temp: temp.write_text(text))
 
 
+def atomic_write_bytes(target: Path, content: bytes) -> None:
+    """Write `content` to `target` atomically."""
+    _replace_from_temp(Path(target), lambda temp: temp.write_bytes(content))
+
+
 def save_keras_atomic(model, target: Path) -> None:
     """`model.save` to `target` atomically (one file: run-folder checkpoints)."""
     _replace_from_temp(Path(target), lambda temp: model.save(temp))
@@ -746,7 +752,7 @@ def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
                                  "safe mode refuses to run: it will not be loaded.") from None
         raise ModelFileError(f"{path.name} could not be loaded safely ({type(error).__name__}: "
                              f"{str(error)[:200]}).") from None
-    if tuple(model.input_shape[1:]) != (32, 32, 3) or model.output_shape[-1] != 10:
+    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
         raise ModelFileError(f"{path.name} does not take 32x32 RGB images and give 10 classes.")
     return model, sidecar.to_dict()
 

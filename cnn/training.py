@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0  # for repeatable runs
     mixed_precision: bool = True  # bf16 compute: ~1.3x faster on this CPU
     data_dir: str | None = None  # CIFAR-10 folder; None searches CIFAR10_DIR and Keras's cache
+    spec: dict | None = None  # a Build-page model: its layer list (cnn.spec, checked); `model` is its name
 
     def __post_init__(self):
         problems = []
@@ -87,15 +88,37 @@ class TrainConfig:
             problems.append("the JPEG quality range must be two numbers 1-100, low first")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label smoothing must be in [0, 1)")
+        if self.spec is not None:
+            problems += self._spec_problems()
         if problems:
             raise UserError("Invalid training settings: " + "; ".join(problems) + ".")
 
+    def _spec_problems(self) -> list[str]:
+        """Check a built model's spec, name and epochs against the classroom limits; store the canonical spec."""
+        from cnn.spec import check_model_name, check_spec, classroom_limits
+
+        try:
+            limits = classroom_limits()
+            object.__setattr__(self, "spec", check_spec(self.spec, limits))
+            check_model_name(self.model)
+        except UserError as error:
+            return [str(error).rstrip(".")]
+        if self.epochs > limits.max_epochs:
+            return [f"a built model trains for at most {limits.max_epochs} epochs (the teacher can raise this "
+                    "with CNN_MAX_EPOCHS)"]
+        return []
+
     @classmethod
     def for_model(cls, model: str, **overrides) -> "TrainConfig":
-        """The zoo recipe of `model`, with the given settings (None = keep the recipe's) on top."""
-        from cnn.recipes import get_info
+        """The zoo recipe of `model`, with the given settings (None = keep the recipe's) on top.
 
-        recipe = dict(get_info(model).recipe)
+        With a `spec` (a Build-page model), `model` is the student's name and the recipe is
+        `cnn.spec.BUILD_RECIPE`.
+        """
+        from cnn.recipes import get_info
+        from cnn.spec import BUILD_RECIPE
+
+        recipe = dict(BUILD_RECIPE if overrides.get("spec") is not None else get_info(model).recipe)
         recipe.update({key: value for key, value in overrides.items() if value is not None})
         return cls(model=model, **recipe)
 
@@ -419,7 +442,7 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
 
     from cnn.models import get_entry
 
-    entry = get_entry(config.model)
+    entry = get_entry(config.model, config.spec)
     files = RunFiles(Path(run_dir))
     files.folder.mkdir(parents=True, exist_ok=True)
     if clear_stop:

@@ -50,6 +50,14 @@ def models_table(entries: list[SavedModel]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def split_shipped(entries: list[SavedModel]) -> tuple[list[SavedModel], list[SavedModel]]:
+    """(shipped, trained here) among the usable models: a shipped model's test figures were recorded by
+    `python -m cnn evaluate NAME --record`; a classroom run (Train page) or another local training has none."""
+    usable = [entry for entry in entries if entry.usable]
+    shipped = [entry for entry in usable if entry.sidecar.metrics.test_clean_accuracy is not None]
+    return shipped, [entry for entry in usable if entry not in shipped]
+
+
 def unusable_table(entries: list[SavedModel]) -> pd.DataFrame:
     """One row per saved model that cannot be used: its name and why (shown as plain text, never Markdown)."""
     return pd.DataFrame([{"Model": display_name(entry.name), "Why it cannot be used": entry.problem}
