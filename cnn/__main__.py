@@ -74,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the zoo: name, description, parameters")
 
     train = commands.add_parser("train", help="train a zoo model and save it with its sidecar")
-    train.add_argument("--model", required=True, help="a zoo model, or with --spec the name of your model")
+    train.add_argument("--model", help="a zoo model, or with --spec the name of your model (required unless --job)")
     train.add_argument("--spec", metavar="FILE.json", help="train a model built from this layer list (cnn.spec, "
                                                            "as the Build page exports it) under the --model name")
+    train.add_argument("--job", metavar="RUN_DIR",
+                       help="train the run described by RUN_DIR/config.json (how the dashboard starts its workers)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
@@ -93,10 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="range of the re-encoding quality, e.g. 60:95")
     train.add_argument("--data-dir")
     train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
-    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM)")
+    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM, "
+                                        "runs/ being CNN_RUNS_DIR when set)")
     train.add_argument("--seed", type=int)
     train.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    train.add_argument("--no-mixed-precision", action="store_true", help="train in float32 instead of bf16")
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 compute (default: on when the CPU has native bf16, else float32)")
     train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
 
@@ -148,35 +152,110 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from cnn.artifacts import PROJECT_ROOT, check_model_name, default_models_dir, save_model
-    from cnn.data import load_cifar10
-    from cnn.spec import read_spec_file
-    from cnn.training import TrainConfig, train
+    """Train one run: take its locks, wait for a training slot, train, save, record how it ended."""
+    from cnn import jobs, runs
 
+    if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
+        given = [flag for flag in ("model", "spec", "epochs", "out", "run_dir", "subset")
+                 if getattr(args, flag) is not None]
+        if given or args.resume:
+            raise UserError("--job takes every setting from RUN_DIR/config.json: give it no other training "
+                            f"settings (got --{(given or ['resume'])[0].replace('_', '-')}).")
+        files = runs.RunFiles(Path(args.job))
+        request = runs.RunRequest.read(files)
+        locks = runs.inherited_locks(files.folder, request.out_path)
+    else:
+        request, run_dir = train_request_from_flags(args)
+        files, locks = runs.RunFiles(run_dir), None
+    prepared = locks is not None
+    with locks or runs.acquire_locks(files.folder, request.out_path):
+        if not prepared:
+            jobs.prepare_run(files, request)
+        with runs.WorkerRecord(files) as record, runs.Heartbeat(files):
+            slot = jobs.wait_for_slot(files, request, record, on_wait=_print_queue_position)
+            if slot is None:
+                record.finish("cancelled", jobs.CANCELLED_MESSAGE)
+                print(f"cancelled: {jobs.CANCELLED_MESSAGE}", file=sys.stderr)
+                return EXIT_SOME_FAILED
+            try:
+                return train_in_slot(request, files, record, download=args.download)
+            finally:
+                os.close(slot)
+
+
+def train_request_from_flags(args) -> tuple:
+    """The RunRequest and run folder that the command line's flags describe."""
+    from cnn.artifacts import check_model_name, default_models_dir
+    from cnn.runs import RunRequest, run_dir_for
+    from cnn.spec import read_spec_file
+    from cnn.training import TrainConfig, cpu_has_native_bf16
+
+    if not args.model:
+        raise UserError("train needs --model NAME (or --job RUN_DIR).")
     config = TrainConfig.for_model(
         args.model, spec=read_spec_file(args.spec) if args.spec else None,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
-        mixed_precision=False if args.no_mixed_precision else None, jpeg_augment=args.jpeg_augment,
-        jpeg_quality=args.jpeg_quality, flip=args.flip, whiten_bias_epochs=args.whiten_bias_epochs,
+        mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
+        jpeg_augment=args.jpeg_augment, jpeg_quality=args.jpeg_quality, flip=args.flip,
+        whiten_bias_epochs=args.whiten_bias_epochs,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, not {out.name!r}.")
     check_model_name(out.stem)  # before training, not after: the model could not be saved under it
-    run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / out.stem
-    data = load_cifar10(config.data_dir, val_size=config.val_size, download=args.download)
-    result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
-    sidecar = build_sidecar(result, data, args.argv)
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(out)
+    return RunRequest(config=config.to_dict(), out_path=str(out), resume=args.resume, argv=list(args.argv)), run_dir
+
+
+def _print_queue_position(position: int) -> None:
+    from cnn.jobs import max_workers, ordinal
+
+    print(f"waiting for a training slot: {ordinal(position)} in line ({max_workers()} at once on this machine; "
+          "CNN_MAX_WORKERS sets it)", file=sys.stderr, flush=True)
+
+
+def train_in_slot(request, files, record, *, download: bool = False) -> int:
+    """The run itself, once it holds a training slot: load the data, train, save the model, record the end."""
+    import time
+
+    from cnn.artifacts import save_model
+    from cnn.data import load_cifar10
+    from cnn.jobs import STARTING_MESSAGE
+    from cnn.runs import NOT_STARTED_MESSAGE
+    from cnn.training import TrainConfig, train
+
+    record.phase("starting", STARTING_MESSAGE, slot_since=time.time())
+    config = TrainConfig(**request.config)
+    data = None if files.stop_flag.exists() else load_cifar10(config.data_dir, val_size=config.val_size,
+                                                              download=download)
+    if data is not None:
+        import keras  # noqa: F401 - the slow import happens here, so a Stop pressed meanwhile is seen below
+    if files.stop_flag.exists():  # a Stop while it started up: nothing was trained
+        record.finish("stopped", NOT_STARTED_MESSAGE)
+        print(f"stopped: {NOT_STARTED_MESSAGE}")
+        return 0
+    result = train(config, data, files.folder, resume=request.resume, clear_stop=False,
+                   verbose=1 if sys.stdout.isatty() else 2)
+    out = Path(request.out_path)
+    sidecar = build_sidecar(result, data, request.argv)
+    if request.owner:
+        from cnn.classroom import OWNER_FIELD
+
+        sidecar[OWNER_FIELD] = request.owner
     if config.spec is not None:  # a built model's test 0-999 figure, for the Build page's leaderboard
         from cnn.data import CLEAN_TEST_STOP
         from cnn.evaluation import evaluate
 
         sidecar["metrics"].update(clean_test_metrics(evaluate(result.model, data.test.subset(0, CLEAN_TEST_STOP))))
     save_model(result.model, out, sidecar)
-    state = "stopped early" if result.stopped_early else "finished"
-    print(f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
-          f"validation accuracy {result.val_accuracy:.4f}; saved {out} and {out.with_suffix('.json').name}")
+    state = "stopped" if result.stopped_early else "finished"
+    accuracy = ("no validation images" if result.val_accuracy is None
+                else f"validation accuracy {result.val_accuracy:.4f}")
+    summary = (f"{result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; {accuracy}; "
+               f"saved {out} and {out.with_suffix('.json').name}")
+    record.finish(state, summary, epoch=result.epochs_done)
+    print(f"{'stopped early' if result.stopped_early else 'finished'}: {summary}")
     return 0
 
 

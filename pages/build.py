@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnn import data, jobs
+from cnn import classroom, data
 from cnn import spec as specs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
@@ -51,15 +51,15 @@ with settings:
         request = "resume"
     build_views.export_button(analysis, name)
     st.caption("Training runs in the same worker process and run folder as on the Train page "
-               "(`python -m cnn train --spec`) and saves models/NAME.keras with the spec in its sidecar: the "
+               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its sidecar: the "
                "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here.")
 if request is not None:
     try:
         if request == "resume":
-            jobs.resume_run(run_dir)
-        else:
-            jobs.start_run(request.config, request.out_path, jobs.classroom_run_dir(request.config.model),
-                           overwrite=request.overwrite)
+            classroom.resume_run(run_dir, teacher=False)
+        else:  # the classroom's rules and queue, as on the Train page
+            classroom.start_run(request.config, request.out_path, owner=training_views.session_owner(),
+                                teacher=False, replace=request.replace)
     except UserError as error:
         settings.error(str(error), icon=":material/error:")
     else:

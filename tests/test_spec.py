@@ -375,14 +375,14 @@ def test_raised_epoch_limit(monkeypatch):
     assert TrainConfig(model="my_cnn", spec=SMALL, epochs=50).epochs == 50
 
 
-def test_worker_command_passes_the_spec_file(tmp_path):
-    from cnn import jobs
+def test_the_spec_travels_to_the_worker_in_the_runs_config(tmp_path):
+    from cnn.runs import RunFiles, RunRequest
     from cnn.training import TrainConfig
 
     config = TrainConfig.for_model("my_cnn", spec=SMALL, epochs=1, subset=20)
-    command = jobs.worker_command(config, tmp_path / "my_cnn.keras", tmp_path / "run")
-    assert command[command.index("--spec") + 1] == str(tmp_path / "run" / jobs.SPEC_NAME)
-    assert command[command.index("--model") + 1] == "my_cnn"
+    files = RunFiles(tmp_path / "run")
+    RunRequest(config=config.to_dict(), out_path=str(tmp_path / "my_cnn.keras")).write(files)
+    assert TrainConfig(**RunRequest.read(files).config) == config  # what `train --job` trains
 
 
 # ---------------------------------------------------------------- a built model, end to end

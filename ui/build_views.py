@@ -13,7 +13,7 @@ from typing import Sequence
 import pandas as pd
 import streamlit as st
 
-from cnn import data, jobs
+from cnn import classroom, data, runs
 from cnn import spec as specs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
@@ -306,7 +306,7 @@ def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool
     try:
         config = TrainConfig.for_model(name, spec=analysis.spec, epochs=int(epochs), subset=int(subset),
                                        val_size=int(val_size))
-        return TrainRequest(config, jobs.output_path(name), replace)
+        return TrainRequest(config, classroom.output_path(name), replace)
     except UserError as error:
         st.error(str(error), icon=":material/error:")
         return None
@@ -332,7 +332,7 @@ def _name_problem(name: str) -> tuple[str | None, bool]:
 def run_dir_of(name: str):
     """The run folder of the model called `name` (None while the name is invalid)."""
     try:
-        return jobs.classroom_run_dir(specs.check_model_name(name))
+        return runs.run_dir_for(specs.check_model_name(name))
     except UserError:
         return None
 
