@@ -19,6 +19,7 @@ PAGES = {
         st.Page("pages/dataset.py", title="CIFAR-10 dataset", icon=":material/photo_library:"),
     ],
     "Model": [
+        st.Page("pages/build.py", title="Build", icon=":material/construction:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
         st.Page("pages/inspect.py", title="Inspect", icon=":material/visibility:"),

@@ -1,7 +1,7 @@
 """What the Train page costs: the poll of a run folder, and our training path against plain `model.fit`.
 
 Prints three figures:
-  1. poll cost: `cnn.jobs.run_state` (status + history files) plus building both
+  1. poll cost: `cnn.runs.run_state` (status + history files) plus building both
      plotly learning-curve figures and serialising them, as the page does every
      second; median of 50 polls of a 50-epoch history;
   2. training throughput (images/s) of `cnn.training.train` (the worker's code:
@@ -34,7 +34,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "cifar-10-batches-py"
 if "CIFAR10_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["CIFAR10_DIR"] = str(SHARED_DATA)
 
-from cnn import jobs  # noqa: E402
+from cnn import jobs, runs  # noqa: E402
 from cnn.training import describe_hardware  # noqa: E402
 
 VAL_IMAGES = 1_000  # validation images evaluated after every epoch, by both paths
@@ -56,7 +56,7 @@ def poll_cost(repeats: int = 50) -> float:
         timings = []
         for _ in range(repeats):
             started = time.perf_counter()
-            state = jobs.run_state(run_dir)
+            state = runs.run_state(run_dir)
             for figure in learning_curves({"this run": state.history}):
                 figure.to_json()
             timings.append(time.perf_counter() - started)
@@ -110,9 +110,9 @@ def startup_seconds() -> float:
         run_dir, out = Path(folder) / "run", Path(folder) / "models" / "bench_classroom.keras"
         config = TrainConfig.for_model("base", epochs=1, subset=1_000, val_size=VAL_IMAGES)
         started = time.perf_counter()
-        jobs.start_run(config, out, run_dir)
+        jobs.start_run(runs.RunRequest(config=config.to_dict(), out_path=str(out)), run_dir)
         while True:
-            state = jobs.run_state(run_dir)
+            state = runs.run_state(run_dir)
             if state.batch > 0 or state.history or not state.active:
                 elapsed = time.perf_counter() - started
                 break

@@ -1,7 +1,7 @@
 """Re-evaluate every shipped model and print one table beside the report's figures.
 
-Columns: parameters, epochs, training minutes (from the sidecar: measured by the
-training command), validation accuracy (last 5,000 training images, also re-encoded as JPEG
+Columns: parameters, epochs, training minutes (from the sidecar, read through
+`cnn.artifacts.Sidecar`: measured by the training command), validation accuracy (last 5,000 training images, also re-encoded as JPEG
 quality 75 to estimate the cost of JPEG artefacts without the test set), test
 accuracy on the exact images 0-999 and on all 10,000 (1000-9999 JPEG-derived in
 the shared copy), and single-image latency (decoded 32x32 image -> top-3, p50
@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from cnn.artifacts import list_models, load_model  # noqa: E402
+from cnn.artifacts import load_model, scan_models  # noqa: E402
 from cnn.data import CLEAN_TEST_STOP, jpeg_copy, load_cifar10  # noqa: E402
+from cnn.errors import ModelFileError  # noqa: E402
 from cnn.evaluation import evaluate  # noqa: E402
 from cnn.inference import Predictor  # noqa: E402
 from cnn.report import REPORT_ACCURACY  # noqa: E402
@@ -53,24 +54,31 @@ def percent(value) -> str:
 def main() -> None:
     data_dir = os.environ.get("CIFAR10_DIR") or (ROOT.parent / "shared" / "data" / "cifar-10-batches-py")
     data = load_cifar10(data_dir)
-    records = sorted(list_models(), key=lambda r: ZOO_ORDER.index(r["name"]) if r["name"] in ZOO_ORDER else 99)
+    entries = sorted(scan_models(), key=lambda e: ZOO_ORDER.index(e.name) if e.name in ZOO_ORDER else 99)
     print(f"Hardware: {describe_hardware()}; data: {data.source}")
     print()
     val_jpeg = jpeg_copy(data.val)
     print("| model | parameters | epochs | training min | validation | validation as JPEG q75 "
           "| test exact 0-999 | test all 10,000 | report | latency p50 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for record in records:
-        model, sidecar = load_model(record["name"])
+    for entry in entries:
+        try:
+            if not entry.usable:
+                raise ModelFileError(entry.describe())
+            model, _ = load_model(entry.path)
+        except ModelFileError as error:  # one bad model costs its own row, never the table
+            print(f"| {error} |" + " |" * 9)
+            continue
+        sidecar = entry.sidecar
         val = evaluate(model, data.val)
         val_as_jpeg = evaluate(model, val_jpeg)
         clean = evaluate(model, data.test.subset(0, CLEAN_TEST_STOP))
         whole = evaluate(model, data.test)
         latency = single_image_latency_ms(model, data.test.images[0])
-        print(f"| {record['name']} | {sidecar.get('parameters', 0):,} | {sidecar.get('epochs')} "
-              f"| {sidecar.get('wall_time_s', 0) / 60:.1f} | {percent(val.accuracy)} | {percent(val_as_jpeg.accuracy)} "
+        print(f"| {entry.name} | {sidecar.parameters or 0:,} | {sidecar.epochs} "
+              f"| {(sidecar.wall_time_s or 0) / 60:.1f} | {percent(val.accuracy)} | {percent(val_as_jpeg.accuracy)} "
               f"| {percent(clean.accuracy)} "
-              f"| {percent(whole.accuracy)} | {percent(REPORT_ACCURACY.get(sidecar.get('model')))} | {latency:.2f} |")
+              f"| {percent(whole.accuracy)} | {percent(REPORT_ACCURACY.get(sidecar.model))} | {latency:.2f} |")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the zoo: name, description, parameters")
 
     train = commands.add_parser("train", help="train a zoo model and save it with its sidecar")
-    train.add_argument("--model", required=True)
+    train.add_argument("--model", help="a zoo model, or with --spec the name of your model (required unless --job)")
+    train.add_argument("--spec", metavar="FILE.json", help="train a model built from this layer list (cnn.spec, "
+                                                           "as the Build page exports it) under the --model name")
+    train.add_argument("--job", metavar="RUN_DIR",
+                       help="train the run described by RUN_DIR/config.json (how the dashboard starts its workers)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
@@ -91,10 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="range of the re-encoding quality, e.g. 60:95")
     train.add_argument("--data-dir")
     train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
-    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM)")
+    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM, "
+                                        "runs/ being CNN_RUNS_DIR when set)")
     train.add_argument("--seed", type=int)
     train.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    train.add_argument("--no-mixed-precision", action="store_true", help="train in float32 instead of bf16")
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 compute (default: on when the CPU has native bf16, else float32)")
     train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
     train.add_argument("--strategy", choices=("mirrored", "multiworker"),  # cnn.distribute.STRATEGIES
@@ -112,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--as-jpeg", type=_jpeg_quality, metavar="QUALITY",
                           help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)")
     evaluate.add_argument("--record", action="store_true",
-                          help="store the test figures (exact 0:1000 and whole set) in the model's sidecar")
+                          help="store the model's predictions on test and validation beside it (NAME.predictions.npz, "
+                               "which the dashboard draws from) and the test figures (exact 0:1000, whole set) "
+                               "in its sidecar")
 
     predict = commands.add_parser("predict", help="top-k classes of image files or http(s) URLs")
     predict.add_argument("model")
@@ -129,42 +137,167 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- commands
 
 
+def _models_dir(args) -> Path | None:
+    return Path(args.models_dir) if args.models_dir else None
+
+
 def cmd_models(args) -> int:
+    """The zoo (name, parameters, description), then each saved model: usable, or unusable and why."""
+    from cnn.artifacts import default_models_dir, scan_models
     from cnn.models import ZOO, count_parameters
 
     for entry in ZOO.values():
         print(f"{entry.name:15s} {count_parameters(entry.build()):>10,d}  {entry.description}")
+    folder = _models_dir(args) or default_models_dir()
+    saved = scan_models(folder)
+    print(f"\nSaved models in {folder}:" if saved else f"\nNo saved model in {folder}.")
+    for entry in saved:
+        print(f"  {entry.describe()}")
     return 0
 
 
 def cmd_train(args) -> int:
-    from cnn.artifacts import PROJECT_ROOT, default_models_dir, save_model
-    from cnn.data import load_cifar10
-    from cnn.training import TrainConfig, train
+    """Train one run: take its locks, wait for a training slot, train, save, record how it ended."""
+    from cnn import jobs, runs
 
+    if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
+        given = [flag for flag in ("model", "spec", "epochs", "out", "run_dir", "subset", "strategy",
+                                   "cpu_devices") if getattr(args, flag) is not None]
+        if given or args.resume:
+            raise UserError("--job takes every setting from RUN_DIR/config.json: give it no other training "
+                            f"settings (got --{(given or ['resume'])[0].replace('_', '-')}).")
+        files = runs.RunFiles(Path(args.job))
+        request = runs.RunRequest.read(files)
+        locks = runs.inherited_locks(files.folder, request.out_path)
+    else:
+        request, run_dir = train_request_from_flags(args)
+        files, locks = runs.RunFiles(run_dir), None
+        if not keeps_the_run_folder(request.config):
+            return train_beside_the_chief(request, files, download=args.download)
+    prepared = locks is not None
+    with locks or runs.acquire_locks(files.folder, request.out_path):
+        if not prepared:
+            jobs.prepare_run(files, request)
+        with runs.WorkerRecord(files) as record, runs.Heartbeat(files):
+            slot = jobs.wait_for_slot(files, request, record, on_wait=_print_queue_position)
+            if slot is None:
+                record.finish("cancelled", jobs.CANCELLED_MESSAGE)
+                print(f"cancelled: {jobs.CANCELLED_MESSAGE}", file=sys.stderr)
+                return EXIT_SOME_FAILED
+            try:
+                return train_in_slot(request, files, record, download=args.download)
+            finally:
+                os.close(slot)
+
+
+def train_request_from_flags(args) -> tuple:
+    """The RunRequest and run folder that the command line's flags describe."""
+    from cnn.artifacts import check_model_name, default_models_dir
+    from cnn.runs import RunRequest, run_dir_for
+    from cnn.spec import read_spec_file
+    from cnn.training import TrainConfig, cpu_has_native_bf16
+
+    if not args.model:
+        raise UserError("train needs --model NAME (or --job RUN_DIR).")
     config = TrainConfig.for_model(
-        args.model, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        args.model, spec=read_spec_file(args.spec) if args.spec else None,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
-        mixed_precision=False if args.no_mixed_precision else None, jpeg_augment=args.jpeg_augment,
-        jpeg_quality=args.jpeg_quality, flip=args.flip, whiten_bias_epochs=args.whiten_bias_epochs,
-        strategy=args.strategy, cpu_devices=args.cpu_devices,
+        mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
+        jpeg_augment=args.jpeg_augment, jpeg_quality=args.jpeg_quality, flip=args.flip,
+        whiten_bias_epochs=args.whiten_bias_epochs, strategy=args.strategy, cpu_devices=args.cpu_devices,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
         raise UserError(f"--out must name a .keras file, not {out.name!r}.")
-    run_dir = Path(args.run_dir) if args.run_dir else PROJECT_ROOT / "runs" / out.stem
-    data = load_cifar10(config.data_dir, val_size=config.val_size, download=args.download)
-    result = train(config, data, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
-    state = "stopped early" if result.stopped_early else "finished"
-    summary = (f"{state}: {result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; "
-               f"validation accuracy {result.val_accuracy:.4f}")
-    if not result.is_chief:  # the chief keeps the run folder and saves the same model
-        print(f"worker (not the chief) {summary}, loss {result.val_loss:.6f}; the chief saves the model")
+    check_model_name(out.stem)  # before training, not after: the model could not be saved under it
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(out)
+    return RunRequest(config=config.to_dict(), out_path=str(out), resume=args.resume, argv=list(args.argv)), run_dir
+
+
+def keeps_the_run_folder(config: dict) -> bool:
+    """Whether this process owns the run folder: always, except on a multi-worker worker that is not the chief."""
+    from cnn.distribute import is_chief_task
+
+    # is_chief_task checks TF_CONFIG: a bad one is refused before anything is written.
+    return config.get("strategy") != "multiworker" or is_chief_task()
+
+
+def train_beside_the_chief(request, files, *, download: bool = False) -> int:
+    """A multi-worker run's other worker: trains in step with the chief, which alone keeps the run.
+
+    It takes none of the run's locks, no training slot (it is part of the chief's run) and
+    writes nothing in the run folder: its run files go to a temporary folder
+    (`cnn.distribute.worker_run_folder`), and the chief saves the model.
+    """
+    from cnn.data import load_cifar10
+    from cnn.training import TrainConfig, train
+
+    config = TrainConfig(**request.config)
+    data = load_cifar10(config.data_dir, val_size=config.val_size, download=download)
+    result = train(config, data, files.folder, resume=request.resume, verbose=1 if sys.stdout.isatty() else 2)
+    print(f"worker (not the chief) {'stopped early' if result.stopped_early else 'finished'}: "
+          f"{_run_summary(result, config)}; the chief saves the model")
+    return 0
+
+
+def _run_summary(result, config) -> str:
+    """Epochs, time and validation accuracy of a finished run (with its loss on several workers, to compare them)."""
+    accuracy = ("no validation images" if result.val_accuracy is None
+                else f"validation accuracy {result.val_accuracy:.4f}")
+    if result.workers > 1 and result.val_loss is not None:
+        accuracy += f", loss {result.val_loss:.6f}"
+    return f"{result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; {accuracy}"
+
+
+def _print_queue_position(position: int) -> None:
+    from cnn.jobs import max_workers, ordinal
+
+    print(f"waiting for a training slot: {ordinal(position)} in line ({max_workers()} at once on this machine; "
+          "CNN_MAX_WORKERS sets it)", file=sys.stderr, flush=True)
+
+
+def train_in_slot(request, files, record, *, download: bool = False) -> int:
+    """The run itself, once it holds a training slot: load the data, train, save the model, record the end."""
+    import time
+
+    from cnn.artifacts import save_model
+    from cnn.data import load_cifar10
+    from cnn.jobs import STARTING_MESSAGE
+    from cnn.runs import NOT_STARTED_MESSAGE
+    from cnn.training import TrainConfig, train
+
+    record.phase("starting", STARTING_MESSAGE, slot_since=time.time())
+    config = TrainConfig(**request.config)
+    # The other workers of a multi-worker run wait for this one: it trains, and a Stop stops them all at once.
+    alone = config.strategy != "multiworker"
+    data = None if alone and files.stop_flag.exists() else load_cifar10(config.data_dir, val_size=config.val_size,
+                                                                        download=download)
+    if data is not None:
+        import keras  # noqa: F401 - the slow import happens here, so a Stop pressed meanwhile is seen below
+    if alone and files.stop_flag.exists():  # a Stop while it started up: nothing was trained
+        record.finish("stopped", NOT_STARTED_MESSAGE)
+        print(f"stopped: {NOT_STARTED_MESSAGE}")
         return 0
-    save_model(result.model, out, build_sidecar(result, data, args.argv))
-    if result.workers > 1:
-        summary = f"chief {summary}, loss {result.val_loss:.6f}"
-    print(f"{summary}; saved {out} and {out.with_suffix('.json').name}")
+    result = train(config, data, files.folder, resume=request.resume, clear_stop=False,
+                   verbose=1 if sys.stdout.isatty() else 2)
+    out = Path(request.out_path)
+    sidecar = build_sidecar(result, data, request.argv)
+    if request.owner:
+        from cnn.classroom import OWNER_FIELD
+
+        sidecar[OWNER_FIELD] = request.owner
+    if config.spec is not None:  # a built model's test 0-999 figure, for the Build page's leaderboard
+        from cnn.data import CLEAN_TEST_STOP
+        from cnn.evaluation import evaluate
+
+        sidecar["metrics"].update(clean_test_metrics(evaluate(result.model, data.test.subset(0, CLEAN_TEST_STOP))))
+    save_model(result.model, out, sidecar)
+    state = "stopped" if result.stopped_early else "finished"
+    summary = f"{_run_summary(result, config)}; saved {out} and {out.with_suffix('.json').name}"
+    record.finish(state, summary, epoch=result.epochs_done)
+    print(f"{'chief ' if result.workers > 1 else ''}{'stopped early' if result.stopped_early else 'finished'}: "
+          f"{summary}")
     return 0
 
 
@@ -174,7 +307,7 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
 
     return {
         "model": result.config.model,
-        "description": get_entry(result.config.model).description,
+        "description": get_entry(result.config.model, result.config.spec).description,
         "config": result.config.to_dict(),
         "command": "python -m cnn " + " ".join(shlex.quote(part) for part in argv),
         "epochs": result.epochs_done,
@@ -194,34 +327,25 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
 def _load(args):
     from cnn.artifacts import load_model
 
-    return load_model(args.model, Path(args.models_dir) if args.models_dir else None)
+    return load_model(args.model, _models_dir(args))
 
 
 def cmd_evaluate(args) -> int:
-    from cnn.artifacts import resolve_model_path, update_sidecar
-    from cnn.data import CLEAN_TEST_STOP, load_split_or_sample
+    from cnn.data import load_split_or_sample
     from cnn.evaluation import evaluate
 
     model, _ = _load(args)
-    split, source = load_split_or_sample(args.data_dir, args.split)
     if args.record:
-        if args.split != "test" or args.indices or args.as_jpeg:
-            raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
-        clean = evaluate(model, split.subset(0, CLEAN_TEST_STOP))
-        whole = evaluate(model, split) if len(split) > CLEAN_TEST_STOP else None
-        path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
-        metrics = read_metrics(path)
-        metrics.update(test_clean_accuracy=clean.accuracy, test_clean_images=clean.n, test_clean_split=clean.split)
-        if whole:
-            metrics.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
-        update_sidecar(path, metrics=metrics, test_report=(whole or clean).to_json())
-    if args.indices:
-        split = split.subset(*args.indices)
-    if args.as_jpeg:
-        from cnn.data import jpeg_copy
+        report, source = record_test_figures(args, model)
+    else:
+        split, source = load_split_or_sample(args.data_dir, args.split)
+        if args.indices:
+            split = split.subset(*args.indices)
+        if args.as_jpeg:
+            from cnn.data import jpeg_copy
 
-        split = jpeg_copy(split, quality=args.as_jpeg)
-    report = evaluate(model, split)
+            split = jpeg_copy(split, quality=args.as_jpeg)
+        report = evaluate(model, split)
     if args.json:
         print(json.dumps({**report.to_json(), "data": source}))
     else:
@@ -233,10 +357,78 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def read_metrics(path) -> dict:
-    from cnn.artifacts import read_sidecar
+def clean_test_metrics(clean) -> dict:
+    """The sidecar's figures of an evaluation on the exact test images 0-999."""
+    return {"test_clean_accuracy": clean.accuracy, "test_clean_images": clean.n, "test_clean_split": clean.split}
 
-    return dict(read_sidecar(path).get("metrics", {}))
+
+def record_test_figures(args, model):
+    """`evaluate --record`: the model's predictions on test (and validation, with the full data) stored beside
+    it, and the test figures drawn from them written to its sidecar. Returns (report of the test set, source)."""
+    from cnn.artifacts import read_sidecar, resolve_model_path
+    from cnn.data import CLEAN_TEST_STOP, describe_test_part
+    from cnn.evaluation import predict_split, report_from_predictions, store_predictions
+
+    if args.split != "test" or args.indices or args.as_jpeg:
+        raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
+    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
+    record = read_sidecar(path)
+    splits, source = evaluated_splits(args.data_dir, record)
+    answers = {name: predict_split(model, split, progress=_progress_printer(name)) for name, split in splits.items()}
+    test = answers["test"]
+    clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
+    clean = report_from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
+    whole = report_from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    metrics = dict(record.get("metrics", {}))
+    new = clean_test_metrics(clean)
+    if whole:
+        new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
+    if "val" in answers:
+        _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
+                         report_from_predictions(answers["val"], "val").accuracy, updated=False)
+    for key in ("test_clean_accuracy", "test_all_accuracy"):
+        if key in new:
+            _note_if_changed(key, metrics.get(key), new[key], updated=True)
+    metrics.update(new)
+    store_predictions(path, answers, source, metrics=metrics, test_report=(whole or clean).to_json())
+    return whole or clean, source
+
+
+def evaluated_splits(data_dir, record: dict) -> tuple[dict, str]:
+    """{"test": ..., "val": ...} of the full data (validation cut as the model was trained), or the bundled
+    sample's test images 0-999 alone; with a sentence saying which."""
+    from cnn.data import VALIDATION_SIZE, load_cifar10, load_split_or_sample
+    from cnn.errors import DataError
+
+    val_size = (record.get("config") or {}).get("val_size") or VALIDATION_SIZE
+    try:
+        data = load_cifar10(data_dir, val_size=val_size)
+    except DataError:
+        if data_dir:
+            raise
+        test, source = load_split_or_sample(None, "test")
+        return {"test": test}, source
+    return {"test": data.test, "val": data.val}, f"CIFAR-10 from {data.source}"
+
+
+def _progress_printer(split_name: str):
+    """progress(done, total) that prints a line on stderr at every tenth of the split."""
+    printed = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth not in printed:
+            printed.add(tenth)
+            print(f"{split_name}: {done:,}/{total:,} images", file=sys.stderr, flush=True)
+    return report
+
+
+def _note_if_changed(key: str, recorded, measured: float, *, updated: bool) -> None:
+    """Say on stderr when a recorded figure differs from what the stored predictions give."""
+    if recorded is not None and recorded != measured:
+        action = "the sidecar now records the new value" if updated else "the sidecar keeps the recorded value"
+        print(f"note: {key} was recorded as {recorded:.4f}; the predictions give {measured:.4f} ({action})",
+              file=sys.stderr)
 
 
 def cmd_predict(args) -> int:
@@ -291,18 +483,18 @@ def read_source(source: str) -> bytes:
 
 
 def cmd_info(args) -> int:
-    from cnn.artifacts import resolve_model_path, verify_model_file
+    """The verified sidecar's summary; a model that cannot be used is one plain error line."""
+    from cnn.artifacts import resolve_model_path, verified_sidecar
 
-    path = resolve_model_path(args.model, Path(args.models_dir) if args.models_dir else None)
-    record = verify_model_file(path)
-    metrics = record.get("metrics", {})
-    print(f"{path.name}: {record.get('description', record.get('model'))}")
-    print(f"  parameters {record.get('parameters', 0):,}, epochs {record.get('epochs')}, "
-          f"training {record.get('wall_time_s', 0) / 60:.1f} min on {record.get('hardware')}")
-    print(f"  command: {record.get('command')}")
-    for key, value in metrics.items():
+    path = resolve_model_path(args.model, _models_dir(args))
+    sidecar = verified_sidecar(path)
+    print(f"{path.name}: {sidecar.description or sidecar.model}")
+    print(f"  parameters {sidecar.parameters or 0:,}, epochs {sidecar.epochs}, "
+          f"training {(sidecar.wall_time_s or 0) / 60:.1f} min on {sidecar.hardware}")
+    print(f"  command: {sidecar.command}")
+    for key, value in sidecar.metrics.to_dict().items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"  sha256 {record.get('sha256')} (verified)")
+    print(f"  sha256 {sidecar.sha256} (verified)")
     return 0
 
 
@@ -315,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in the sidecar as the exact training command
     try:
+        from cnn.artifacts import tidy_models_folder
+
+        tidy_models_folder(_models_dir(args))  # finish a save that was killed, delete its leftovers
         return COMMANDS[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

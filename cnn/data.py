@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
 from cnn.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -172,7 +172,7 @@ def load_cifar10(
                 "or allow the download (about 170 MB)."
             )
         location = download_cifar10()
-    reader = _ArchiveReader(location) if location.is_file() else _FolderReader(location)
+    reader = _open_reader(location)
     batches = {name: reader.read_batch(name) for name in (*TRAIN_BATCHES, TEST_BATCH)}
     _check_class_names(reader.read_meta(), location)
     train_images = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
@@ -188,8 +188,29 @@ def load_cifar10(
     )
 
 
+def load_test_split(data_dir: str | os.PathLike | None = None) -> Split:
+    """The full test split alone: one batch file instead of six (the Evaluate page's gallery needs no more).
+
+    Raises DataError when CIFAR-10 is not found (no download here).
+    """
+    location = find_data_dir(data_dir)
+    if location is None:
+        raise DataError("CIFAR-10 was not found: pass --data-dir or set CIFAR10_DIR.")
+    reader = _open_reader(location)
+    _check_class_names(reader.read_meta(), location)
+    return Split(*reader.read_batch(TEST_BATCH), "test")
+
+
+def _open_reader(location: Path) -> "_FolderReader":
+    return _ArchiveReader(location) if location.is_file() else _FolderReader(location)
+
+
 def load_sample() -> Split:
-    """The bundled exact test images 0-999 with labels: works with no dataset at all."""
+    """The bundled exact test images 0-999 with labels: works with no dataset at all.
+
+    The file holds `images` (uint8) and `labels` of `test_batch[0:1000]`, saved with
+    `np.savez_compressed`; tests/test_data.py checks it against the real test set.
+    """
     with np.load(SAMPLE_PATH) as arrays:
         return Split(arrays["images"], arrays["labels"].astype(np.int64), "test")
 
@@ -236,7 +257,7 @@ def jpeg_copy(split: Split, quality: int = 75) -> Split:
     return Split(images, split.labels, f"{split.name} (JPEG q{quality})")
 
 
-def one_hot(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Integer labels -> float32 one-hot rows, as the report's `to_categorical`."""
     return np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
@@ -281,10 +302,10 @@ def _decode_batch(content: dict, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{label}: expected uint8 rows of 3072 values, found {data.dtype} {data.shape}.")
     if data.shape[0] == 0 or labels.shape != (data.shape[0],):
         raise DataError(f"{label}: {data.shape[0]} images but {labels.shape[0]} labels.")
-    if labels.min() < 0 or labels.max() >= len(CLASS_NAMES):
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise DataError(f"{label}: labels must be 0-9, found {labels.min()}..{labels.max()}.")
     # Rows are 1024 red, 1024 green, 1024 blue values: to (N, 32, 32, 3).
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
 
@@ -324,12 +345,3 @@ class _ArchiveReader(_FolderReader):
         if name not in self.members:
             raise DataError(f"{self.folder} has no member {name}.")
         return self.members[name]
-
-
-def write_sample(source: Split, path: Path = SAMPLE_PATH) -> Path:
-    """Write the bundled sample (compressed npz); used once to create the committed file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=source.images, labels=source.labels.astype(np.uint8))
-    path.write_bytes(buffer.getvalue())
-    return path

@@ -74,6 +74,14 @@ def read_tf_config(environ=None) -> ClusterTask:
     return ClusterTask(job=job, index=index, workers=sum(len(addresses) for addresses in cluster.values()))
 
 
+def is_chief_task(environ=None) -> bool:
+    """Whether `TF_CONFIG` makes this process the chief, by TensorFlow's rule (the "chief" task, else the
+    first "worker"), checked as `read_tf_config` does, without starting TensorFlow."""
+    task = read_tf_config(environ)
+    cluster = json.loads((os.environ if environ is None else environ)["TF_CONFIG"])["cluster"]
+    return task.job == "chief" or (task.job == "worker" and task.index == 0 and not cluster.get("chief"))
+
+
 def _check_cluster(cluster: dict) -> None:
     others = sorted(set(cluster) - set(CLUSTER_JOBS))
     if others:

@@ -4,34 +4,34 @@ Works for every zoo model. The report's models are flat Functional models;
 our `fast` model as shipped is a wrapper (six shifted and mirrored views of
 the image through one nested trunk, averaged), so everything here is computed on the *trunk*: the
 Functional model that holds the convolutions. Inputs always go through
-`cnn.inference.preprocess`, the one preprocessing of training and prediction.
-No Streamlit here.
+`cnn.inference.preprocess`, the one preprocessing of training and prediction,
+and every call of a model holds its `cnn.inference.model_lock`, the lock the
+`Predictor` of the same model holds. No Streamlit here.
 """
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import IMAGE_SIZE, NUM_CLASSES
 from cnn.errors import UserError
-from cnn.inference import MODEL_SIZE, preprocess, top_k
+from cnn.inference import model_lock, preprocess, to_model_input, top_k
 
 LOW_CONFIDENCE = 0.5  # below this top probability, the page warns that the model may be guessing
 TOP_K = 3
 
 # Layers that follow a convolution and change its maps element-wise or by pooling.
-_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "ScaledBias", "MaxPooling2D", "AveragePooling2D")
+_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "BatchNormBias", "ScaledBias", "MaxPooling2D",
+                   "AveragePooling2D")
 _POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
 _NO_WEIGHT_TYPES = ("InputLayer", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
-                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "MirrorImage", "Average",
+                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "Average",
                     "TestTimeViews", "MeanOverViews")
 
-# Keras models are not thread-safe and the cached model is shared by every session.
-_LOCK = threading.Lock()
+# Sub-models (trunk input -> inner layers' outputs), built once per trunk and reused.
 _SUBMODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -54,12 +54,9 @@ def conv_trunk(model):
     raise UserError(f"The model {model.name!r} has no convolution layer to inspect.")
 
 
-_VIEW_LAYER_TYPES = ("TestTimeViews", "MirrorImage")  # MirrorImage: fast models saved before the six views
-
-
 def is_view_averaging_wrapper(model) -> bool:
     """True for a model that averages a nested trunk over views of the image (our `fast`)."""
-    return conv_trunk(model) is not model and any(type(layer).__name__ in _VIEW_LAYER_TYPES for layer in model.layers)
+    return conv_trunk(model) is not model and any(type(layer).__name__ == "TestTimeViews" for layer in model.layers)
 
 
 def _conv_layers(model) -> list:
@@ -142,33 +139,53 @@ def _trainable_text(layer) -> str:
     return f"{trainable:,} trainable, {total - trainable:,} not"
 
 
+NO_WEIGHTS_FORMULA = "0 (no weights)"
+
+
+def conv_parameter_formula(kernel_height: int, kernel_width: int, channels_in: int, filters: int,
+                           use_bias: bool) -> str:
+    """A Conv2D layer's parameter count written out: (kh*kw*C_in+1)*filters = total."""
+    if use_bias:
+        total = (kernel_height * kernel_width * channels_in + 1) * filters
+        return f"({kernel_height}*{kernel_width}*{channels_in}+1)*{filters} = {total:,}"
+    total = kernel_height * kernel_width * channels_in * filters
+    return f"{kernel_height}*{kernel_width}*{channels_in}*{filters} = {total:,} (no bias)"
+
+
+def dense_parameter_formula(units_in: int, units: int, use_bias: bool) -> str:
+    """A Dense layer's parameter count written out: (inputs+1)*units = total."""
+    if use_bias:
+        return f"({units_in}+1)*{units} = {(units_in + 1) * units:,}"
+    return f"{units_in}*{units} = {units_in * units:,} (no bias)"
+
+
+def batchnorm_parameter_formula(channels: int, learned: tuple[str, ...] = ("gamma", "beta")) -> str:
+    """A BatchNormalization layer's parameter count: the learned scale/offset plus two running statistics."""
+    count = len(learned) + 2
+    learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
+    return (f"{count}*C = {count}*{channels} = {count * channels:,} ({learned_text}"
+            "moving mean and variance are running statistics, not trained)")
+
+
 def _formula(layer) -> str:
     """The arithmetic behind `layer.count_params()`, written out."""
     layer_type = type(layer).__name__
     total = layer.count_params()
     if layer_type == "Conv2D":
-        height, width, channels_in, channels_out = layer.kernel.shape
-        if layer.use_bias:
-            return f"({height}*{width}*{channels_in}+1)*{channels_out} = {total:,}"
-        return f"{height}*{width}*{channels_in}*{channels_out} = {total:,} (no bias)"
+        return conv_parameter_formula(*layer.kernel.shape, layer.use_bias)
     if layer_type == "Dense":
-        units_in, units_out = layer.kernel.shape
-        if layer.use_bias:
-            return f"({units_in}+1)*{units_out} = {total:,}"
-        return f"{units_in}*{units_out} = {total:,} (no bias)"
+        return dense_parameter_formula(*layer.kernel.shape, layer.use_bias)
     if layer_type == "BatchNormalization":
-        channels = int(layer.moving_mean.shape[0])
-        learned = [name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used]
-        count = len(learned) + 2
-        learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
-        return (f"{count}*C = {count}*{channels} = {total:,} ({learned_text}"
-                "moving mean and variance are running statistics, not trained)")
+        learned = tuple(name for name, used in (("gamma", layer.scale), ("beta", layer.center)) if used)
+        return batchnorm_parameter_formula(int(layer.moving_mean.shape[0]), learned)
+    if layer_type == "BatchNormBias":
+        return batchnorm_parameter_formula(int(layer.moving_mean.shape[0]), ("bias",))
     if layer_type == "ScaledBias":
         return f"C = {total:,} (one bias per channel)"
     if layer_type == "Normalization":
         return "0 (fixed CIFAR-10 mean and variance, stored in the config)" if total == 0 else f"{total:,}"
     if layer_type in _NO_WEIGHT_TYPES:
-        return "0 (no weights)"
+        return NO_WEIGHTS_FORMULA
     return f"{total:,}"
 
 
@@ -260,8 +277,8 @@ def feature_maps(model, image_uint8: np.ndarray, layer_name: str, *, policy: str
     chain = following_layers(model, layer_name)
     trunk = conv_trunk(model)
     key = ("maps", layer_name)
-    submodel = _submodel(trunk, key, lambda: [layer.output for layer in chain])
-    with _LOCK:
+    submodel = _submodel(model, trunk, key, lambda: [layer.output for layer in chain])
+    with model_lock(model):
         outputs = submodel(preprocess(image_uint8, policy=policy), training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
@@ -269,11 +286,11 @@ def feature_maps(model, image_uint8: np.ndarray, layer_name: str, *, policy: str
             for layer, output in zip(chain, outputs)]
 
 
-def _submodel(trunk, key, outputs):
+def _submodel(model, trunk, key, outputs):
     """A cached keras.Model from the trunk's input to `outputs()` (built once per trunk and key)."""
     import keras
 
-    with _LOCK:
+    with model_lock(model):
         cache = _SUBMODELS.setdefault(trunk, {})
         if key not in cache:
             cache[key] = keras.Model(trunk.input, outputs())
@@ -321,21 +338,21 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
     trunk = conv_trunk(model)
     layer_name = grad_cam_layer(model)
     if class_index is None:
-        with _LOCK:
+        with model_lock(model):
             class_index = int(np.argmax(np.asarray(model(inputs, training=False))[0]))
-    if not 0 <= class_index < len(CLASS_NAMES):
-        raise UserError(f"The class index must be between 0 and {len(CLASS_NAMES) - 1}, not {class_index}.")
+    if not 0 <= class_index < NUM_CLASSES:
+        raise UserError(f"The class index must be between 0 and {NUM_CLASSES - 1}, not {class_index}.")
     output_layer = trunk.layers[-1]
-    submodel = _submodel(trunk, ("cam", layer_name),
+    submodel = _submodel(model, trunk, ("cam", layer_name),
                          lambda: [trunk.get_layer(layer_name).output, output_layer.input])
-    with _LOCK:
+    with model_lock(model):
         with tf.GradientTape() as tape:
             maps, before_softmax = submodel(tf.constant(inputs), training=False)
             score = _logits(output_layer, before_softmax)[0, class_index]
         gradients = tape.gradient(score, maps)
     weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(maps * weights[:, None, None, :], axis=-1))[0]
-    cam = tf.image.resize(cam[None, :, :, None], (MODEL_SIZE, MODEL_SIZE), method="bilinear")[0, :, :, 0]
+    cam = tf.image.resize(cam[None, :, :, None], (IMAGE_SIZE, IMAGE_SIZE), method="bilinear")[0, :, :, 0]
     heatmap = np.asarray(cam, dtype=np.float32)
     peak = float(heatmap.max())
     heatmap = heatmap / peak if peak > 0 else np.zeros_like(heatmap)
@@ -383,20 +400,29 @@ def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) ->
     return np.round(blended).astype(np.uint8)
 
 
-def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8) -> np.ndarray:
-    """Channels of an (H, W, C) array side by side in one 2-D grid, NaN between tiles.
+def tile_positions(count: int, height: int, width: int, columns: int = 8, gap: int = 1) -> list[tuple[int, int]]:
+    """(top, left) cell of each channel's tile in a `tile_channels` mosaic, channel 0 first.
 
-    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last).
+    A page writes each tile's channel number at these places.
+    """
+    columns = min(columns, count)
+    return [(row * (height + gap), column * (width + gap)) for row, column in
+            (divmod(channel, columns) for channel in range(count))]
+
+
+def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8, gap: int = 1) -> np.ndarray:
+    """Channels of an (H, W, C) array side by side in one 2-D grid, `gap` NaN rows/columns between tiles.
+
+    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last),
+    left to right then top to bottom, at `tile_positions`.
     """
     height, width, channels = activations.shape
     count = min(channels, max_channels)
     columns = min(columns, count)
     rows = -(-count // columns)
-    grid = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan, dtype=np.float32)
-    for channel in range(count):
-        row, column = divmod(channel, columns)
-        grid[row * (height + 1):row * (height + 1) + height,
-             column * (width + 1):column * (width + 1) + width] = activations[:, :, channel]
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
+    for channel, (top, left) in enumerate(tile_positions(count, height, width, columns, gap)):
+        grid[top:top + height, left:left + width] = activations[:, :, channel]
     return grid
 
 
@@ -429,24 +455,11 @@ class Explained:
     cam: GradCam
 
 
-def to_model_input(image, policy: str = "squash") -> np.ndarray:
-    """The 32x32 RGB uint8 image the model sees: a PIL image or uint8 array resized as `preprocess` does."""
-    from PIL import Image
-
-    from cnn.images import to_model_size
-
-    if isinstance(image, np.ndarray):
-        if image.shape == (MODEL_SIZE, MODEL_SIZE, 3) and image.dtype == np.uint8:
-            return image
-        image = Image.fromarray(image)
-    return to_model_size(image, policy=policy, size=MODEL_SIZE)
-
-
 def explain_prediction(predictor, image, *, policy: str = "squash") -> Explained:
     """Predict one image with a `cnn.inference.Predictor` and explain it with Grad-CAM.
 
     `image` is a PIL RGB image or a uint8 array of any size; the 32x32 input is
-    made exactly as `preprocess` makes it.
+    made by `cnn.inference.to_model_input`, as `preprocess` makes it.
     """
     model_input = to_model_input(image, policy)
     probabilities = predictor.probabilities(model_input[None])[0]

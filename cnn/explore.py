@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import IMAGE_SIZE, NUM_CLASSES
 
 CHANNEL_NAMES = ("red", "green", "blue")
 PIXEL_LEVELS = 256  # uint8 pixels take the values 0..255
@@ -36,7 +36,7 @@ class PixelHistogram:
         return levels / 255.0 if normalized else levels
 
 
-def class_counts(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+def class_counts(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """How many images each class has (index = label), zeros included."""
     labels = np.asarray(labels, dtype=np.int64).ravel()
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -45,7 +45,7 @@ def class_counts(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.
 
 
 def random_per_class(
-    labels: np.ndarray, per_class: int, seed: int, num_classes: int = len(CLASS_NAMES)
+    labels: np.ndarray, per_class: int, seed: int, num_classes: int = NUM_CLASSES
 ) -> list[np.ndarray]:
     """For each class, up to `per_class` distinct random image indices of that class (sorted by draw).
 
@@ -123,6 +123,6 @@ def mosaic(images: np.ndarray, rows: list[np.ndarray], gap: int = 2, fill: int =
     return canvas
 
 
-def tile_centers(count: int, size: int = 32, gap: int = 2) -> list[float]:
+def tile_centers(count: int, size: int = IMAGE_SIZE, gap: int = 2) -> list[float]:
     """Pixel coordinates of the centres of `count` tiles along one side of a mosaic (for axis labels)."""
     return [index * (size + gap) + (size - 1) / 2 for index in range(count)]

@@ -4,10 +4,12 @@ The URL is hostile until proven otherwise (shared/research/security.md,
 section 1). For every hop, the first and each redirect alike:
 
 1. parse with urllib3's `parse_url`, the parser that then builds the request,
-   and allow only http/https on ports 80/443, with no user name or password;
-2. resolve the host name ONCE and refuse if ANY address is not public, after
-   unwrapping IPv4 addresses hidden inside IPv6 ones (mapped, 6to4, Teredo,
-   NAT64, IPv4-compatible);
+   and allow only http/https, with no user name or password;
+2. resolve the host name ONCE, within the fetch's deadline, and refuse if ANY
+   address is not public, after unwrapping IPv4 addresses hidden inside IPv6
+   ones (mapped, translated, 6to4, Teredo, NAT64, IPv4-compatible); then allow
+   only ports 80/443 (the address is judged first, so a local address on an
+   odd port is reported as local);
 3. connect to exactly that checked address, still sending the host name as
    `Host`, as TLS SNI and as the name the certificate must match, so a second
    DNS answer (rebinding) is never asked for;
@@ -70,6 +72,7 @@ _IPV4_IN_LAST_32_BITS = tuple(
     for network in (
         "64:ff9b::/96",  # NAT64
         "::/96",  # IPv4-compatible (deprecated)
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 2765)
     )
 )
 
@@ -86,6 +89,7 @@ class FetchConfig:
         connect_timeout_s: seconds to open each TCP (and TLS) connection.
         read_timeout_s: seconds of silence allowed on a socket.
         max_redirects: redirects followed before giving up.
+        allowed_ports: ports a URL may name; any other port is refused.
         allow_loopback: TESTS ONLY. Also allow loopback addresses
             (127.0.0.0/8, ::1), on any port, so tests can use a local server.
             Every other non-public address stays refused.
@@ -96,7 +100,14 @@ class FetchConfig:
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 5.0
     max_redirects: int = 3
+    allowed_ports: tuple[int, ...] = ALLOWED_PORTS
     allow_loopback: bool = False
+
+
+# What `fetch_url` uses when no config is given: the page and the CLI. A
+# module attribute rather than a default argument so that a test can widen
+# the ports and then prove that the address rule alone refuses a local server.
+DEFAULT_CONFIG = FetchConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,12 +122,13 @@ class _Target:
     request_uri: str
 
 
-def fetch_url(url: str, *, config: FetchConfig = FetchConfig()) -> bytes:
+def fetch_url(url: str, *, config: FetchConfig | None = None) -> bytes:
     """Download the body at `url`, refusing anything that is not public.
 
     Args:
         url: what the user typed, http or https.
-        config: limits; the UI never passes one.
+        config: limits; the page and the CLI never pass one, and get
+            `DEFAULT_CONFIG`.
 
     Returns:
         The body bytes, at most `config.max_bytes` of them. Nothing about
@@ -127,14 +139,15 @@ def fetch_url(url: str, *, config: FetchConfig = FetchConfig()) -> bytes:
             HTTP error, a timeout, a TLS failure, a name that does not
             resolve, or a body that is too large or too slow.
     """
+    config = DEFAULT_CONFIG if config is None else config
     deadline = time.monotonic() + config.deadline_s
-    target = _parse_target(url, config)
+    target = _parse_target(url)
     for _ in range(config.max_redirects + 1):
-        address = _resolve_checked_address(target, config)
+        address = _resolve_checked_address(target, config, deadline)
         body, location = _exchange(target, address, config, deadline)
         if location is None:
             return body
-        target = _parse_target(urllib.parse.urljoin(target.url, location), config)
+        target = _parse_target(urllib.parse.urljoin(target.url, location))
     raise FetchError(
         f"The address redirects more than {config.max_redirects} times; "
         "try the direct address of the image."
@@ -144,7 +157,7 @@ def fetch_url(url: str, *, config: FetchConfig = FetchConfig()) -> bytes:
 # --- 1. Parsing ------------------------------------------------------------
 
 
-def _parse_target(url: str, config: FetchConfig) -> _Target:
+def _parse_target(url: str) -> _Target:
     """Validate a URL's text and shape; refuses before any network use."""
     url = url.strip()
     if not url:
@@ -170,8 +183,6 @@ def _parse_target(url: str, config: FetchConfig) -> _Target:
     if not _is_well_formed_host(host):
         raise FetchError("The address is not a valid web address.")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    if port not in ALLOWED_PORTS and not config.allow_loopback:
-        raise FetchError("Only the standard web ports (80 and 443) are allowed.")
     host_header = host if parsed.port is None else f"{host}:{port}"
     return _Target(
         url=f"{parsed.scheme}://{host_header}{parsed.request_uri}",
@@ -206,26 +217,68 @@ def _urllib_sees_userinfo(url: str) -> bool:
 # --- 2. Resolving and checking addresses ------------------------------------
 
 
-def _resolve_checked_address(target: _Target, config: FetchConfig) -> str:
-    """Resolve once; return the address to connect to if ALL are allowed."""
-    try:
-        records = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise FetchError("The host name could not be found.") from error
-    addresses = [ipaddress.ip_address(record[4][0]) for record in records]
-    if not addresses:
-        raise FetchError("The host name could not be found.")
+def _resolve_checked_address(
+    target: _Target, config: FetchConfig, deadline: float
+) -> str:
+    """Resolve once; return the address to connect to if ALL are allowed.
+
+    The address rule comes before the port rule, so that a student who types
+    a local server's address with its port learns that the address is local.
+    """
+    addresses = _resolve_within_deadline(target, config, deadline)
     for address in addresses:
         if not _is_allowed(address, config):
             raise FetchError(
                 "That address is not allowed: it points to a private, local "
                 "or reserved network, not to the public internet."
             )
-    if target.port not in ALLOWED_PORTS and not all(
+    loopback_on_any_port = config.allow_loopback and all(
         _is_loopback(address) for address in addresses
-    ):
-        raise FetchError("Only the standard web ports (80 and 443) are allowed.")
+    )
+    if target.port not in config.allowed_ports and not loopback_on_any_port:
+        raise FetchError(
+            f"Only the standard web ports ({_listed(config.allowed_ports)}) "
+            "are allowed."
+        )
     return str(addresses[0])
+
+
+def _resolve_within_deadline(
+    target: _Target, config: FetchConfig, deadline: float
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """`getaddrinfo`, given only what is left of the fetch's deadline.
+
+    The system resolver cannot be interrupted, so it runs in a daemon thread
+    that is abandoned at the deadline; it ends by itself when the resolver
+    gives up (resolv.conf's timeout), and never holds the process open.
+    """
+    answer: dict[str, object] = {}
+
+    def resolve() -> None:
+        try:
+            answer["records"] = socket.getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError) as error:  # gaierror is an OSError
+            answer["error"] = error
+
+    lookup = threading.Thread(target=resolve, name="fetch-resolve", daemon=True)
+    lookup.start()
+    lookup.join(timeout=max(0.0, deadline - time.monotonic()))
+    if lookup.is_alive():
+        raise _deadline_error(config)
+    if "error" in answer:
+        raise FetchError("The host name could not be found.") from answer["error"]
+    addresses = [ipaddress.ip_address(record[4][0]) for record in answer["records"]]
+    if not addresses:
+        raise FetchError("The host name could not be found.")
+    return addresses
+
+
+def _listed(ports: tuple[int, ...]) -> str:
+    """(80, 443) -> "80 and 443"."""
+    names = [str(port) for port in ports]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def _is_allowed(
@@ -277,7 +330,7 @@ def _exchange(
     target: _Target, address: str, config: FetchConfig, deadline: float
 ) -> tuple[bytes, str | None]:
     """GET `target` from `address`; return (body, None) or (b"", Location)."""
-    connection = _connect_to_checked_address(target, address, config)
+    connection = _connect_to_checked_address(target, address, config, deadline)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         connection.close()
@@ -316,27 +369,34 @@ def _exchange(
 
 
 def _connect_to_checked_address(
-    target: _Target, address: str, config: FetchConfig
+    target: _Target, address: str, config: FetchConfig, deadline: float
 ) -> HTTPConnection:
-    """Open a connection to `address` that still speaks to `target.host`."""
+    """Open a connection to `address` that still speaks to `target.host`.
+
+    Connecting gets `connect_timeout_s`, or less if the deadline is nearer.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _deadline_error(config)
+    connect_timeout = min(config.connect_timeout_s, remaining)
     if target.scheme == "https":
         # server_hostname drives both SNI and the certificate name check, so
         # TLS verifies the name the user asked for, not the pinned address.
         connection = HTTPSConnection(
             address,
             target.port,
-            timeout=config.connect_timeout_s,
+            timeout=connect_timeout,
             server_hostname=target.host,
             cert_reqs="CERT_REQUIRED",
         )
     else:
-        connection = HTTPConnection(
-            address, target.port, timeout=config.connect_timeout_s
-        )
+        connection = HTTPConnection(address, target.port, timeout=connect_timeout)
     try:
         connection.connect()
     except _NETWORK_FAILURES as error:
         connection.close()
+        if time.monotonic() >= deadline:
+            raise _deadline_error(config) from error
         raise FetchError(_describe_failure(error)) from error
     connection.timeout = config.read_timeout_s  # from now on, per socket read
     return connection

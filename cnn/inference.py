@@ -1,21 +1,25 @@
-"""The one way into a model: `preprocess()`, probabilities, top-k and a fast single-image path.
+"""The one way into a model: `to_model_input()`, `preprocess()`, probabilities, top-k, a fast single-image path.
 
-Training, evaluation and prediction all call `preprocess()`, so a model sees
-exactly the same kind of input everywhere (a test proves it).
+Training, evaluation, prediction and explanation all call `preprocess()`, so a
+model sees exactly the same kind of input everywhere (a test proves it); an
+image of any other size becomes a 32x32 model input in `to_model_input()` only.
+`Predictor` and `cnn.explain` hold the model's one `model_lock()` while they
+call it; `predict_proba` (whole test sets through `model.predict`) does not,
+so an evaluation never stalls the Predict page for seconds.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from cnn import CLASS_NAMES
+from cnn import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE, NUM_CLASSES
 from cnn.errors import UserError
 
-MODEL_SIZE = 32  # CIFAR-10 images are 32x32 RGB
 DEFAULT_BATCH = 512
 
 
@@ -36,7 +40,7 @@ def preprocess(images, *, policy: str = "squash") -> np.ndarray:
 
 
 def _as_uint8_batch(images, policy: str) -> np.ndarray:
-    if isinstance(images, np.ndarray) and images.ndim in (3, 4) and images.shape[-3:] == (MODEL_SIZE, MODEL_SIZE, 3):
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4) and images.shape[-3:] == INPUT_SHAPE:
         batch = images[None] if images.ndim == 3 else images
         if batch.dtype != np.uint8:
             raise UserError(f"Images must be uint8 pixels 0-255, not {batch.dtype}.")
@@ -44,11 +48,18 @@ def _as_uint8_batch(images, policy: str) -> np.ndarray:
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
     if len(images) == 0:
-        return np.zeros((0, MODEL_SIZE, MODEL_SIZE, 3), np.uint8)
-    return np.stack([_resized(image, policy) for image in images])
+        return np.zeros((0, *INPUT_SHAPE), np.uint8)
+    return np.stack([to_model_input(image, policy) for image in images])
 
 
-def _resized(image, policy: str) -> np.ndarray:
+def to_model_input(image, policy: str = "squash") -> np.ndarray:
+    """The 32x32 RGB uint8 image a model sees, from a PIL RGB image or an RGB uint8 array of any size.
+
+    A 32x32 uint8 array is returned as it is; anything else is resized with
+    `policy` ("squash" or "center_crop", see `cnn.images.RESIZE_POLICIES`).
+    `preprocess()` makes its inputs with this function, so what a page shows
+    as "the image the model sees" is exactly what the model gets.
+    """
     from PIL import Image
 
     from cnn.images import to_model_size
@@ -56,15 +67,17 @@ def _resized(image, policy: str) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise UserError("Each image must be an RGB uint8 array (height, width, 3).")
+        if image.shape == INPUT_SHAPE:
+            return image
         image = Image.fromarray(image)
-    return to_model_size(image, policy=policy, size=MODEL_SIZE)
+    return to_model_size(image, policy=policy, size=IMAGE_SIZE)
 
 
 def predict_proba(model, images, *, batch_size: int = DEFAULT_BATCH, policy: str = "squash") -> np.ndarray:
     """Class probabilities (N, 10) for a batch of images, in batches of `batch_size`."""
     inputs = preprocess(images, policy=policy)
     if len(inputs) == 0:
-        return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        return np.zeros((0, NUM_CLASSES), np.float32)
     return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
@@ -87,29 +100,48 @@ def top_k(probabilities: np.ndarray, k: int = 3, class_names: Sequence[str] = CL
             for rank, label in enumerate(order, start=1)]
 
 
+# Keras models are not thread-safe, and a cached model is shared by every session of the server.
+_MODEL_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """The one lock of a loaded model: whoever calls `model` (predicting or explaining it) holds it.
+
+    Re-entrant, so a function holding it may call another that takes it too.
+    The lock lives as long as the model object does.
+    """
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
+
+
 class Predictor:
     """Fast predictions for one or a few images: a compiled call, not `model.predict`.
 
     `model.predict` builds a data pipeline per call (~35 ms here); a
     `tf.function` with a fixed signature runs in about a millisecond.
-    Thread-safe: Keras models are not, so calls are serialized.
+    Thread-safe: calls hold the model's `model_lock`, the same lock that
+    `cnn.explain` holds while it looks inside the model.
     """
 
     def __init__(self, model):
         import tensorflow as tf
 
         self.model = model
-        self._lock = threading.Lock()
+        self.lock = model_lock(model)
         self._call = tf.function(
             lambda batch: model(batch, training=False),
-            input_signature=[tf.TensorSpec((None, MODEL_SIZE, MODEL_SIZE, 3), tf.float32)],
+            input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)],
             reduce_retracing=True,
         )
 
     def probabilities(self, images, *, policy: str = "squash") -> np.ndarray:
         """Probabilities (N, 10) for a few images of any size (resized with `policy`)."""
         inputs = preprocess(images, policy=policy)
-        with self._lock:
+        with self.lock:
             return np.asarray(self._call(inputs), dtype=np.float32)
 
     def top(self, images: Iterable, k: int = 3, *, policy: str = "squash") -> list[list[Ranked]]:

@@ -1,388 +1,344 @@
-"""Training jobs for the dashboard: a worker process per run, one run per zoo model, state from files.
+"""Training jobs: worker processes and the machine's training queue (at most N train at once).
 
-A job is `python -m cnn train ...` (the same code as the command line) started
-in its own session, its output going to `worker.log` in the run folder. The
-page never trains: it reads the run folder (see `cnn.training`) and the small
-`job.json` written here, so a browser reload, a second tab or a restarted
-server all see the same run. Starting takes an exclusive lock per zoo model
-(`<runs>/.locks/MODEL.lock`, created with O_EXCL, holding the worker's pid);
-a lock whose process is gone is stale and is taken over.
+Starting a run (`start_run`) locks its run folder and output file (`cnn.runs`), writes the
+run's `config.json`, and starts a worker, `python -m cnn train --job RUN_DIR` (the same code
+as the command line), handing it the locks. Every worker, from the dashboard or a shell,
+then waits its turn in the queue before it imports TensorFlow:
 
-No Streamlit here: the functions are usable from Python and tested without a UI.
+    <runs>/.queue/tickets/<requested ns>-<run>.json   one ticket per waiting run, oldest request first
+    <runs>/.queue/slot-K.lock                         K < max_workers(): a worker trains while it holds one
+    <runs>/.queue/max_workers.json                    the teacher's setting (else CNN_MAX_WORKERS, else cores/2)
+
+The worker at the head of the line takes the first free slot (a non-blocking flock) and
+removes its ticket; the kernel frees the slot when the worker ends, however it ends.
+Removing a ticket cancels that run: its worker sees the ticket gone and records
+"cancelled". All of it lives in files, so several dashboard sessions, shell commands and a
+restarted server share one queue. No Streamlit here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
+import fcntl
 import json
 import os
-import re
-import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from cnn.artifacts import PROJECT_ROOT, atomic_write_text, default_models_dir
+from cnn.artifacts import PROJECT_ROOT, atomic_write_text
 from cnn.errors import TrainingError, UserError
-from cnn.training import RunFiles, TrainConfig, read_history, read_json, request_stop, write_status
+from cnn.runs import (
+    RunFiles,
+    RunLocks,
+    RunRequest,
+    RunState,
+    WorkerRecord,
+    acquire_locks,
+    default_runs_dir,
+    lock_held,
+    read_history,
+    read_json,
+    request_stop,
+    run_state,
+)
 
-STATES = ("idle", "running", "stopping", "stopped", "finished", "failed", "killed")
-ACTIVE_STATES = ("running", "stopping")
-CLASSROOM_SUFFIX = "_classroom"  # models/<zoo>_classroom.keras: scratch outputs a classroom run may replace
-OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-LOG_NAME = "worker.log"
-JOB_NAME = "job.json"
+MAX_WORKERS_ENV = "CNN_MAX_WORKERS"
+MAX_WORKERS_LIMIT = 64  # a sanity bound on the setting
+QUEUE_POLL_S = 0.5  # how often a waiting worker looks at the line
+TICKET_STALE_S = 60.0  # a ticket of another machine not touched for this long is dropped
 STARTING_MESSAGE = "starting: loading TensorFlow and the data"
-NOT_STARTED_MESSAGE = "Stopped before training began: nothing new was trained or saved."
-LOG_TAIL_BYTES = 16_384  # enough of the log's end to find the final line or the error
-# The TrainConfig fields the command line sets; the others always come from the zoo recipe.
-CLI_FIELDS = ("epochs", "batch_size", "learning_rate", "augment", "subset", "val_size", "seed", "data_dir",
-              "mixed_precision")
+CANCELLED_MESSAGE = "Cancelled while waiting in the queue: nothing was trained."
 
-# Workers this process started, so finished ones are reaped (a zombie still looks alive to kill(pid, 0)).
+# Workers this process started, so finished ones are reaped (no zombies left behind by the server).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
-def default_runs_dir() -> Path:
-    """`CNN_RUNS_DIR` when set, else the project's `runs/` folder."""
-    return Path(os.environ.get("CNN_RUNS_DIR", PROJECT_ROOT / "runs"))
+# ---------------------------------------------------------------- the queue
 
 
-def classroom_run_dir(model: str, runs_dir: Path | None = None) -> Path:
-    """The run folder of the dashboard's runs of zoo model `model`."""
-    return Path(runs_dir or default_runs_dir()) / f"classroom-{model}"
+def queue_dir(runs_dir: Path | None = None) -> Path:
+    return Path(runs_dir or default_runs_dir()) / ".queue"
 
 
-def output_path(name: str, models_dir: Path | None = None) -> Path:
-    """`models/NAME.keras` for a user-chosen output name (letters, digits, _ and -; at most 64)."""
-    if not OUTPUT_NAME.fullmatch(name or ""):
-        raise UserError(f"The model name {name!r} may use only letters, digits, _ and - (at most 64 characters).")
-    return Path(models_dir or default_models_dir()) / f"{name}.keras"
+def default_max_workers() -> int:
+    """One training worker per two cores, at least one."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
-def default_output_name(model: str) -> str:
-    return f"{model}{CLASSROOM_SUFFIX}"
-
-
-def would_overwrite(out_path: Path) -> bool:
-    """True when saving to `out_path` replaces a model that is not a classroom scratch output."""
-    out_path = Path(out_path)
-    return out_path.exists() and not out_path.stem.endswith(CLASSROOM_SUFFIX)
-
-
-# ---------------------------------------------------------------- processes and the lock
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks (Linux), to tell a reused pid from ours."""
+def max_workers(runs_dir: Path | None = None) -> int:
+    """Workers that may train at once: the teacher's setting, else `CNN_MAX_WORKERS`, else one per two cores."""
+    setting = read_json(queue_dir(runs_dir) / "max_workers.json", "worker limit").get("max_workers")
+    if setting is None:
+        setting = os.environ.get(MAX_WORKERS_ENV) or default_max_workers()
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] == "Z":  # a zombie has exited
-        return -1
-    return int(fields[19])
+        value = int(setting)
+    except (TypeError, ValueError):
+        raise UserError(f"The worker limit must be a whole number, not {setting!r} ({MAX_WORKERS_ENV}).") from None
+    if not 1 <= value <= MAX_WORKERS_LIMIT:
+        raise UserError(f"The worker limit must be 1-{MAX_WORKERS_LIMIT}, not {value}.")
+    return value
 
 
-def _alive(pid: int | None, start_ticks: int | None = None) -> bool:
-    """Whether process `pid` still runs (and is the same process, when its start time is known)."""
-    if not pid:
-        return False
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    ticks = _start_ticks(pid)
-    if ticks == -1:
-        return False
-    return start_ticks is None or ticks is None or ticks == start_ticks
+def set_max_workers(count: int, runs_dir: Path | None = None) -> None:
+    """Store the worker limit for every process that shares this runs folder (the teacher's control)."""
+    if not 1 <= int(count) <= MAX_WORKERS_LIMIT:
+        raise UserError(f"The worker limit must be 1-{MAX_WORKERS_LIMIT}, not {count}.")
+    folder = queue_dir(runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "max_workers.json", json.dumps({"max_workers": int(count)}))
 
 
-def _lock_path(run_dir: Path, model: str) -> Path:
-    return run_dir.parent / ".locks" / f"{model}.lock"
+@dataclass(frozen=True)
+class Ticket:
+    """A waiting worker's place in line."""
+
+    path: Path
+    run_dir: Path
+    host: str
+    model: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        """Its worker is gone: it no longer holds its run's lock (or, from another machine, stopped touching it)."""
+        if self.host != socket.gethostname():
+            try:
+                return time.time() - self.path.stat().st_mtime > TICKET_STALE_S
+            except OSError:
+                return True
+        return not lock_held(RunFiles(self.run_dir).lock)
 
 
-def _read_lock(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _take_lock(path: Path, model: str) -> None:
-    """Create the lock file exclusively; a stale one (its process is gone) is replaced once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+def waiting(runs_dir: Path | None = None) -> list[Ticket]:
+    """The tickets in line, oldest request first; stale ones (their worker died) are removed."""
+    folder = queue_dir(runs_dir) / "tickets"
+    line = []
+    for path in sorted(folder.glob("*.json")):
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            being_written = not holder and time.time() - _mtime(path) < 5  # another starter, mid-write
-            if being_written or _alive(holder.get("pid"), holder.get("start_ticks")):
-                raise TrainingError(
-                    f"{model} is already training (process {holder.get('pid', '?')}, run folder "
-                    f"{holder.get('run_dir', '?')}): stop it first or wait until it ends."
-                ) from None
-            path.unlink(missing_ok=True)  # stale: its worker is gone
+            content = json.loads(path.read_text())
+            ticket = Ticket(path, Path(content["run_dir"]), content.get("host", ""), content.get("model"))
+        except FileNotFoundError:
+            continue  # taken or cancelled meanwhile
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # not a ticket of ours
             continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump({"pid": os.getpid(), "start_ticks": _start_ticks(os.getpid())}, handle)
-        return
-    raise TrainingError(f"Could not take the training lock {path}: another start is in progress.")
+        if ticket.stale:
+            path.unlink(missing_ok=True)
+            continue
+        line.append(ticket)
+    return line
 
 
-def _mtime(path: Path) -> float:
+def queue_position(run_dir: str | os.PathLike, runs_dir: Path | None = None) -> int | None:
+    """The run's place in line (1 = next to train), or None when it is not waiting."""
+    target = Path(run_dir).resolve()
+    for number, ticket in enumerate(waiting(runs_dir), start=1):
+        if ticket.run_dir.resolve() == target:
+            return number
+    return None
+
+
+def slots_in_use(runs_dir: Path | None = None) -> int:
+    """How many training slots are held now."""
+    folder = queue_dir(runs_dir)
+    return sum(lock_held(folder / f"slot-{index}.lock") for index in range(max_workers(runs_dir)))
+
+
+def _take_free_slot(runs_dir: Path | None) -> int | None:
+    """An fd holding the first free slot lock, or None when all max_workers() slots are taken."""
+    folder = queue_dir(runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(max_workers(runs_dir)):
+        descriptor = os.open(folder / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return descriptor
+        except BlockingIOError:
+            os.close(descriptor)
+    return None
+
+
+def wait_for_slot(files: RunFiles, request: RunRequest, record: WorkerRecord, *,
+                  runs_dir: Path | None = None, on_wait: Callable[[int], None] | None = None) -> int | None:
+    """Wait in the queue until this worker may train; the slot's fd, or None when cancelled.
+
+    The ticket was written by `prepare_run`; it is gone when the run was cancelled. Must be
+    called by the holder of the run's lock (a ticket whose run lock is free is stale).
+    The slot is held until the fd is closed or the process ends. `on_wait(position)` is
+    called whenever the place in line changes (the CLI prints it).
+    """
+    ticket = _ticket_path(files, request, runs_dir)
+    shown = None
     try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
+        while True:
+            if files.stop_flag.exists():
+                ticket.unlink(missing_ok=True)  # a Stop while waiting is a cancel
+            if not ticket.exists():
+                return None
+            ticket.touch()  # fresh for readers on other machines
+            position = queue_position(files.folder, runs_dir) or 1
+            if position == 1:
+                slot = _take_free_slot(runs_dir)
+                if slot is not None:
+                    try:
+                        ticket.unlink()  # whoever removes the ticket first wins: this worker, or a cancel
+                    except FileNotFoundError:
+                        os.close(slot)
+                        return None
+                    return slot
+            if position != shown:  # waiting: say where in line, whenever that changes
+                shown = position
+                limit = max_workers(runs_dir)
+                record.phase("queued", f"waiting for a training slot: {ordinal(position)} in line "
+                             f"({limit} {'run trains' if limit == 1 else 'runs train'} at once on this machine)")
+                if on_wait:
+                    on_wait(position)
+            time.sleep(QUEUE_POLL_S)
+    except BaseException:
+        ticket.unlink(missing_ok=True)
+        raise
+
+
+def cancel_run(run_dir: str | os.PathLike, runs_dir: Path | None = None) -> bool:
+    """Take a waiting run out of the queue (its worker then records "cancelled"); False if it was not waiting."""
+    target = Path(run_dir).resolve()
+    removed = False
+    for ticket in waiting(runs_dir):
+        if ticket.run_dir.resolve() == target:
+            try:
+                ticket.path.unlink()
+                removed = True
+            except FileNotFoundError:
+                pass  # it got its slot meanwhile
+    return removed
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 # ---------------------------------------------------------------- starting and stopping
 
 
-def worker_command(config: TrainConfig, out_path: Path, run_dir: Path, *, resume: bool = False) -> list[str]:
-    """The `python -m cnn train` command line that trains `config` (refuses settings the CLI cannot pass)."""
-    recipe = TrainConfig.for_model(config.model)
-    fixed = [field.name for field in dataclasses.fields(TrainConfig) if field.name not in CLI_FIELDS + ("model",)
-             and getattr(config, field.name) != getattr(recipe, field.name)]
-    if fixed:
-        raise UserError(f"A dashboard run keeps the zoo recipe's {', '.join(fixed)}; change them in cnn/models.py.")
-    command = [sys.executable, "-m", "cnn", "train", "--model", config.model, "--epochs", str(config.epochs),
-               "--batch-size", str(config.batch_size), "--learning-rate", repr(float(config.learning_rate)),
-               "--augment" if config.augment else "--no-augment", "--val-size", str(config.val_size),
-               "--seed", str(config.seed), "--out", str(out_path), "--run-dir", str(run_dir)]
-    if config.subset is not None:
-        command += ["--subset", str(config.subset)]
-    if config.data_dir:
-        command += ["--data-dir", str(config.data_dir)]
-    if not config.mixed_precision:
-        command.append("--no-mixed-precision")
-    if resume:
-        command.append("--resume")
-    return command
+def start_run(request: RunRequest, run_dir: str | os.PathLike) -> int:
+    """Lock `run_dir` and the output, record `request` as its config.json, start its worker; its pid.
 
-
-def start_run(config: TrainConfig, out_path: str | os.PathLike, run_dir: str | os.PathLike, *,
-              resume: bool = False, overwrite: bool = False) -> int:
-    """Start a worker that trains `config` in `run_dir` and saves to `out_path`; returns its pid.
-
-    Args:
-        config: the run's settings (the zoo recipe plus the command line's settings).
-        out_path: the `.keras` file to save to (its sidecar goes beside it).
-        run_dir: the run folder; a fresh start clears its history and checkpoint.
-        resume: continue the run folder's checkpoint and history.
-        overwrite: allow replacing an existing model that is not a classroom output.
+    A fresh run (not `request.resume`) clears the folder's history and checkpoint first.
+    The worker gets both locks (it holds them until it ends) and waits in the queue.
 
     Raises:
-        TrainingError: the model is already training, or there is nothing to resume.
-        UserError: the output would replace a model without `overwrite`, or bad settings.
+        TrainingError: the run folder or the output file is in use by another run.
     """
-    out_path, run_dir = Path(out_path), Path(run_dir)
+    run_dir = Path(run_dir)
     files = RunFiles(run_dir)
-    if out_path.suffix != ".keras":
-        raise UserError(f"The output must be a .keras file, not {out_path.name!r}.")
-    may_replace = overwrite or not would_overwrite(out_path)  # this run may write its output again on resume
-    if not may_replace:
-        raise UserError(f"{out_path.name} already exists and is not a classroom model: tick "
-                        "'overwrite' to replace it, or choose another name.")
-    if resume and not files.checkpoint.exists():
-        raise TrainingError(f"There is no checkpoint in {run_dir} to resume: start a new run.")
-    command = worker_command(config, out_path, run_dir, resume=resume)
-    lock = _lock_path(run_dir, config.model)
-    _take_lock(lock, config.model)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        files.stop_flag.unlink(missing_ok=True)
-        history_rows = read_history(files.history) if resume else []
-        if not resume:
-            for stale in (files.history, files.checkpoint, files.state):
-                stale.unlink(missing_ok=True)
-        with (run_dir / LOG_NAME).open("w") as log:
-            log.write(f"$ {' '.join(command[1:])}\n")
-            log.flush()
-            environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-            worker = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                      stderr=subprocess.STDOUT, env=environment, start_new_session=True)
-    except BaseException:
-        lock.unlink(missing_ok=True)
-        raise
+    if Path(request.out_path).suffix != ".keras":
+        raise UserError(f"The output must be a .keras file, not {Path(request.out_path).name!r}.")
+    with acquire_locks(run_dir, request.out_path) as locks:
+        prepare_run(files, request)
+        worker = _spawn_worker(files, locks)
     _CHILDREN[worker.pid] = worker
-    ticks = _start_ticks(worker.pid)
-    job = {"pid": worker.pid, "start_ticks": ticks, "model": config.model, "config": config.to_dict(),
-           "out_path": str(out_path), "overwrite": may_replace, "resume": resume, "started": time.time(),
-           "command": command[1:]}
-    atomic_write_text(run_dir / JOB_NAME, json.dumps(job))
-    # The worker needs seconds to import TensorFlow: say "running" now, so no poller sees the old state.
-    atomic_write_text(files.status, json.dumps({
-        "state": "running", "pid": worker.pid, "model": config.model, "epoch": len(history_rows),
-        "epochs": config.epochs, "batch": 0, "batches": 0, "message": STARTING_MESSAGE,
-        "config": config.to_dict(), "updated": time.time()}))
-    atomic_write_text(lock, json.dumps({"pid": worker.pid, "start_ticks": ticks, "run_dir": str(run_dir)}))
+    _reap_children()
     return worker.pid
 
 
+def prepare_run(files: RunFiles, request: RunRequest) -> None:
+    """Ready a locked run folder for `request`: a fresh start clears the last run's history and
+    checkpoint; then config.json, a new status ("starting") and its ticket in the queue are written
+    (by the starter, before its worker exists, so the line keeps the order in which runs were asked for)."""
+    if not request.resume:
+        files.clear_training()
+    files.stop_flag.unlink(missing_ok=True)
+    request.write(files)
+    history = read_history(files.history) if request.resume else []
+    # A whole new status: nothing of the previous run's ending may show through.
+    atomic_write_text(files.status, json.dumps({
+        "state": "starting", "message": STARTING_MESSAGE, "model": request.config.get("model"),
+        "epoch": len(history), "epochs": request.config.get("epochs"), "batch": 0, "batches": 0,
+        "config": request.config, "out_path": request.out_path, "updated": time.time()}))
+    _write_ticket(files, request)
+
+
+def _ticket_path(files: RunFiles, request: RunRequest, runs_dir: Path | None = None) -> Path:
+    """The run's ticket: named by the time of the request, so the line keeps the order of the presses."""
+    return queue_dir(runs_dir) / "tickets" / f"{int(request.requested_at * 1e9):020d}-{files.folder.name}.json"
+
+
+def _write_ticket(files: RunFiles, request: RunRequest, runs_dir: Path | None = None) -> None:
+    ticket = _ticket_path(files, request, runs_dir)
+    ticket.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ticket, json.dumps({"run_dir": str(files.folder.resolve()), "host": socket.gethostname(),
+                                          "model": request.config.get("model")}))
+
+
+def equivalent_argv(config: dict, out_path: str | os.PathLike) -> list[str]:
+    """The `python -m cnn` arguments that train `config` into `out_path` (recorded in the sidecar)."""
+    argv = ["train", "--model", config["model"], "--epochs", str(config["epochs"]),
+            "--batch-size", str(config["batch_size"]), "--learning-rate", repr(float(config["learning_rate"])),
+            "--augment" if config.get("augment") else "--no-augment", "--val-size", str(config["val_size"]),
+            "--seed", str(config.get("seed", 0)), "--out", str(out_path),
+            "--mixed-precision" if config.get("mixed_precision") else "--no-mixed-precision"]
+    if config.get("subset") is not None:
+        argv += ["--subset", str(config["subset"])]
+    return argv
+
+
+def _spawn_worker(files: RunFiles, locks: RunLocks) -> subprocess.Popen:
+    """`python -m cnn train --job RUN_DIR` in its own session, holding the run's locks, output to worker.log."""
+    command = [sys.executable, "-m", "cnn", "train", "--job", str(files.folder)]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **locks.handover_env()}
+    with files.log.open("w") as log:
+        log.write(f"$ {' '.join(command[1:])}\n")
+        log.flush()
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=environment, start_new_session=True,
+                                pass_fds=locks.descriptors)
+
+
+def _reap_children() -> None:
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+
+
 def resume_run(run_dir: str | os.PathLike) -> int:
-    """Continue the run in `run_dir` with the settings, output and overwrite choice it was started with."""
-    job = read_json(Path(run_dir) / JOB_NAME, "job record")
-    if not job.get("config"):
-        raise TrainingError(f"{run_dir} has no job record: start a new run instead.")
-    config = TrainConfig(**job["config"])
-    return start_run(config, job["out_path"], run_dir, resume=True, overwrite=bool(job.get("overwrite")))
+    """Continue the run in `run_dir` with its own settings and output (restarting it if it has no checkpoint)."""
+    files = RunFiles(Path(run_dir))
+    request = RunRequest.read(files)
+    again = RunRequest(config=request.config, out_path=request.out_path, resume=True, owner=request.owner,
+                       argv=request.argv)
+    return start_run(again, run_dir)
 
 
-def stop_run(run_dir: str | os.PathLike) -> None:
-    """Ask the worker in `run_dir` to stop after its current batch; it keeps its history and checkpoint.
-
-    A worker still starting up (importing TensorFlow, reading the data) would delete the STOP
-    flag as stale when its training begins, so it is ended now instead: it has trained nothing.
-    """
-    run_dir = Path(run_dir)
+def stop_run(run_dir: str | os.PathLike) -> str:
+    """Stop the run in `run_dir`: "cancelled" when it was waiting in the queue, else "stopping"
+    (its worker stops after the current batch and keeps its history and checkpoint)."""
+    if cancel_run(run_dir):
+        return "cancelled"
     request_stop(run_dir)
-    files = RunFiles(run_dir)
-    status = read_json(files.status, "run status")
-    if status.get("message") != STARTING_MESSAGE:
-        return
-    job = read_json(run_dir / JOB_NAME, "job record")
-    pid = status.get("pid")
-    if _alive(pid, job.get("start_ticks") if job.get("pid") == pid else None):
-        try:
-            os.killpg(pid, signal.SIGTERM)  # the worker leads its own session (start_new_session)
-        except (ProcessLookupError, PermissionError):
-            pass
-        child = _CHILDREN.get(pid)
-        if child is not None:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-    write_status(files, state="stopped", message=NOT_STARTED_MESSAGE)
+    return "stopping"
 
 
-# ---------------------------------------------------------------- reading a run
+# ---------------------------------------------------------------- reading runs
 
 
-@dataclass(frozen=True)
-class RunState:
-    """What a run folder says about its run, with a dead worker detected ("killed")."""
-
-    state: str  # one of STATES
-    epoch: int = 0  # finished epochs
-    epochs: int = 0  # epochs asked for
-    batch: int = 0  # batches done in the current epoch
-    batches: int = 0  # batches per epoch
-    message: str = ""
-    history: tuple[dict, ...] = ()
-    model: str | None = None
-    pid: int | None = None
-    out_path: str | None = None
-    config: dict | None = None
-    can_resume: bool = False  # a checkpoint exists to continue from
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def progress(self) -> float:
-        """Share of the whole run done, counting batches of the current epoch."""
-        if not self.epochs:
-            return 0.0
-        partial = self.batch / self.batches if self.batches and self.state in ACTIVE_STATES else 0.0
-        return min(1.0, (self.epoch + min(partial, 1.0)) / self.epochs)
-
-
-def run_state(run_dir: str | os.PathLike) -> RunState:
-    """The state of the run in `run_dir` (TrainingError when its history or status file is corrupt)."""
-    run_dir = Path(run_dir)
-    files = RunFiles(run_dir)
-    status = read_json(files.status, "run status")
-    if not status:
-        return RunState("idle")
-    job = read_json(run_dir / JOB_NAME, "job record")
-    history = tuple(read_history(files.history))
-    pid = status.get("pid") or job.get("pid")
-    start_ticks = job.get("start_ticks") if job.get("pid") == pid else None
-    alive = _alive(pid, start_ticks)
-    state, message = _classify(str(status.get("state", "idle")), str(status.get("message") or ""), alive,
-                               files, run_dir)
-    return RunState(
-        state=state, epoch=len(history) if history else int(status.get("epoch", 0)),
-        epochs=int(status.get("epochs", 0)), batch=int(status.get("batch") or 0),
-        batches=int(status.get("batches") or 0), message=message, history=history,
-        model=status.get("model"), pid=pid, out_path=job.get("out_path"),
-        config=status.get("config") or job.get("config"),
-        can_resume=files.checkpoint.exists() and state not in ACTIVE_STATES,
-    )
-
-
-def _classify(written: str, written_message: str, alive: bool, files: RunFiles, run_dir: Path) -> tuple[str, str]:
-    """The real state from what status.json says, whether the worker lives, and the log's end."""
-    if alive:
-        if files.stop_flag.exists():
-            return "stopping", "Stopping after the current batch; the checkpoint is kept."
-        if written in ("finished", "stopped"):
-            return "running", "Training done: measuring validation accuracy and saving the model."
-        return "running", written_message
-    outcome, line = _log_outcome(run_dir / LOG_NAME)
-    if outcome == "failed":
-        return "failed", line
-    if outcome in ("finished", "stopped"):
-        return outcome, line
-    if written in ("running", "stopping"):
-        return "killed", ("The worker process ended without finishing (killed or crashed); "
-                          "Resume continues from the last finished epoch.")
-    if written_message == NOT_STARTED_MESSAGE:
-        return "stopped", written_message
-    if written in ("finished", "stopped"):
-        return "killed", "The worker ended before saving the model; Resume saves it."
-    return written if written in STATES else "failed", ""
-
-
-def _log_outcome(path: Path) -> tuple[str, str]:
-    """("finished"|"stopped"|"failed"|"", the deciding line) from the end of a worker log."""
-    lines = [line.strip() for line in _tail(path).splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("finished:"):
-            return "finished", line
-        if line.startswith("stopped early:"):
-            return "stopped", line
-        if line.startswith("error:"):
-            return "failed", line.removeprefix("error:").strip()
-    if any(line.startswith("Traceback") for line in lines):
-        return "failed", f"The worker crashed: {lines[-1]}"
-    return "", ""
-
-
-def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
-    """The last `lines` lines of the worker's log (for a 'details' box)."""
-    return "\n".join(_tail(Path(run_dir) / LOG_NAME).splitlines()[-lines:])
-
-
-def _tail(path: Path) -> str:
-    """The last LOG_TAIL_BYTES of a log file as text ("" when there is none)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+def run_state_in_queue(run_dir: str | os.PathLike) -> RunState:
+    """`cnn.runs.run_state` with the run's place in the training queue filled in."""
+    return run_state(run_dir, queue_position=queue_position)
 
 
 def active_runs(runs_dir: Path | None = None) -> list[tuple[Path, RunState]]:
-    """Every run folder under `runs_dir` whose worker is running now."""
+    """Every run folder under `runs_dir` whose worker is waiting or training now."""
     found = []
     for folder in sorted(Path(runs_dir or default_runs_dir()).glob("*/")):
+        if folder.name.startswith("."):
+            continue
         try:
-            state = run_state(folder)
+            state = run_state_in_queue(folder)
         except UserError:
             continue
         if state.active:
@@ -396,6 +352,19 @@ def wait_until_done(run_dir: str | os.PathLike, timeout_s: float = 300, poll_s: 
     while time.monotonic() < deadline:
         state = run_state(run_dir)
         if not state.active:
+            _reap_children()
             return state
         time.sleep(poll_s)
     raise TrainingError(f"The run in {run_dir} did not end within {timeout_s:.0f} s.")
+
+
+def log_tail(run_dir: str | os.PathLike, lines: int = 20, max_bytes: int = 16_384) -> str:
+    """The last `lines` lines of the worker's log, for a 'details' box (people read it; code never does)."""
+    path = RunFiles(Path(run_dir)).log
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

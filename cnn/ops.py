@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cnn import NUM_CLASSES
 from cnn.errors import UserError
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "filter_bank",
     "feature_maps",
     "output_size_formulas",
+    "pool_output_size_formulas",
+    "padding_in_words",
     "window_breakdown",
     "dot_product_lines",
     "relu",
@@ -363,6 +366,41 @@ def output_size_formulas(image_shape: Sequence[int], kernel_size: int, spec: Con
         )
         for axis, n in (("rows", height), ("columns", width))
     }
+
+
+def pool_output_size_formulas(image_shape: Sequence[int], size: int, stride: int) -> dict[str, str]:
+    """The pooling output size filled in, with only the terms pooling has: floor((n − k) / s) + 1.
+
+    Pooling here has no padding and no dilation, so the formula shows neither
+    (the convolution formula with p = 0 and d = 1 gives the same numbers).
+    Returns {"rows": text, "columns": text}; raises UserError when the window does not fit.
+    """
+    height, width = image_shape[:2]
+    return {
+        axis: f"floor(({n} − {size}) / {stride}) + 1 = {output_size(n, size, 0, stride, 1)}"
+        for axis, n in (("rows", height), ("columns", width))
+    }
+
+
+def _zeros_phrase(count: int, unit: str) -> str:
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def padding_in_words(padding) -> str:
+    """((top, bottom), (left, right)) zero padding as a plain phrase, e.g. "no padding",
+    "1 row and column of zeros on every side", "zeros added: 1 row at the bottom, 1 column on the right"."""
+    (top, bottom), (left, right) = padding
+    if top == bottom == left == right:
+        if top == 0:
+            return "no padding"
+        return f"{_zeros_phrase(top, 'row')} and column{'' if top == 1 else 's'} of zeros on every side"
+    parts = [
+        f"{_zeros_phrase(count, unit)} {where}"
+        for count, unit, where in ((top, "row", "at the top"), (bottom, "row", "at the bottom"),
+                                   (left, "column", "on the left"), (right, "column", "on the right"))
+        if count
+    ]
+    return "zeros added: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -816,7 +854,7 @@ def toy_network(
     num_filters: int = 4,
     kernel_size: int = 3,
     pool_size: int = 2,
-    num_classes: int = 10,
+    num_classes: int = NUM_CLASSES,
     seed: int = 0,
 ) -> list[NetworkStage]:
     """Run image -> conv -> ReLU -> max pool -> flatten -> dense -> softmax.

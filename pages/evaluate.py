@@ -10,7 +10,7 @@ st.title("Evaluate a model")
 st.markdown(
     "How good is a trained model on images it never saw? Accuracy alone hides *which* classes it "
     "confuses: the classification report, the confusion matrix and the misclassified images show it. "
-    "Results are cached per model file, so coming back is instant."
+    "The models that ship with the dashboard carry their predictions with them, so their results appear at once."
 )
 
 model_tab, compare_tab = st.tabs(["One model", "Compare models"])
@@ -20,7 +20,11 @@ with model_tab:
     evaluation = None
     if name:
         try:
-            evaluation = views.evaluate_saved(name)
+            evaluation = views.stored_evaluation(name)
+        except UserError as error:  # stale or damaged stored predictions: never shown, measured instead
+            resources.show_user_error(error)
+        try:
+            evaluation = evaluation or views.evaluation_measured_here(name)
         except UserError as error:
             resources.show_user_error(error)
     if evaluation:
@@ -37,7 +41,8 @@ with model_tab:
             report = evaluation.clean if part == views.CLEAN_LABEL else evaluation.whole
 
         st.subheader("Classification report")
-        st.dataframe(views.report_table(report), column_config={
+        table = views.report_table(report)
+        st.dataframe(table, height=views.table_height(len(table)), column_config={
             column: st.column_config.NumberColumn(column, format="%.2f")
             for column in ("precision", "recall", "f1-score")})
         st.caption(f"scikit-learn's classification report on the {report.split} ({report.n:,} images): precision "
@@ -49,8 +54,7 @@ with model_tab:
                                     key="eval_confusion_mode") or "counts"
         views.confusion_matrix(report, normalized=mode == "row-normalized")
         true_label, predicted_label = views.pair_picker(report)
-        split, _, _, _ = views.test_data()
-        views.mistakes_gallery(report, split.images, true_label, predicted_label)
+        views.mistakes_gallery(report, true_label, predicted_label)
 
         st.subheader("Per class")
         bars, pairs = st.columns([3, 2])
@@ -59,7 +63,7 @@ with model_tab:
                      "the value is written at its end.")
         pairs.markdown("**Most confused pairs**")
         pairs.dataframe(views.confused_pairs_table(report), hide_index=True,
-                        column_config={"share of the true class": st.column_config.NumberColumn(format="percent")})
+                        column_config={views.PAIR_SHARE: st.column_config.NumberColumn(format="%.1f")})
 
 with compare_tab:
     records = resources.shipped_models()
@@ -79,9 +83,10 @@ with compare_tab:
         st.caption(
             "Every saved model. Test accuracy on images 0-999 is on exact CIFAR-10 images; the whole-set figure "
             "includes test images 1000-9999, which are JPEG-derived in the shared copy. The report's figure is "
-            "the accuracy the report states (base 64%, dropout 70%, augmented 90%); 'test figures from' says "
-            "whether a value was recorded at training time (sidecar) or measured in this session."
+            "the accuracy the report states (base 64.0%, dropout 70.0%, augmented 90.0%); 'figures from' says "
+            "whether the test figures were recorded with the model (sidecar) or measured in this session. "
+            "Every accuracy is in percent, with one decimal."
         )
         st.plotly_chart(views.story_figure(table), key="eval_story")
         st.caption("Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
-                   "figures. The report's progression goes from 64% (model 1) to 90% (model 6).")
+                   "figures. The report's progression goes from 64.0% (model 1) to 90.0% (model 6).")

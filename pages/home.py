@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import resources
-from ui.model_summary import COLUMN_CONFIG, model_descriptions, models_table
+from ui.model_summary import COLUMN_CONFIG, model_descriptions, models_table, split_shipped, unusable_table
 
 st.title("How a convolutional neural network learns to see")
 st.markdown(
@@ -28,15 +28,28 @@ for column, (path, label, text) in zip(steps, links):
         st.caption(text)
 
 st.subheader("Models that ship with the dashboard")
-records = resources.shipped_models()
-if records:
-    st.dataframe(models_table(records), hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
+entries = resources.saved_models()
+shipped, trained_here = split_shipped(entries)
+if shipped:
+    st.dataframe(models_table(shipped), hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
     st.caption(
         "Accuracies. Validation = the last 5,000 training images (used to choose settings). "
         "Test 0-999 (exact) = CIFAR-10 test images 0-999, identical to the official ones. "
         "Test all 10,000 (JPEG) = all 10,000 test images, JPEG-affected: in this copy images 1000-9999 were rebuilt "
         "from JPEG files, which costs a little accuracy. Report = the figure the course report gives."
     )
-    st.markdown(model_descriptions(records))
-else:
+    st.markdown(model_descriptions(shipped))
+elif not entries:
     st.info("No trained model is in models/ yet: train one on the Train page.")
+else:
+    st.info("No shipped model is in models/: models trained here are listed below; `python -m cnn evaluate NAME "
+            "--record` records a model's test figures.")
+if trained_here:
+    st.subheader("Trained here")
+    st.dataframe(models_table(trained_here), hide_index=True, width="stretch", column_config=COLUMN_CONFIG,
+                 key="home_trained_here")
+    st.caption("Models trained on this machine (classroom runs on the Train page, or the command line) whose "
+               "test figures have not been recorded; the Evaluate page measures them.")
+if len(shipped) + len(trained_here) < len(entries):
+    st.warning("These saved models cannot be used (the others are not affected):", icon=":material/warning:")
+    st.dataframe(unusable_table(entries), hide_index=True, width="stretch", key="home_unusable")

@@ -12,7 +12,7 @@ st.markdown(
     "looks when it decides (Grad-CAM)."
 )
 
-model_name = resources.model_picker("Model", key="inspect_model")
+model_name = inspect_views.model_choice("inspect_model")
 if model_name is None:
     st.stop()
 try:

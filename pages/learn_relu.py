@@ -36,9 +36,11 @@ before.plotly_chart(
     plots.heatmap(feature_map, "Before ReLU", marks=plots.negative_marks(feature_map), marks_name="negative"),
     key="relu_before",
 )
-before.caption(f"Feature map of the 3x3 {kernel_name} kernel on {description}; crosses mark negative values.")
+before.caption(f"Feature map of the 3x3 {kernel_name} kernel on {description}; crosses mark negative values."
+               + plots.reading_hint(feature_map))
 after.plotly_chart(
     plots.heatmap(activated, "After ReLU", marks=plots.negative_marks(feature_map), marks_name="set to 0"),
     key="relu_after",
 )
-after.caption("The same map after ReLU: every crossed cell is now 0, the others are unchanged.")
+after.caption("The same map after ReLU: every crossed cell is now 0, the others are unchanged."
+              + plots.reading_hint(activated))

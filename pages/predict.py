@@ -8,8 +8,9 @@ from ui import prediction_views, resources
 st.title("Predict: what is in this picture?")
 st.markdown(
     "Give the model one or several pictures. For each one you see the picture, the **32x32 image the "
-    "model really sees** (CIFAR-10 models only ever see 32x32 pixels), its three most probable classes, "
-    "the probability of all ten classes, and a Grad-CAM heatmap of where it looked."
+    "model really sees** (CIFAR-10 models only ever see 32x32 pixels) and its three most probable classes; "
+    "choose one picture under the grid for the probability of all ten classes and a Grad-CAM heatmap of "
+    "where it looked."
 )
 
 settings, _ = st.columns([1, 1])
@@ -20,6 +21,7 @@ if model_name is None:
     st.stop()
 
 images = prediction_views.collect_inputs()
+prediction_views.clear_button()
 if not images:
     st.info("Add a picture: upload files, paste a link, take a photo or pick CIFAR-10 test images above.")
     st.stop()
@@ -30,5 +32,4 @@ except UserError as error:
     resources.show_user_error(error)
     st.stop()
 
-for index, item in enumerate(images):
-    prediction_views.show_prediction(item, predictor, policy, index)
+prediction_views.show_results(images, predictor, policy)

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from cnn import data, jobs
+from cnn import data
 from cnn.artifacts import list_models
-from cnn.errors import UserError
 from cnn.recipes import ZOO_INFO
 from ui import training_views
 
@@ -12,17 +11,21 @@ st.title("Train a CNN")
 st.markdown(
     "Pick a model from the zoo and its hyperparameters, then start. Training runs in a separate worker "
     "process (the same code as `python -m cnn train`), so this page stays responsive; the charts gain a "
-    "point after every epoch. **Stop** ends the run after the current batch and keeps its history and "
-    "last checkpoint; **Resume** continues the same history. Reloading the page, or opening it in a "
-    "second tab, shows the same run."
+    "point after every epoch. The machine trains a few runs at once: further runs wait in line. "
+    "**Stop** ends the run after the current batch and keeps its history and last checkpoint; "
+    "**Resume** continues the same history. Reloading the page, or opening its link in a second tab, "
+    "shows the same run."
 )
+teacher = training_views.teacher_mode()
+owner = training_views.session_owner()
 
 train_tab, saved_tab = st.tabs(["Train a model", "Curves of saved models"])
 
 with train_tab:
     model = st.selectbox("Model", list(ZOO_INFO), format_func=lambda name: f"{name}: {ZOO_INFO[name].description}",
                          key="train_model")
-    run_dir = jobs.classroom_run_dir(model)
+    training_views.machine_queue(teacher=teacher)
+    run_dir = training_views.shown_run_dir(model, owner)
     training_views.other_active_runs(run_dir)
     state = training_views.read_state(run_dir)
     has_data = data.find_data_dir() is not None
@@ -32,22 +35,15 @@ with train_tab:
                    icon=":material/cloud_off:")
     settings, live = st.columns([2, 3], gap="large")
     with settings:
-        request = training_views.classroom_settings(model, disabled=not has_data or bool(state and state.active))
-        if state and state.can_resume and st.button("Resume", icon=":material/resume:", key="train_resume",
-                                                    help="Continue this run's checkpoint and history."):
-            request = "resume"
-        st.caption("A classroom run saves to models/MODEL_classroom.keras and replaces only that file, unless "
-                   "you name another model and tick 'overwrite'.")
-    try:
-        if request == "resume":
-            jobs.resume_run(run_dir)
-        elif request is not None:
-            jobs.start_run(request.config, request.out_path, run_dir, overwrite=request.overwrite)
-    except UserError as error:
-        settings.error(str(error), icon=":material/error:")
-    else:
-        if request is not None:
-            st.rerun()  # redraw with Start disabled and the live panel polling
+        request = training_views.classroom_settings(model, owner=owner, teacher=teacher,
+                                                    disabled=not has_data or bool(state and state.active))
+        resume = training_views.resume_button(state)
+        st.caption("Your run saves under its own name in models/. The models that ship with the dashboard, and "
+                   "models made in other sessions, are never replaced (the teacher key can).")
+        started = training_views.start_or_resume(request, run_dir if resume else None, owner=owner,
+                                                 teacher=teacher)
+    if started:
+        st.rerun()  # redraw with Start disabled and the live panel polling
     with live:
         training_views.run_panel(run_dir)
 

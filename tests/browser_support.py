@@ -83,10 +83,10 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run ENTRY` on 127.0.0.1:<free port>, its output kept in a log file."""
+    """`streamlit run ENTRY` on 127.0.0.1:<port, a free one by default>, its output kept in a log file."""
 
-    def __init__(self, entry: Path, log_path: Path, env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, entry: Path, log_path: Path, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [

@@ -4,6 +4,7 @@ Every route is bounded in bytes and time, so a client bug fails a test
 instead of hanging it, and the server only ever listens on loopback.
 """
 
+import dataclasses
 import gzip
 import http.server
 import io
@@ -12,6 +13,8 @@ import time
 import urllib.parse
 
 from PIL import Image
+
+import cnn.fetch
 
 MAX_SERVE_SECONDS = 5.0  # no route keeps a connection longer than this
 
@@ -146,7 +149,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class ScriptedServer(http.server.ThreadingHTTPServer):
     """Serves `_Handler`'s routes on 127.0.0.1 at a random port, in a thread.
 
-    `seen` lists (path, Host header) for each request received.
+    `seen` lists (path, Host header) for each request received;
+    `connections` lists the client address of every connection accepted,
+    even one that never sends a request.
     """
 
     daemon_threads = True
@@ -157,10 +162,15 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
         self.seen = []
+        self.connections = []
         self.port = self.server_address[1]
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
+
+    def verify_request(self, request, client_address):
+        self.connections.append(client_address)
+        return True
 
     def url(self, path, host="127.0.0.1", scheme="http"):
         return f"{scheme}://{host}:{self.port}{path}"
@@ -172,3 +182,17 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
     def __exit__(self, *exc_info):
         self.shutdown()
         self.server_close()
+
+
+def allow_only_the_port_of(server: ScriptedServer, monkeypatch) -> None:
+    """Let the app's default fetch rules accept `server`'s port as a web port.
+
+    The server listens on loopback at a random port; with the port rule
+    widened to that port, only the address rule stands between the page or
+    the CLI and the server, so a test can prove that this rule refuses it.
+    """
+    widened = dataclasses.replace(
+        cnn.fetch.DEFAULT_CONFIG,
+        allowed_ports=cnn.fetch.DEFAULT_CONFIG.allowed_ports + (server.port,),
+    )
+    monkeypatch.setattr(cnn.fetch, "DEFAULT_CONFIG", widened)

@@ -40,3 +40,56 @@ def test_train_and_evaluate_pages_open_without_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_deep_link_opened_first_goes_through_the_router():
+    """A fresh process whose first run is a sub-page (as after a server start) still gets the router's menu,
+    page config and sidebar: Streamlit would run the page alone, as a legacy pages/ page.
+
+    A subprocess, because the guard acts on the first import of `ui` in a process.
+    """
+    import subprocess
+    import sys
+
+    code = (f"from streamlit.testing.v1 import AppTest\n"
+            f"app = AppTest.from_file({str(ENTRY)!r}, default_timeout=120)\n"
+            "app.switch_page('pages/learn_relu.py')\n"  # before the first run: the deep link
+            "app.run()\n"
+            "assert not app.exception, app.exception\n"
+            "assert app.title[0].value.startswith('ReLU'), app.title\n"
+            "assert any('Concept' in caption.value for caption in app.sidebar.caption), 'no router sidebar'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_imports_ui_before_drawing(page):
+    """Importing `ui` sends a deep link through the router (ui/deep_links.py): it must come before any output."""
+    import ast
+
+    tree = ast.parse((ROOT / page).read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            if module == "ui" or (module or "").startswith("ui."):
+                return
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # the docstring
+            pytest.fail(f"{page} runs {ast.unparse(node)[:60]!r} before importing ui")
+    pytest.fail(f"{page} never imports ui")
+
+
+def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
+    from cnn.artifacts import save_model
+    from cnn.models import ZOO
+
+    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
+    save_model(ZOO["base"].build(), models_dir / "base.keras", {
+        "model": "base", "epochs": 1, "history": history,
+        "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}})
+    save_model(ZOO["base"].build(), models_dir / "base_classroom.keras", {
+        "model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}})
+    app = AppTest.from_file(str(ENTRY), default_timeout=60).run()  # Home is the default page
+    assert not app.exception
+    shipped, trained_here = (table.value for table in app.dataframe)
+    assert list(shipped["Model"]) == ["base"] and list(trained_here["Model"]) == ["base_classroom"]
+    assert [header.value for header in app.subheader][-2:] == ["Models that ship with the dashboard", "Trained here"]

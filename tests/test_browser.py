@@ -163,7 +163,7 @@ def test_upload_through_file_chooser_reads_top1(server, page, tmp_path):
         page.locator("[data-testid=stFileUploader]").get_by_role("button", name=UPLOAD_BUTTON).click()
     assert chooser.value.is_multiple()
     chooser.value.set_files(png)
-    page.get_by_text(f"Upload: {png.name}").wait_for()
+    page.get_by_text(f"Upload: {png.name}").first.wait_for()  # the grid card, the details picker and card
     page.get_by_text("Top guess:").wait_for()
     wait_for_app_run(page)
     table = page.locator("[data-testid=stDataFrame]").first

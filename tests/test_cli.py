@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
+from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,12 +41,15 @@ def png_bytes(colour, size=(40, 30)):
     return buffer.getvalue()
 
 
-def test_models_lists_the_whole_zoo(capsys):
-    status, out, _ = run_cli(capsys, "models")
+def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "models")
     assert status == 0
-    names = [line.split()[0] for line in out.splitlines()]
+    zoo, saved = out.split("\n\n")
+    names = [line.split()[0] for line in zoo.splitlines()]
     assert names == ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
-    assert "1,568" not in out and "," in out  # parameter counts are printed with separators
+    assert "1,568" not in zoo and "," in zoo  # parameter counts are printed with separators
+    assert saved.splitlines()[0] == f"Saved models in {trained}:"
+    assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())
 
 
 def test_train_writes_model_and_sidecar(trained):
@@ -136,15 +140,31 @@ def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
     assert "No such image file" in results[4]["error"]
 
 
-def test_predict_refuses_private_urls(trained, capsys):
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", "http://127.0.0.1/x.png",
-                             "--json")
-    assert status == 1 and "error" in json.loads(out)[0]
+def test_predict_refuses_private_urls(trained, capsys, monkeypatch):
+    # A real server on loopback, its port made a web port: only the address
+    # rule can refuse it, and the server must see no connection at all.
+    with ScriptedServer() as server:
+        allow_only_the_port_of(server, monkeypatch)
+        status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", server.url("/png"),
+                                 "--json")
+        assert server.connections == []
+    (result,) = json.loads(out)
+    assert status == 1 and "not allowed: it points to a private, local" in result["error"]
 
 
 def test_bad_model_files_get_one_plain_line(trained, tmp_path, capsys):
-    status, _, err = run_cli(capsys, "--models-dir", str(trained), "info", "../escape.keras")
-    assert status == 2 and err.startswith("error: ") and "Traceback" not in err
+    # A valid model and sidecar just outside the models folder: only the containment rule refuses it.
+    escape = trained.parent / "escape.keras"
+    escape.write_bytes((trained / "tiny.keras").read_bytes())
+    escape.with_suffix(".json").write_bytes((trained / "tiny.json").read_bytes())
+    try:
+        assert run_cli(capsys, "--models-dir", str(trained.parent), "info", "escape")[0] == 0  # it is loadable
+        status, _, err = run_cli(capsys, "--models-dir", str(trained), "info", "../escape.keras")
+    finally:
+        escape.unlink()
+        escape.with_suffix(".json").unlink()
+    assert status == 2 and err.startswith("error: '../escape.keras' is not in the models folder")
+    assert err.count("\n") == 1 and "Traceback" not in err
     status, _, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "nothing-here")
     assert status == 2 and "No model file" in err
 

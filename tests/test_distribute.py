@@ -82,6 +82,16 @@ def test_tf_config_gives_this_processes_place_in_the_cluster():
     assert read_tf_config({"TF_CONFIG": with_chief}) == ClusterTask("chief", 0, 3)
 
 
+def test_the_chief_is_the_chief_task_else_the_first_worker():
+    from cnn.distribute import is_chief_task
+
+    assert is_chief_task({"TF_CONFIG": cluster(["a:1", "b:2"], index=0)})
+    assert not is_chief_task({"TF_CONFIG": cluster(["a:1", "b:2"], index=1)})
+    with_chief = json.dumps({"cluster": {"chief": ["c:3"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}})
+    assert not is_chief_task({"TF_CONFIG": with_chief})
+    assert is_chief_task({"TF_CONFIG": with_chief.replace('"type": "worker"', '"type": "chief"')})
+
+
 def test_strategy_settings_are_checked_and_the_shipped_recipes_use_one_device():
     assert all(TrainConfig.for_model(name).strategy is None for name in ZOO_INFO)
     config = TrainConfig.for_model("base", strategy="mirrored", cpu_devices=2)
@@ -289,7 +299,7 @@ def validation_loss(line: str) -> str:
 @pytest.mark.slow
 def test_two_workers_train_alike_and_only_the_chief_keeps_files(synthetic_cifar, tmp_path):
     from cnn.artifacts import load_model
-    from cnn.training import read_history
+    from cnn.runs import read_history
 
     workers = Workers(tmp_path, synthetic_cifar, "--epochs", "1", "--batch-size", "32", "--subset", "64")
     chief, other = workers.summaries()
@@ -314,7 +324,7 @@ def long_run_past_its_first_epoch(tmp_path: Path, data_dir: Path) -> Workers:
 
 @pytest.mark.slow
 def test_a_stop_request_stops_both_workers_at_the_same_batch(synthetic_cifar, tmp_path):
-    from cnn.training import request_stop
+    from cnn.runs import request_stop
 
     workers = long_run_past_its_first_epoch(tmp_path, synthetic_cifar)
     request_stop(workers.run_dirs[0])  # in the chief's run folder only, as the dashboard would
@@ -348,7 +358,7 @@ def one_epoch_run(tmp_path_factory, synthetic_cifar) -> Path:
 
 @pytest.mark.slow
 def test_two_workers_resume_the_chiefs_run_folder(synthetic_cifar, tmp_path, one_epoch_run):
-    from cnn.training import read_history
+    from cnn.runs import read_history
 
     run = shutil.copytree(one_epoch_run, tmp_path / "shared-run")
     workers = Workers(tmp_path, synthetic_cifar, "--epochs", "2", "--batch-size", "32", "--subset", "64",
@@ -362,7 +372,8 @@ def test_two_workers_resume_the_chiefs_run_folder(synthetic_cifar, tmp_path, one
 @pytest.mark.slow
 def test_workers_that_would_resume_differently_both_refuse(synthetic_cifar, tmp_path, one_epoch_run):
     run = shutil.copytree(one_epoch_run, tmp_path / "chief-run")
-    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    training_files = ("history.jsonl", "checkpoint.keras", "state.json")  # what a resume continues from
+    before = {name: (run / name).read_bytes() for name in training_files}
     workers = Workers(tmp_path, synthetic_cifar, "--epochs", "2", "--batch-size", "32", "--subset", "64",
                       "--resume", run_dirs=(run, tmp_path / "not-shared"))  # worker 1 cannot see the run
     outputs = workers.wait()
@@ -370,7 +381,7 @@ def test_workers_that_would_resume_differently_both_refuse(synthetic_cifar, tmp_
         assert process.returncode == 2 and "Traceback" not in output
         assert ("error: The workers disagree on epoch to start from (worker 0: 1, worker 1: 0). Every worker must "
                 "read the same data, and to resume, the same run folder") in output
-    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert {name: (run / name).read_bytes() for name in training_files} == before
 
 
 if __name__ == "__main__":

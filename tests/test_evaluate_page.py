@@ -7,8 +7,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnn.artifacts import save_model
+from cnn.evaluation import Predictions, predictions_path, store_predictions
 from cnn.models import ZOO
-from ui import evaluation_views
+from ui import evaluation_views, resources
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "evaluate.py")
@@ -65,9 +66,11 @@ def test_evaluate_on_the_bundled_sample(saved_models, tmp_path, monkeypatch):
     (tmp_path / "no-data-here").mkdir()
     app = run(AppTest.from_file(PAGE, default_timeout=120))
     assert app.selectbox(key="eval_model").value == "base"
+    assert evaluation_views.MEASURED_HERE in app.info[0].value  # so it is measured here, images 0-999 first
     assert "bundled sample (exact CIFAR-10 test images 0-999)" in app.caption[0].value
     assert app.metric[0].label == "Accuracy, bundled sample (exact test images 0-999)"
     assert len(app.metric) == 2  # no whole-set figure on the sample
+    assert "eval_whole" not in [button.key for button in app.button]  # the sample has no images 1000-9999
     report = app.dataframe[0].value
     assert list(report.columns) == ["precision", "recall", "f1-score", "support"]
     assert report.loc["weighted avg", "support"] == 1000
@@ -96,12 +99,12 @@ def test_evaluate_on_the_bundled_sample(saved_models, tmp_path, monkeypatch):
     # Compare: every saved model, recorded and measured test figures, the report's figures beside them.
     table = app.dataframe[-1].value
     assert list(table["model"]) == ["base", "dropout"]
-    assert table.loc[0, "report's figure"] == 0.64 and table.loc[1, "report's figure"] == 0.70
-    assert table.loc[0, "test 0-999 (exact)"] == 0.63 and np.isnan(table.loc[1, "test 0-999 (exact)"])
+    assert table.loc[0, "report %"] == 64.0 and table.loc[1, "report %"] == 70.0
+    assert table.loc[0, "test 0-999 %"] == 63.0 and np.isnan(table.loc[1, "test 0-999 %"])
     app.button(key="eval_measure_all").click()
     run(app)
     table = app.dataframe[-1].value
-    assert 0 <= table.loc[1, "test 0-999 (exact)"] <= 1 and table.loc[1, "test figures from"] == "measured here"
+    assert 0 <= table.loc[1, "test 0-999 %"] <= 100 and table.loc[1, "figures from"] == "measured here"
     assert any("JPEG-derived" in caption.value for caption in app.caption)
 
 
@@ -122,9 +125,16 @@ def full_size_synthetic(tmp_path_factory):
     return folder
 
 
-def test_evaluate_with_the_full_data_shows_clean_and_whole_figures(saved_models, full_size_synthetic, monkeypatch):
+def test_the_whole_test_set_is_measured_on_demand(saved_models, full_size_synthetic, monkeypatch):
     monkeypatch.setenv("CIFAR10_DIR", str(full_size_synthetic))
     app = run(AppTest.from_file(PAGE, default_timeout=120))
+    labels = [metric.label for metric in app.metric]
+    assert labels[0] == f"Accuracy, {evaluation_views.CLEAN_LABEL}" and len(labels) == 2  # images 0-999 first
+    assert app.dataframe[0].value.loc["weighted avg", "support"] == 1000
+    whole = app.button(key="eval_whole")
+    assert "1,100 images" in whole.label and "about" in whole.label  # with an estimate from the first 1,000
+    whole.click()
+    run(app)
     labels = [metric.label for metric in app.metric]
     assert labels[:2] == [f"Accuracy, {evaluation_views.CLEAN_LABEL}", f"Accuracy, {evaluation_views.WHOLE_LABEL}"]
     app.radio(key="eval_part").set_value(evaluation_views.CLEAN_LABEL)
@@ -133,10 +143,95 @@ def test_evaluate_with_the_full_data_shows_clean_and_whole_figures(saved_models,
     app.radio(key="eval_part").set_value(evaluation_views.WHOLE_LABEL)
     run(app)
     assert app.dataframe[0].value.loc["weighted avg", "support"] == 1100
+    assert "eval_whole" not in [button.key for button in app.button]
+
+
+# ---------------------------------------------------------------- predictions stored beside a model
+
+
+def crafted_predictions(labels: np.ndarray, wrong_as: int = 0) -> Predictions:
+    """Predictions that call every image of class 3 (cat) `wrong_as` and get the others right."""
+    probabilities = np.full((len(labels), 10), 0.01, np.float32)
+    predicted = np.where(labels == 3, wrong_as, labels)
+    probabilities[np.arange(len(labels)), predicted] = 0.91
+    return Predictions.from_probabilities(probabilities, labels)
+
+
+@pytest.fixture
+def stored_model(models_dir, tmp_path, monkeypatch):
+    """A saved model with crafted predictions stored beside it, on the bundled sample (no full data)."""
+    from cnn.data import load_sample
+
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data-here"))
+    (tmp_path / "no-data-here").mkdir()
+    path = models_dir / "base.keras"
+    save_model(ZOO["base"].build(), path, {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.5}})
+    answers = crafted_predictions(load_sample().labels)
+    store_predictions(path, {"test": answers}, "bundled sample")
+    return path, answers
+
+
+def test_stored_predictions_draw_the_page_without_running_the_model(stored_model, monkeypatch):
+    def no_model(name):
+        raise AssertionError("the model was loaded although its predictions are stored")
+
+    monkeypatch.setattr(resources, "get_model", no_model)
+    _, answers = stored_model
+    cats = int((answers.labels == 3).sum())
+    pages = -(-cats // evaluation_views.MISTAKES_SHOWN)
+    app = run(AppTest.from_file(PAGE, default_timeout=120))
+    assert not app.info or evaluation_views.MEASURED_HERE not in app.info[0].value
+    assert "stored beside the model" in app.caption[0].value
+    assert app.metric[0].value == f"{(1000 - cats) / 1000:.1%}"  # every class right but cat
+    counts = confusion_z(app)
+    assert counts[3, 0] == cats and counts.sum() == 1000
+    # The preset pair is the most confused one: cat -> airplane, 12 images a page.
+    assert (app.selectbox(key="eval_true").value, app.selectbox(key="eval_predicted").value) == ("cat", "airplane")
+    first_page = [image.captions[0].split("**")[1] for image in app.get("image")]
+    assert len(first_page) == evaluation_views.MISTAKES_SHOWN
+    pager = app.number_input(key="eval_gallery_page_3_0_1000")
+    assert f"of {pages}" in pager.label
+    pager.set_value(pages)
+    run(app)
+    last_page = [image.captions[0].split("**")[1] for image in app.get("image")]
+    assert len(last_page) == cats - (pages - 1) * evaluation_views.MISTAKES_SHOWN
+    assert not set(last_page) & set(first_page)
+    assert "91%" in app.get("image")[0].captions[0]  # the stored top-3
+
+
+def test_stale_stored_predictions_are_refused_and_the_model_is_measured(stored_model):
+    path, _ = stored_model
+    stored = predictions_path(path)
+    stored.write_bytes(stored.read_bytes() + b"changed")
+    app = run(AppTest.from_file(PAGE, default_timeout=120))
+    assert any("does not match the sha256" in error.value for error in app.error)
+    assert evaluation_views.MEASURED_HERE in app.info[0].value  # measured here instead
+    assert "bundled sample" in app.caption[0].value  # the data measured here, not the stored predictions
 
 
 def test_a_clicked_cell_selects_its_pair():
     point = {"x": "dog", "y": "cat", "customdata": [3, 5]}
     assert evaluation_views.pair_from_selection([point]) == ("cat", "dog")
+    assert evaluation_views.pair_from_selection([{"customdata": {"0": 9, "1": 1}}]) == ("truck", "automobile")
+    assert evaluation_views.pair_from_selection([{"customdata": [3, 12]}, {"customdata": "x"}]) is None
     assert evaluation_views.pair_from_selection([{"x": "ship", "y": "truck"}]) == ("truck", "ship")
     assert evaluation_views.pair_from_selection([]) is None
+
+
+def test_the_click_targets_take_part_in_hovering():
+    """Plotly selects on click the points found by hovering: hoverinfo='skip' made every click select nothing."""
+    from cnn.data import load_sample
+    from cnn.evaluation import report_from_predictions
+
+    report = report_from_predictions(crafted_predictions(load_sample().labels), "test")
+    import json
+
+    figure = json.loads(evaluation_views.confusion_figure(report, normalized=False).to_json())
+    targets = figure["data"][1]
+    assert targets.get("hoverinfo") != "skip"
+    # Plain lists: a typed array (numpy's "bdata") comes back from a click as a dict, not a pair.
+    assert isinstance(targets["customdata"], list) and targets["customdata"][19] == [1, 9]
+
+
+def test_the_report_table_is_tall_enough_for_every_row():
+    assert evaluation_views.table_height(12) >= 13 * evaluation_views.TABLE_ROW_PX

@@ -61,7 +61,7 @@ def test_layer_table_formulas_match_the_issue(zoo):
     assert fast["fast"].layer_type == "nested model"
     assert fast["fast / whiten"].trainable == "frozen (not trained)"
     assert fast["fast / whiten"].formula == "2*2*3*24 = 288 (no bias)"
-    assert fast["fast / block1_bn1"].formula.startswith("2*C = 2*64 = 128")
+    assert fast["fast / block1_bn1"].formula.startswith("3*C = 3*64 = 192 (bias learned")  # batch norm fused with its bias
     assert fast["fast / block1_pool"].output_shape == "(15, 15, 64)"
 
 
@@ -135,7 +135,7 @@ def test_grad_cam_for_every_zoo_model(zoo, image, name):
 def test_grad_cam_layers_and_logits(zoo, image):
     assert explain.grad_cam_layer(zoo["base"]) == "conv2"
     assert explain.grad_cam_layer(zoo["batchnorm"]) == "relu3_2"
-    assert explain.grad_cam_layer(zoo["fast"]) == "block3_gelu2"
+    assert explain.grad_cam_layer(zoo["fast"]) == "block3_relu2"
     # The score Grad-CAM differentiates is the logit: its softmax is the model's output.
     for name in ("base", "fast"):
         trunk = explain.conv_trunk(zoo[name])

@@ -20,9 +20,9 @@ import cnn.fetch
 from cnn.errors import FetchError
 from cnn.fetch import FetchConfig, fetch_url
 from cnn.images import MESSAGE_UNSUPPORTED, decode_image
-from tests.helpers_http import ScriptedServer, small_png
+from tests.helpers_http import ScriptedServer, allow_only_the_port_of, small_png
 
-NOT_ALLOWED = "not allowed"
+NOT_ALLOWED = "not allowed: it points to a private, local"
 DEFAULT_CONFIG = FetchConfig()
 LOOPBACK_OK = FetchConfig(allow_loopback=True)
 
@@ -110,6 +110,8 @@ def _refused(url, match, config=DEFAULT_CONFIG):
         "https://0.0.0.0/",
         "http://[::ffff:127.0.0.1]/",
         "http://[::127.0.0.1]/",
+        "http://[::ffff:0:7f00:1]/",  # IPv4-translated 127.0.0.1
+        "http://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated 169.254.169.254
         "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
         "http://[2002:a9fe:a9fe::]/",  # 6to4 of 169.254.169.254
         "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
@@ -138,8 +140,6 @@ def test_non_public_addresses_are_refused_without_connecting(url, connections):
         ("http://127.1:80\\@example.com/", "backslashes"),
         ("http://example.com@127.0.0.1/", "user name or password"),
         ("http://user:pass@example.com/", "user name or password"),
-        ("http://example.com:22/", "standard web ports"),
-        ("http://example.com:6379/", "standard web ports"),
         ("http://example.com/a\r\nHost: evil/", "control characters"),
         ("http://example.com/a b.png", "spaces"),
         ("http://example.com/" + "a" * 2100, "longer than 2048"),
@@ -153,6 +153,46 @@ def test_malformed_or_forbidden_urls_are_refused_before_resolving(
     _refused(url, match)
     assert fake_dns.lookups == []
     assert connections == []
+
+
+@pytest.mark.parametrize("port", [22, 6379, 8501])
+def test_public_address_on_another_port_is_refused_without_connecting(
+    port, fake_dns, connections
+):
+    fake_dns.names["public.test"] = ["93.184.216.34"]
+    _refused(f"http://public.test:{port}/", "standard web ports")
+    assert connections == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8501/",
+        "http://localhost:6379/",
+        "http://[::1]:8080/",
+        "http://169.254.169.254:8080/latest/meta-data/",
+    ],
+)
+def test_local_address_on_another_port_is_reported_as_local(url, connections):
+    # The address is what is wrong: a student typing their own server's
+    # address must not be told only that the port is unusual.
+    _refused(url, NOT_ALLOWED)
+    assert connections == []
+
+
+def test_a_local_server_on_an_allowed_port_is_refused_by_the_address_rule(
+    server, monkeypatch
+):
+    allow_only_the_port_of(server, monkeypatch)
+    with pytest.raises(FetchError, match=NOT_ALLOWED):
+        fetch_url(server.url("/png"))  # the default config, as the page uses
+    assert server.connections == []
+
+
+def test_the_default_config_is_the_production_one():
+    assert cnn.fetch.DEFAULT_CONFIG == FetchConfig()
+    assert FetchConfig().allowed_ports == (80, 443)
+    assert FetchConfig().allow_loopback is False
 
 
 def test_name_resolving_to_a_private_address_is_refused(fake_dns, connections):
@@ -178,6 +218,37 @@ def test_loopback_switch_does_not_open_other_private_ranges(fake_dns, connection
 def test_unknown_host_name_gives_a_plain_message(fake_dns):
     fake_dns.names["nowhere.test"] = []
     _refused("http://nowhere.test/", "could not be found")
+
+
+# --- name resolution counts against the deadline ------------------------------
+
+
+def _slow_resolver(fake_dns, seconds, address="127.0.0.1"):
+    def answer():
+        time.sleep(seconds)
+        return [address]
+
+    fake_dns.names["slow.test"] = answer
+
+
+def test_a_hung_resolver_is_cut_off_at_the_deadline(server, fake_dns, connections):
+    _slow_resolver(fake_dns, seconds=3.0)
+    config = dataclasses.replace(LOOPBACK_OK, deadline_s=0.5)
+    started = time.monotonic()
+    _refused(server.url("/png", host="slow.test"), "took longer than 0.5", config)
+    assert time.monotonic() - started < 2.5
+    assert connections == []
+
+
+def test_time_spent_resolving_is_taken_from_the_download(server, fake_dns):
+    # Resolving takes 2 of the 2.5 seconds; /drip needs 5. If the deadline
+    # started after resolving, the fetch would last 4.5 seconds.
+    _slow_resolver(fake_dns, seconds=2.0)
+    config = dataclasses.replace(LOOPBACK_OK, deadline_s=2.5)
+    started = time.monotonic()
+    _refused(server.url("/drip", host="slow.test"), "took longer than 2.5", config)
+    assert time.monotonic() - started < 4.0
+    assert [path for path, _ in server.seen] == ["/drip"]
 
 
 # --- pinning: one resolution, connection to the checked address -------------
@@ -347,11 +418,11 @@ def test_redirect_to_loopback_is_refused(server, monkeypatch, connections):
     real_resolve = cnn.fetch._resolve_checked_address
     hops = []
 
-    def resolve_with_app_rules_after_first_hop(target, config):
+    def resolve_with_app_rules_after_first_hop(target, config, deadline):
         hops.append(target.host)
         if len(hops) > 1:
             config = dataclasses.replace(config, allow_loopback=False)
-        return real_resolve(target, config)
+        return real_resolve(target, config, deadline)
 
     monkeypatch.setattr(
         cnn.fetch, "_resolve_checked_address", resolve_with_app_rules_after_first_hop

@@ -9,7 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnn.images import MESSAGE_UNSUPPORTED
-from tests.test_predict_page import assert_no_exception, shipped  # noqa: F401 - the models-folder fixture
+from tests.test_predict_page import assert_no_exception, save_untrained, shipped  # noqa: F401 - the models-folder fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
@@ -23,10 +23,39 @@ def table(app: AppTest):
     return app.dataframe[0].value
 
 
-def chart_titles(app: AppTest) -> list[str]:
+def chart_specs(app: AppTest) -> list[dict]:
     import json
 
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def chart_titles(app: AppTest) -> list[str]:
+    return [figure["layout"]["title"]["text"] for figure in chart_specs(app)]
+
+
+def tile_labels(figure: dict) -> list[str]:
+    return [annotation["text"] for annotation in figure["layout"].get("annotations", [])]
+
+
+@pytest.fixture
+def fast_is_best(tmp_path, monkeypatch):
+    """A models folder where `fast` has the best validation accuracy, so it is listed first."""
+    save_untrained(tmp_path, "fast", 0.9)
+    save_untrained(tmp_path, "base", 0.6)
+    monkeypatch.setenv("CNN_MODELS_DIR", str(tmp_path))
+
+
+def test_opens_on_a_model_with_learned_first_filters_and_says_why_not_fast(fast_is_best):
+    app = run_page()
+    assert_no_exception(app)
+    picker = app.selectbox(key="inspect_model")
+    assert picker.options[0].startswith("fast")  # the best model is listed first...
+    assert picker.value == "base"  # ...but the page opens on one whose first layer learned its filters
+    assert not any("fixed, not learned" in info.value for info in app.info)
+    picker.set_value("fast").run()
+    assert_no_exception(app)
+    (why,) = [info.value for info in app.info if "fixed, not learned" in info.value]
+    assert "flat colour blocks" in why and "opens on 'base'" in why
 
 
 def test_report_model_table_filters_feature_maps_and_grad_cam(shipped):  # noqa: F811
@@ -43,6 +72,11 @@ def test_report_model_table_filters_feature_maps_and_grad_cam(shipped):  # noqa:
     assert chart_titles(app) == ["conv1 (Conv2D + relu): 29x29x32", "pool1 (MaxPooling2D): 14x14x32",
                                  chart_titles(app)[2]]
     assert chart_titles(app)[2].startswith("Grad-CAM: ")
+    # Each tile of a mosaic is headed by its channel number; the axes carry no pixel numbers (0-250 before).
+    conv1 = chart_specs(app)[0]
+    assert tile_labels(conv1) == [f"channel {channel}" for channel in range(16)]
+    assert conv1["layout"]["xaxis"]["showticklabels"] is False
+    assert "channel %{customdata}" in conv1["data"][0]["hovertemplate"]
     assert any("Grad-CAM" in caption.value and "Approximate" in caption.value for caption in app.caption)
 
     app.selectbox(key="inspect_conv_layer").set_value("conv2")
@@ -69,7 +103,7 @@ def test_fast_model_expands_its_trunk_and_explains_whitening(shipped):  # noqa: 
     app.selectbox(key="inspect_conv_layer").set_value("block1_conv1").run()
     assert_no_exception(app)
     assert [title.split(" (")[0] for title in chart_titles(app)[:-1]] == [
-        "block1_conv1", "block1_pool", "block1_bn1", "block1_bias1", "block1_gelu1"]
+        "block1_conv1", "block1_pool", "block1_bn1", "block1_relu1"]
     assert any("unflipped image" in caption.value for caption in app.caption)
 
 

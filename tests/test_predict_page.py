@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from cnn import CLASS_NAMES
 from cnn.fetch import FetchConfig
 from cnn.images import MESSAGE_UNSUPPORTED
-from tests.helpers_http import ScriptedServer
+from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90  # importing TensorFlow and loading a model is slow on a busy machine
@@ -67,7 +67,7 @@ def assert_no_exception(app: AppTest) -> None:
 
 
 def cards(app: AppTest) -> list[dict]:
-    """Each result card as {label, errors, tables, warnings}, in page order."""
+    """Each bordered card (the grid's, then the details card) as {label, errors, tables, warnings, text}."""
     found = []
     for block in _blocks(app.main):
         first = next(iter(block.children.values()), None)
@@ -77,8 +77,25 @@ def cards(app: AppTest) -> list[dict]:
                 "errors": [element.value for element in _elements(block, "error")],
                 "tables": [element.value for element in _elements(block, "dataframe")],
                 "warnings": [element.value for element in _elements(block, "warning")],
+                "text": [element.value for element in _elements(block, "markdown")][1:],
             })
     return found
+
+
+def grid_cards(app: AppTest) -> list[dict]:
+    """The compact cards: every picture, no table (the details card is the one with a table)."""
+    return [card for card in cards(app) if not card["tables"]]
+
+
+def details_card(app: AppTest) -> dict | None:
+    """The one full card: all ten probabilities, the top-3 table and Grad-CAM of the chosen picture."""
+    full = [card for card in cards(app) if card["tables"]]
+    assert len(full) <= 1
+    return full[0] if full else None
+
+
+def top3_lines(card: dict) -> list[str]:
+    return card["text"][0].split("  \n")
 
 
 def _blocks(node):
@@ -114,20 +131,29 @@ def test_several_uploads_one_bad_keeps_the_others(shipped):
         ("anim.gif", encode(picture(20, 30, seed=3), "GIF"), "image/gif"),
     ]).run()
     assert_no_exception(app)
-    by_label = {card["label"]: card for card in cards(app)}
+    by_label = {card["label"]: card for card in grid_cards(app)}
     assert list(by_label) == ["Upload: wide.png", "Upload: broken.png", "Upload: photo.jpg", "Upload: anim.gif"]
     assert by_label["Upload: broken.png"]["errors"] == [MESSAGE_UNSUPPORTED]
-    assert by_label["Upload: broken.png"]["tables"] == []
+    assert by_label["Upload: broken.png"]["text"] == []
     for label in ("Upload: wide.png", "Upload: photo.jpg", "Upload: anim.gif"):
         card = by_label[label]
         assert card["errors"] == []
-        (table,) = card["tables"]
-        assert list(table.columns) == ["Rank", "Class", "Probability"]
-        assert list(table["Rank"]) == [1, 2, 3]
-        assert set(table["Class"]) <= set(CLASS_NAMES)
+        lines = top3_lines(card)
+        assert [line.split(".")[0] for line in lines] == ["1", "2", "3"]
+        assert all(line.split("**")[1] in CLASS_NAMES for line in lines)
         # An untrained model spreads its probability: the low-confidence note must show.
-        assert any("only knows these 10 classes" in warning for warning in card["warnings"])
+        assert any("may be guessing" in warning for warning in card["warnings"])
+    # Details on demand, only for the pictures that got an answer: the first one until another is chosen.
+    assert app.selectbox(key="predict_details").options == ["Upload: wide.png", "Upload: photo.jpg",
+                                                           "Upload: anim.gif"]
+    details = details_card(app)
+    assert details["label"] == "Upload: wide.png"
+    (table,) = details["tables"]
+    assert list(table.columns) == ["Rank", "Class", "Probability"] and list(table["Rank"]) == [1, 2, 3]
+    assert any("only knows these 10 classes" in warning for warning in details["warnings"])
     assert any("Grad-CAM" in caption.value and "approximate" in caption.value for caption in app.caption)
+    app.selectbox(key="predict_details").set_value("Upload: anim.gif").run()
+    assert details_card(app)["label"] == "Upload: anim.gif"
 
 
 def test_samples_and_center_crop_with_the_nested_fast_model(shipped):
@@ -136,11 +162,78 @@ def test_samples_and_center_crop_with_the_nested_fast_model(shipped):
     app.selectbox(key="predict_policy").set_value("center_crop")
     app.multiselect(key="predict_samples").set_value([0, 7]).run()
     assert_no_exception(app)
-    found = cards(app)
+    found = grid_cards(app)
     assert [card["label"].split(" (")[0] for card in found] == ["CIFAR-10 test image 0", "CIFAR-10 test image 7"]
-    assert all(len(card["tables"]) == 1 and not card["errors"] for card in found)
+    assert all(len(top3_lines(card)) == 3 and not card["errors"] for card in found)
+    assert len(details_card(app)["tables"]) == 1
     assert any("unflipped image" in caption.value for caption in app.caption)  # Grad-CAM on the trunk, said so
     assert any("Cut the largest square" in caption.value for caption in app.caption)
+
+
+def test_ten_pictures_make_a_compact_grid_with_right_or_wrong_marks(shipped):
+    from cnn.data import load_sample
+
+    labels = load_sample().labels
+    app = run_page()
+    app.multiselect(key="predict_samples").set_value(list(range(10))).run()
+    assert_no_exception(app)
+    found = grid_cards(app)
+    assert len(found) == 10
+    for index, card in enumerate(found):
+        true_class = CLASS_NAMES[int(labels[index])]
+        top_class = top3_lines(card)[0].split("**")[1]
+        mark = "✓ Right" if top_class == true_class else "✗ Wrong"
+        article = "an" if true_class in ("airplane", "automobile") else "a"
+        assert f"{mark}: it is {article} {true_class}." in card["text"]  # a sign and words, not colour alone
+    # Four cards to a row (three rows for ten), and one chart: the chosen picture's ten bars.
+    rows = [row for row in _rows_of_cards(app.main) if row]
+    assert [len(row) for row in rows] == [4, 4, 2]
+    assert len(app.get("plotly_chart")) == 1
+    assert sum("Grad-CAM for" in caption.value for caption in app.caption) == 1  # computed once, on demand
+
+
+def _rows_of_cards(node):
+    """For each st.columns row under `node`, the labels of the cards in its columns."""
+    for child in getattr(node, "children", {}).values():
+        columns = [column for column in getattr(child, "children", {}).values() if column.type == "column"]
+        if columns:
+            yield [card["label"] for column in columns for card in cards_in(column)]
+        yield from _rows_of_cards(child)
+
+
+def cards_in(node) -> list[dict]:
+    class Holder:
+        main = node
+
+    return cards(Holder)
+
+
+def test_the_same_picture_added_twice_is_shown_once(shipped):
+    same = encode(picture(40, 40, seed=5), "PNG")
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value([
+        ("cat.png", same, "image/png"),
+        ("other.png", encode(picture(40, 40, seed=6), "PNG"), "image/png"),
+        ("cat (1).png", same, "image/png"),
+    ]).run()
+    assert_no_exception(app)
+    assert [card["label"] for card in grid_cards(app)] == ["Upload: cat.png", "Upload: other.png"]
+    assert any("cat (1).png (the same picture as cat.png)" in caption.value for caption in app.caption)
+
+
+def test_clear_removes_every_picture(shipped):
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(("ok.png", encode(picture(32, 32), "PNG"), "image/png"))
+    app.multiselect(key="predict_samples").set_value([3])
+    app.text_input(key="predict_url").set_value("http://127.0.0.1/cat.png")
+    app.run()
+    assert len(grid_cards(app)) == 3
+    app.button(key="predict_clear").click().run()
+    assert_no_exception(app)
+    assert grid_cards(app) == []
+    assert any("Add a picture" in info.value for info in app.info)
+    assert app.text_input(key="predict_url").value == "" and app.multiselect(key="predict_samples").value == []
+    assert app.file_uploader(key="predict_uploads_1").value in (None, [])  # a fresh, empty uploader
 
 
 def test_camera_photo_is_predicted(shipped):
@@ -149,8 +242,8 @@ def test_camera_photo_is_predicted(shipped):
     app.camera_input(key="predict_camera").set_value(
         ("photo.jpg", encode(picture(64, 48, seed=4), "JPEG"), "image/jpeg")).run()
     assert_no_exception(app)
-    (card,) = cards(app)
-    assert card["label"] == "Camera photo" and len(card["tables"]) == 1
+    (card,) = grid_cards(app)
+    assert card["label"] == "Camera photo" and len(top3_lines(card)) == 3
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/cat.png", "http://localhost/cat.png", "http://[::1]/cat.png",
@@ -166,20 +259,24 @@ def test_local_urls_are_refused_with_a_plain_message_and_uploads_still_work(ship
     app.run()
     assert_no_exception(app)
     assert connections == []  # refused before any socket was opened
-    by_label = {card["label"]: card for card in cards(app)}
+    by_label = {card["label"]: card for card in grid_cards(app)}
     (error,) = by_label[f"Link: {url}"]["errors"]
     assert "not allowed" in error and "Traceback" not in error
-    assert len(by_label["Upload: ok.png"]["tables"]) == 1
+    assert len(top3_lines(by_label["Upload: ok.png"])) == 3
 
 
-def test_the_page_never_reaches_a_local_server_even_on_its_port(shipped):
+def test_the_page_never_reaches_a_local_server_even_on_its_port(shipped, monkeypatch):
+    # With the server's port made a web port, only the address rule is left
+    # to refuse it: the page must say the address is local and never connect.
     with ScriptedServer() as server:
+        allow_only_the_port_of(server, monkeypatch)
         app = run_page()
         app.text_input(key="predict_url").set_value(server.url("/png")).run()
-        assert server.seen == []
+        assert server.connections == [] and server.seen == []
     assert_no_exception(app)
-    (card,) = cards(app)
-    assert card["errors"] and not card["tables"]
+    (card,) = grid_cards(app)
+    (error,) = card["errors"]
+    assert "not allowed: it points to a private, local" in error and not card["text"]
 
 
 def test_fetch_image_and_explain_through_a_real_local_server():
@@ -217,3 +314,67 @@ def test_no_model_yet_shows_a_warning_not_a_traceback(tmp_path, monkeypatch):
     app = run_page()
     assert_no_exception(app)
     assert any("No saved model" in warning.value for warning in app.warning)
+
+
+def tiny_png(seed: int) -> bytes:
+    return encode(picture(8, 8, seed=seed), "PNG")
+
+
+def test_an_upload_answers_at_most_the_limit_and_says_how_many_were_ignored(shipped):
+    from ui.prediction_views import MAX_UPLOADS
+
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(
+        [(f"photo{index:02d}.png", tiny_png(index), "image/png") for index in range(MAX_UPLOADS + 3)]).run()
+    assert_no_exception(app)
+    labels = [card["label"] for card in grid_cards(app)]
+    assert labels == [f"Upload: photo{index:02d}.png" for index in range(MAX_UPLOADS)]
+    (warning,) = [warning.value for warning in app.warning if "ignored" in warning.value]
+    assert f"the first {MAX_UPLOADS} are answered" in warning and "the other 3 were ignored" in warning
+
+
+def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
+    from ui import prediction_views
+
+    decoded = []
+    real_decode = prediction_views.decode_image
+    monkeypatch.setattr(prediction_views, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
+    app = run_page()
+    uploader = app.file_uploader(key="predict_uploads")
+    large = encode(np.full((1030, 1100, 3), 90, np.uint8), "PNG")  # decoded at half size
+    uploader.set_value([("a.png", large, "image/png"), ("bad.png", b"not an image", "image/png")]).run()
+    assert len(decoded) == 2
+    assert any(caption.value == "The original, 1100x1030 pixels." for caption in app.caption)
+    app.selectbox(key="predict_policy").set_value("center_crop").run()  # a rerun: new policy, same files
+    app.selectbox(key="predict_model").set_value("fast").run()
+    assert_no_exception(app)
+    assert len(decoded) == 2
+    by_label = {card["label"]: card for card in grid_cards(app)}
+    assert by_label["Upload: a.png"]["text"] and not by_label["Upload: a.png"]["errors"]  # answered from what was decoded
+    assert by_label["Upload: bad.png"]["errors"] == [MESSAGE_UNSUPPORTED]  # the error is remembered too
+    app.file_uploader(key="predict_uploads").set_value([("c.png", tiny_png(3), "image/png")]).run()
+    assert len(decoded) == 3  # only the new file is decoded
+    assert len(app.session_state[prediction_views.DECODED_KEY]) == 1  # files no longer on the page are forgotten
+
+
+def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypatch):
+    from cnn.images import MESSAGE_BUSY, DecodeBusyError
+    from ui import prediction_views
+
+    calls = []
+    real_decode = prediction_views.decode_image
+
+    def busy_once(data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise DecodeBusyError(MESSAGE_BUSY)
+        return real_decode(data)
+
+    monkeypatch.setattr(prediction_views, "decode_image", busy_once)
+    app = run_page()
+    app.file_uploader(key="predict_uploads").set_value(("a.png", tiny_png(5), "image/png")).run()
+    assert grid_cards(app)[0]["errors"] == [MESSAGE_BUSY]
+    app.run()
+    assert_no_exception(app)
+    (card,) = grid_cards(app)
+    assert card["errors"] == [] and card["text"] and len(details_card(app)["tables"]) >= 1 and len(calls) == 2

@@ -14,7 +14,8 @@ from cnn.artifacts import load_model, read_sidecar, resolve_model_path, save_mod
 from cnn.data import load_cifar10
 from cnn.errors import ModelFileError, TrainingError, UserError
 from cnn.models import ZOO, count_parameters
-from cnn.training import RunFiles, TrainConfig, read_history, request_stop, train
+from cnn.runs import RunFiles, read_history, request_stop
+from cnn.training import TrainConfig, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,8 @@ def test_train_records_history_and_checkpoint(synthetic_cifar, tmp_path):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert result.epochs_done == 2 and not result.stopped_early
     assert 0.0 <= result.val_accuracy <= 1.0
-    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
+    # Training is done but nothing is saved yet: the caller that saves records the final state.
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "saving"
 
 
 def test_stop_flag_then_resume_continues_the_same_history(synthetic_cifar, tmp_path):
@@ -104,6 +106,37 @@ def test_stop_flag_then_resume_continues_the_same_history(synthetic_cifar, tmp_p
     assert stopped.stopped_early and stopped.epochs_done == 1
     resumed = train(tiny_config(epochs=3), data, run2, resume=True, verbose=0)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3] and not resumed.stopped_early
+    assert not any(row.get("partial_batches") for row in resumed.history)
+
+
+def test_stop_in_the_last_epoch_then_resume_finishes_the_run(synthetic_cifar, tmp_path):
+    """Issue 14: a Stop in the last epoch left "2 of 2 finished" with a partial epoch that Resume never redid."""
+    from cnn import training
+
+    data = load_cifar10(synthetic_cifar, val_size=20)
+    run = tmp_path / "run"
+    original = training._callbacks
+
+    def stop_in_the_last_epoch(files, config, *args):
+        import keras
+
+        class StopInLastEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch + 1 == config.epochs:
+                    files.stop_flag.touch()
+
+        return [StopInLastEpoch()] + original(files, config, *args)
+
+    training._callbacks = stop_in_the_last_epoch
+    try:
+        stopped = train(tiny_config(epochs=2, batch_size=8), data, run, verbose=0)
+    finally:
+        training._callbacks = original
+    assert stopped.stopped_early and stopped.history[-1]["epoch"] == 2 and stopped.history[-1]["partial_batches"]
+    resumed = train(tiny_config(epochs=2, batch_size=8), data, run, resume=True, verbose=0)
+    assert not resumed.stopped_early, "Resume must finish the run"
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert not any(row.get("partial_batches") for row in resumed.history)
 
 
 def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_cifar, tmp_path):
@@ -111,7 +144,8 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_cifar, tmp_path):
     command = [sys.executable, "-m", "cnn", "--models-dir", str(tmp_path / "models"), "train", "--model", "base",
                "--epochs", "40", "--batch-size", "8", "--data-dir", str(synthetic_cifar), "--val-size", "20",
                "--run-dir", str(run), "--no-mixed-precision", "--out", str(tmp_path / "models" / "b.keras")]
-    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs")})
     deadline = time.time() + 120
     while time.time() < deadline and len(read_history(run / "history.jsonl")) < 2:
         time.sleep(0.2)
@@ -125,6 +159,16 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_cifar, tmp_path):
     result = train(config, data, run, resume=True, verbose=0)
     epochs = [row["epoch"] for row in result.history]
     assert epochs == list(range(1, done_before + 2))
+
+
+def test_bf16_is_chosen_only_on_a_cpu_with_native_bf16(tmp_path):
+    from cnn.training import cpu_has_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, native in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n")
+        assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
 
 
 def test_corrupt_history_gives_a_clear_error(tmp_path):
@@ -186,13 +230,16 @@ def test_loading_refuses_anything_outside_or_tampered(models_dir, tmp_path):
 
 
 def test_a_model_with_a_lambda_layer_is_refused(models_dir):
+    """Refused by Keras's safe mode itself: the same file loads when safe mode is off, so nothing else failed."""
     import keras
 
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
     save_model(keras.Model(inputs, outputs), models_dir / "lam.keras", {"model": "lambda"})
-    with pytest.raises(ModelFileError, match="could not be loaded safely"):
+    with pytest.raises(ModelFileError, match=r"^lam\.keras holds Python code \(a Lambda layer.*safe mode refuses"):
         load_model("lam", models_dir)
+    unsafe = keras.models.load_model(models_dir / "lam.keras", compile=False, safe_mode=False)
+    assert any(isinstance(layer, keras.layers.Lambda) for layer in unsafe.layers)
     assert read_sidecar(models_dir / "lam.keras")["model"] == "lambda"
 
 

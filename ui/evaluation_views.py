@@ -1,43 +1,53 @@
-"""Evaluate page pieces: cached test predictions, report table, confusion matrix, mistakes, model comparison.
+"""Evaluate page pieces: a model's predictions, report table, confusion matrix, mistakes, model comparison.
 
-Predictions are cached per (model file, sha256, test data), so coming back to a
-model is instant and a retrained file is measured afresh. TensorFlow is loaded
-only when a model has to be run.
+A shipped model's predictions are stored beside it (`models/NAME.predictions.npz`,
+verified against the model's sha256), so its page draws at once without
+TensorFlow. A model without them is measured here: the exact test images
+0-999 first, with a progress bar and an estimate, the whole test set when
+asked. Measured predictions are kept per (model file, sha256, test data) for
+every session, so a retrained file is measured afresh.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn import CLASS_NAMES, artifacts
+from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
-from cnn.evaluation import EvalReport, report_from_probabilities
-from cnn.inference import top_k
+from cnn.evaluation import (EvalReport, Estimate, Predictions, ProgressClock, load_stored_predictions, predict_split,
+                            report_from_predictions)
 from cnn.recipes import ZOO_INFO
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR
 
 CONFUSION_KEY = "eval_confusion"
 TRUE_KEY, PREDICTED_KEY = "eval_true", "eval_predicted"
-MISTAKES_SHOWN = 12
+GALLERY_PAGE_KEY = "eval_gallery_page"
+MISTAKES_SHOWN = 12  # images per gallery page
 GALLERY_COLUMNS = 4  # images per row: room for each one's three-line caption
+TABLE_ROW_PX = 35  # st.dataframe's row height: the report's table is sized to show every row
 CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
 SAMPLE_LABEL = "bundled sample (exact test images 0-999)"
+MEASURED_HERE = "No usable predictions are stored with this model, so it is run here"
+STORED_DESCRIPTION = ("the whole CIFAR-10 test set, from the predictions stored beside the model "
+                      "(recorded by `python -m cnn evaluate {name} --record`; in the shared copy, images 1000-9999 "
+                      "are JPEG-derived)")
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's results on the test data this machine has."""
+    """A model's results on the test data: stored beside the model, or measured on this machine's data."""
 
     clean: EvalReport  # test images 0-999: exact
-    whole: EvalReport | None  # the whole test set, when the full data is present
+    whole: EvalReport | None  # the whole test set, when stored or measured
     data_description: str
 
     @property
@@ -45,42 +55,141 @@ class Evaluation:
         return self.whole or self.clean
 
 
-# ---------------------------------------------------------------- cached predictions
+# ---------------------------------------------------------------- stored predictions
+
+
+def stored_evaluation(name: str) -> Evaluation | None:
+    """The evaluation drawn from the predictions stored beside the model; None when it has none.
+
+    Raises ModelFileError (a UserError) when they are stale or damaged: the page then says so and measures.
+    """
+    path = artifacts.resolve_model_path(name)
+    # Verified on every run, like the model file: two small files, a few milliseconds.
+    stored = load_stored_predictions(path, artifacts.read_sidecar(path), artifacts.sha256_of(path))
+    answers = None if stored is None else stored.get("test")
+    if answers is None:
+        return None
+    clean = report_from_predictions(answers.subset(0, CLEAN_TEST_STOP), CLEAN_LABEL)
+    whole = report_from_predictions(answers, WHOLE_LABEL) if len(answers) > CLEAN_TEST_STOP else None
+    return Evaluation(clean, whole, STORED_DESCRIPTION.format(name=path.stem))
+
+
+# ---------------------------------------------------------------- predictions measured here
 
 
 def test_data():
     """(split, description, key naming the data for the cache, is_full)."""
     split, description = resources.test_images()
-    is_full = resources.get_dataset() is not None
+    is_full = resources.full_test_split() is not None
     return split, description, (f"full:{len(split)}" if is_full else f"sample:{len(split)}"), is_full
 
 
-@st.cache_data(max_entries=32, show_spinner="Running the model on the test images...")
-def _probabilities(path: str, sha256: str, data_key: str) -> np.ndarray:
-    """Test-set probabilities (N, 10) of one model file; the arguments are the cache key."""
-    from cnn.inference import predict_proba
+@st.cache_resource
+def _measured() -> dict:
+    """Predictions measured on this machine, shared by every session: {(path, sha256, data key, stop): ...}.
 
-    model, _ = resources.get_model(path)
-    split, _, _, _ = test_data()
-    return predict_proba(model, split.images)
+    Compact (15 bytes per image), so keeping every model's is cheap.
+    """
+    return {"lock": threading.Lock(), "model_locks": {}, "answers": {}, "pace_s": {}}
 
 
-def evaluate_saved(name: str) -> Evaluation:
-    """Evaluate a saved model on the clean images 0-999 and, with the full data, the whole test set."""
+def _measured_key(name: str, data_key: str, stop: int) -> tuple:
     path = artifacts.resolve_model_path(name)
+    return str(path), artifacts.sha256_of(path), data_key, stop
+
+
+def measured_evaluation(name: str) -> Evaluation | None:
+    """The evaluation measured here so far: images 0-999, and the whole set once it has been measured."""
     split, description, data_key, is_full = test_data()
-    probabilities = _probabilities(str(path), artifacts.sha256_of(path), data_key)
-    stop = min(CLEAN_TEST_STOP, len(split))
-    clean_name = CLEAN_LABEL if is_full else SAMPLE_LABEL
-    clean = report_from_probabilities(probabilities[:stop], split.labels[:stop], clean_name)
-    whole = (report_from_probabilities(probabilities, split.labels, WHOLE_LABEL)
-             if is_full and len(split) > CLEAN_TEST_STOP else None)
-    return Evaluation(clean, whole, description)
+    store = _measured()["answers"]
+    clean_answers = store.get(_measured_key(name, data_key, min(CLEAN_TEST_STOP, len(split))))
+    if clean_answers is None:
+        return None
+    clean = report_from_predictions(clean_answers, CLEAN_LABEL if is_full else SAMPLE_LABEL)
+    whole_answers = store.get(_measured_key(name, data_key, len(split)))
+    whole_report = (report_from_predictions(whole_answers, WHOLE_LABEL)
+                    if whole_answers is not None and len(split) > CLEAN_TEST_STOP else None)
+    return Evaluation(clean, whole_report, description)
+
+
+def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictions:
+    """Run the model on test images 0..stop-1 (those already measured are reused), reporting progress."""
+    split, _, data_key, _ = test_data()
+    stop = min(stop, len(split))
+    memory = _measured()
+    key = _measured_key(name, data_key, stop)
+    with memory["lock"]:
+        model_lock = memory["model_locks"].setdefault(key[:3], threading.Lock())
+    with model_lock:  # two sessions asking for the same model measure it once; other models go on
+        if key in memory["answers"]:
+            return memory["answers"][key]
+        model, _ = resources.get_model(name)
+        done = _longest_measured_prefix(memory["answers"], key)
+        start = len(done) if done is not None else 0
+        clock = ProgressClock(lambda estimate: show(Estimate(start + estimate.done, stop, estimate.elapsed_s)))
+        rest = predict_split(model, split.subset(start, stop), progress=clock)
+        answers = rest if done is None else done.concatenate(rest)
+        memory["answers"][key] = answers
+        memory["pace_s"][key[:2]] = clock.elapsed_s / max(1, stop - start)
+    return answers
+
+
+def seconds_per_image(name: str) -> float | None:
+    """The pace measured on this machine for the model, for the whole-set button's estimate."""
+    path = artifacts.resolve_model_path(name)
+    return _measured()["pace_s"].get((str(path), artifacts.sha256_of(path)))
+
+
+def _longest_measured_prefix(answers: dict, key: tuple) -> Predictions | None:
+    """The longest run of images 0..k already measured for the same model file and data."""
+    prefixes = [value for (path, sha, data_key, stop), value in answers.items()
+                if (path, sha, data_key) == key[:3] and stop < key[3]]
+    return max(prefixes, key=len, default=None)
+
+
+def progress_text(estimate: Estimate) -> str:
+    """'400 of 1,000 test images, about 6 s left' for the progress bar."""
+    left = estimate.remaining_s
+    tail = "" if left is None else f", about {format_duration(left)} left"
+    return f"Running the model: {estimate.done:,} of {estimate.total:,} test images{tail}"
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def evaluation_measured_here(name: str) -> Evaluation:
+    """A model without stored predictions: test images 0-999 first (progress bar and estimate), the whole
+    test set when asked (a button with its estimated time)."""
+    split, _, _, _ = test_data()
+    st.info(f"{MEASURED_HERE}: first on the exact test images 0-999. `python -m cnn evaluate NAME --record` stores "
+            "a model's predictions beside it, so that its page draws at once.", icon=":material/info:")
+    if measured_evaluation(name) is None:
+        measure_with_progress(name, CLEAN_TEST_STOP)
+    evaluation = measured_evaluation(name)
+    if evaluation.whole is None and len(split) > CLEAN_TEST_STOP:
+        pace = seconds_per_image(name)
+        estimate = f", about {format_duration(pace * (len(split) - CLEAN_TEST_STOP))}" if pace else ""
+        if st.button(f"Evaluate the whole test set ({len(split):,} images{estimate})", key="eval_whole"):
+            measure_with_progress(name, len(split))
+            evaluation = measured_evaluation(name)
+    return evaluation
+
+
+def measure_with_progress(name: str, stop: int) -> None:
+    """`measure` behind a progress bar that says how many images are done and about how long is left."""
+    bar = st.progress(0.0, text="Loading the model...")
+    measure(name, stop, show=lambda estimate: bar.progress(estimate.done / estimate.total,
+                                                           text=progress_text(estimate)))
+    bar.empty()
 
 
 def cached_accuracies(record: dict) -> tuple[float | None, float | None]:
-    """(clean, whole) test accuracy measured here, computing them (cached) for this model file."""
-    evaluation = evaluate_saved(record["path"])
+    """(clean, whole) test accuracy: stored beside the model, else measured here (images 0-999 at least)."""
+    evaluation = stored_evaluation(record["path"])
+    if evaluation is None:
+        measure(record["path"], CLEAN_TEST_STOP, show=lambda estimate: None)
+        evaluation = measured_evaluation(record["path"])
     return evaluation.clean.accuracy, evaluation.whole.accuracy if evaluation.whole else None
 
 
@@ -95,6 +204,11 @@ def report_table(report: EvalReport) -> pd.DataFrame:
     return table
 
 
+def table_height(rows: int) -> int:
+    """Pixels that show a header and `rows` rows of st.dataframe without an inner scroll bar."""
+    return (rows + 1) * TABLE_ROW_PX + 3
+
+
 def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
     """The confusion matrix: rows true class, columns predicted class, every cell's value written in it."""
     counts = report.confusion.astype(float)
@@ -104,18 +218,22 @@ def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
     names = list(CLASS_NAMES)
     figure = go.Figure(go.Heatmap(
         z=values, x=names, y=names, colorscale=COLOR_SCALE, text=text, texttemplate="%{text}",
-        colorbar=dict(title="share of true class" if normalized else "images"),
-        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        colorbar=dict(title="share of true class" if normalized else "images"), hoverinfo="skip",
     ))
-    # Invisible points on the cell centres make every cell clickable (plotly selects points, not heatmap cells).
+    # Invisible points on the cell centres make every cell clickable: plotly selects points, not heatmap
+    # cells. A click selects the point under the pointer found by hovering, so these points carry the
+    # hover label; with hoverinfo="skip" a click selected nothing.
     true_index, predicted_index = np.meshgrid(range(len(names)), range(len(names)), indexing="ij")
     figure.add_trace(go.Scatter(
         x=[names[i] for i in predicted_index.ravel()], y=[names[i] for i in true_index.ravel()],
-        customdata=np.stack([true_index.ravel(), predicted_index.ravel()], axis=1), mode="markers",
-        marker=dict(size=28, symbol="square", opacity=0), hoverinfo="skip", showlegend=False,
+        # Plain lists: a numpy array travels as a typed array and comes back from a click as {"0": .., "1": ..}.
+        customdata=[[int(t), int(p)] for t, p in zip(true_index.ravel(), predicted_index.ravel())],
+        text=[cell for row in text for cell in row], mode="markers",
+        marker=dict(size=30, symbol="square", opacity=0), showlegend=False,
+        hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to see these images<extra></extra>",
     ))
     figure.update_layout(title=f"Confusion matrix ({'row-normalized' if normalized else 'counts'})", height=560,
-                         margin=dict(l=90, r=20, t=50, b=80), clickmode="event+select")
+                         margin=dict(l=90, r=20, t=50, b=80), clickmode="event+select", hovermode="closest")
     figure.update_xaxes(title_text="predicted class", tickangle=-40)
     figure.update_yaxes(title_text="true class", autorange="reversed")
     return figure
@@ -124,11 +242,14 @@ def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
 def pair_from_selection(points: Sequence[dict]) -> tuple[str, str] | None:
     """(true, predicted) class names of the first clicked confusion-matrix cell."""
     for point in points:
-        custom = point.get("customdata")
-        if custom is not None and len(custom) == 2:
-            return CLASS_NAMES[int(custom[0])], CLASS_NAMES[int(custom[1])]
         if point.get("y") in CLASS_NAMES and point.get("x") in CLASS_NAMES:
             return point["y"], point["x"]
+        custom = point.get("customdata")
+        if isinstance(custom, dict):  # a typed array, as the browser serializes it
+            custom = [custom.get("0"), custom.get("1")]
+        if isinstance(custom, (list, tuple)) and len(custom) == 2 and all(
+                isinstance(index, int) and 0 <= index < NUM_CLASSES for index in custom):
+            return CLASS_NAMES[custom[0]], CLASS_NAMES[custom[1]]
     return None
 
 
@@ -144,7 +265,8 @@ def confusion_matrix(report: EvalReport, normalized: bool) -> None:
     st.plotly_chart(confusion_figure(report, normalized), key=CONFUSION_KEY, on_select=_select_clicked_pair,
                     selection_mode="points")
     st.caption(f"Rows: the true class; columns: the class the model predicted; {report.n:,} images of the "
-               f"{report.split}. The diagonal holds the correct answers. Click a cell to see its images.")
+               f"{report.split}. The diagonal holds the correct answers; the colour scale (Cividis) is readable "
+               "with colour-blindness, and every cell's value is written in it. Click a cell to see its images.")
 
 
 def pair_picker(report: EvalReport) -> tuple[int, int]:
@@ -159,25 +281,49 @@ def pair_picker(report: EvalReport) -> tuple[int, int]:
     return CLASS_NAMES.index(true_name), CLASS_NAMES.index(predicted_name)
 
 
-def mistakes_gallery(report: EvalReport, images: np.ndarray, true_label: int, predicted_label: int) -> None:
-    """The images of `true_label` predicted as `predicted_label`, each with the model's top-3."""
+def gallery_images(report: EvalReport, shown: int) -> np.ndarray | None:
+    """This machine's test images for the gallery; None (with a note) when they are not the evaluated ones."""
+    split, _ = resources.test_images()
+    count = min(len(split), report.n)
+    if not np.array_equal(split.labels[:count], report.labels[:count]):
+        st.warning("The test images on this machine are not the ones these predictions were made on, so the "
+                   "images are not shown.", icon=":material/warning:")
+        return None
+    if shown > len(split):
+        st.caption(f"Only test images 0-{len(split) - 1:,} are on this machine: the gallery shows those.")
+    return split.images
+
+
+def mistakes_gallery(report: EvalReport, true_label: int, predicted_label: int) -> None:
+    """The images of `true_label` predicted as `predicted_label`, 12 a page, each with the model's top-3."""
     indices = report.mistakes(true_label, predicted_label)
     true_name, predicted_name = CLASS_NAMES[true_label], CLASS_NAMES[predicted_label]
     verb = "correctly classified" if true_label == predicted_label else f"predicted as {predicted_name}"
-    st.markdown(f"**{len(indices)}** {true_name} image(s) {verb}"
-                + (f"; the first {MISTAKES_SHOWN} are shown." if len(indices) > MISTAKES_SHOWN else "."))
+    images = gallery_images(report, int(indices.max()) + 1 if len(indices) else 0)
+    if images is None:
+        return
+    indices = indices[indices < len(images)]
+    pages = max(1, -(-len(indices) // MISTAKES_SHOWN))
+    heading, pager = st.columns([3, 1], vertical_alignment="bottom")
+    # One page number per pair and report, so a new cell starts at its first page.
+    page = pager.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1,
+                              key=f"{GALLERY_PAGE_KEY}_{true_label}_{predicted_label}_{report.n}",
+                              disabled=pages == 1)
+    first = (int(page) - 1) * MISTAKES_SHOWN
+    shown = indices[first:first + MISTAKES_SHOWN]
+    heading.markdown(f"**{len(indices):,}** {true_name} image(s) {verb}"
+                     + (f"; images {first + 1}-{first + len(shown)} are shown." if pages > 1 else "."))
     columns = st.columns(GALLERY_COLUMNS, gap="medium")
-    for position, index in enumerate(indices[:MISTAKES_SHOWN]):
-        ranked = top_k(report.probabilities[index], 3)
+    for position, index in enumerate(shown):
         # One line per class ("  \n" is a Markdown line break), so the top-3 reads as a short list.
         caption = f"**#{index}**" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "  \n" + "  \n".join(
-            f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in ranked)
+            f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in report.answers.top(index))
         # 4x nearest-neighbour enlargement keeps the 32x32 pixels sharp.
         columns[position % GALLERY_COLUMNS].image(np.kron(images[index], np.ones((4, 4, 1), np.uint8)),
                                                   caption=caption)
     if len(indices):
         st.caption(f"Test images whose true class is {true_name}, {verb}; under each: its test-set index and the "
-                   "model's three most probable classes.")
+                   f"model's three most probable classes. {MISTAKES_SHOWN} images a page.")
 
 
 def per_class_figure(report: EvalReport) -> go.Figure:
@@ -193,19 +339,27 @@ def per_class_figure(report: EvalReport) -> go.Figure:
     return figure
 
 
+PAIR_SHARE = "% of the true class"
+
+
 def confused_pairs_table(report: EvalReport, count: int = 8) -> pd.DataFrame:
+    """The pairs with the most mistakes, each with its share of the true class's images in percent."""
     totals = report.confusion.sum(axis=1)
     return pd.DataFrame(
         [{"true class": true, "predicted as": predicted, "images": images,
-          "share of the true class": images / max(1, totals[CLASS_NAMES.index(true)])}
+          PAIR_SHARE: 100 * images / max(1, totals[CLASS_NAMES.index(true)])}
          for true, predicted, images in report.most_confused(count)])
 
 
 # ---------------------------------------------------------------- comparing models
 
 
+VALIDATION, TEST_EXACT, TEST_ALL, REPORTED = "validation %", "test 0-999 %", "test all %", "report %"
+PERCENT_COLUMNS = (VALIDATION, TEST_EXACT, TEST_ALL, REPORTED)
+
+
 def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.DataFrame:
-    """One row per saved model, in the report's order (then ours, then the rest)."""
+    """One row per saved model, in the report's order (then ours, then the rest); accuracies in percent."""
     order = {name: position for position, name in enumerate(ZOO_INFO)}
     rows = []
     for record in sorted(records, key=lambda r: (order.get(r.get("model"), len(order)), r["name"])):
@@ -219,40 +373,50 @@ def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.
         rows.append({
             "model": record["name"], "zoo model": record.get("model"),
             "parameters": record.get("parameters"), "epochs": record.get("epochs"),
-            "training time (min)": (record.get("wall_time_s") or 0) / 60 or None,
-            "validation accuracy": metrics.get("val_accuracy"),
-            "test 0-999 (exact)": clean, "whole test set (JPEG-affected)": whole,
-            "report's figure": entry.report_accuracy if entry else None, "test figures from": source,
-            "description": record.get("description") or (entry.description if entry else ""),
+            "train (min)": (record.get("wall_time_s") or 0) / 60 or None,
+            VALIDATION: _percent(metrics.get("val_accuracy")), TEST_EXACT: _percent(clean),
+            TEST_ALL: _percent(whole), REPORTED: _percent(entry.report_accuracy if entry else None),
+            "figures from": source,
         })
     return pd.DataFrame(rows)
 
 
-PERCENT_COLUMNS = ("validation accuracy", "test 0-999 (exact)", "whole test set (JPEG-affected)", "report's figure")
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
 
 
 def comparison_column_config() -> dict:
-    config = {name: st.column_config.NumberColumn(name, format="percent") for name in PERCENT_COLUMNS}
+    """Short headers with their explanation in the tooltip; every percentage with one decimal."""
+    helps = {
+        VALIDATION: "Accuracy on the last 5,000 training images (used to choose settings).",
+        TEST_EXACT: "Accuracy on CIFAR-10 test images 0-999, identical to the official ones.",
+        TEST_ALL: "Accuracy on all 10,000 test images; 1000-9999 are JPEG-derived in the shared copy.",
+        REPORTED: "The test accuracy the course report gives.",
+    }
+    config = {name: st.column_config.NumberColumn(name, format="%.1f", help=text) for name, text in helps.items()}
     config["parameters"] = st.column_config.NumberColumn("parameters", format="localized")
-    config["training time (min)"] = st.column_config.NumberColumn("training time (min)", format="%.1f")
+    config["train (min)"] = st.column_config.NumberColumn("train (min)", format="%.1f",
+                                                          help="Training wall time in minutes.")
+    config["figures from"] = st.column_config.TextColumn(
+        "figures from", help="sidecar: recorded by `python -m cnn evaluate NAME --record`; "
+                             "measured here: run in this session.")
     return config
 
 
 def story_figure(table: pd.DataFrame) -> go.Figure:
-    """Our test accuracy (exact images 0-999) beside the report's figure, per model."""
+    """Our test accuracy (exact images 0-999) beside the report's figure, per model, in percent."""
     figure = go.Figure()
-    ours = table.dropna(subset=["test 0-999 (exact)"])
+    ours = table.dropna(subset=[TEST_EXACT])
     figure.add_trace(go.Bar(
-        x=ours["model"], y=ours["test 0-999 (exact)"], name="ours: test images 0-999 (exact)",
-        marker=dict(color="#0072B2"), text=[f"{value:.1%}" for value in ours["test 0-999 (exact)"]],
-        textposition="outside"))
-    reported = table.dropna(subset=["report's figure"])
+        x=ours["model"], y=ours[TEST_EXACT], name="ours: test images 0-999 (exact)",
+        marker=dict(color="#0072B2"), text=[f"{value:.1f}%" for value in ours[TEST_EXACT]], textposition="outside"))
+    reported = table.dropna(subset=[REPORTED])
     figure.add_trace(go.Bar(
-        x=reported["model"], y=reported["report's figure"], name="the report's test accuracy",
+        x=reported["model"], y=reported[REPORTED], name="the report's test accuracy",
         marker=dict(color="#E69F00", pattern=dict(shape="/")),
-        text=[f"{value:.0%}" for value in reported["report's figure"]], textposition="outside"))
+        text=[f"{value:.1f}%" for value in reported[REPORTED]], textposition="outside"))
     figure.update_layout(title="Test accuracy: ours and the report's", barmode="group", height=380,
                          margin=dict(l=60, r=20, t=50, b=80), legend=dict(orientation="h", y=-0.3))
     figure.update_xaxes(title_text="saved model")
-    figure.update_yaxes(title_text="test accuracy", range=[0, 1.1], tickformat=".0%")
+    figure.update_yaxes(title_text="test accuracy (%)", range=[0, 110], ticksuffix="%")
     return figure

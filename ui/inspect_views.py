@@ -13,13 +13,47 @@ import streamlit as st
 from cnn import CLASS_NAMES, explain
 from cnn.errors import UserError
 from cnn.images import decode_image
-from ui import plots
+from cnn.inference import to_model_input
+from ui import plots, resources
 from ui.prediction_views import UPLOAD_TYPES, enlarged
 from ui.resources import get_sample, show_user_error
 
+# Zoo models whose first convolution is not learned: `fast` starts with a frozen 2x2 whitening layer
+# (cnn.models.build_fast_trunk), whose filters are flat colour blocks. Inspect opens on a model whose
+# first filters were learned instead.
+FIXED_FIRST_LAYER = ("fast",)
 SAMPLE = "A CIFAR-10 test image"
 UPLOAD = "My own image"
 PREDICTED = "the model's top class"
+
+
+def zoo_name(record: dict) -> str:
+    """The zoo model a saved model was built from (its sidecar's "model"), else its own name."""
+    return record.get("model") or record["name"]
+
+
+def learned_first_layer_model(records: list[dict]) -> str | None:
+    """The best saved model (records come best first) whose first convolution has learned filters."""
+    return next((record["name"] for record in records if zoo_name(record) not in FIXED_FIRST_LAYER), None)
+
+
+def model_choice(key: str = "inspect_model") -> str | None:
+    """The model picker, opened on a model with learned first filters; says why when a fixed one is chosen."""
+    name = resources.model_picker("Model", key=key, default=learned_first_layer_model)
+    if name is None:
+        return None
+    record = next(record for record in resources.shipped_models() if record["name"] == name)
+    if zoo_name(record) in FIXED_FIRST_LAYER:
+        alternative = learned_first_layer_model(resources.shipped_models())
+        st.info(
+            f"'{name}' is our fast network. Its first layer, 'whiten', is fixed, not learned: 24 2x2 filters "
+            "computed from CIFAR-10 statistics before training and never changed by it, so its first filters "
+            "below are flat colour blocks. Its learned filters start at 'block1_conv1' (pick it under Feature "
+            "maps)." + (f" This page opens on '{alternative}', a report model whose first filters were learned."
+                        if alternative else ""),
+            icon=":material/info:",
+        )
+    return name
 
 
 def layer_frame(model) -> pd.DataFrame:
@@ -92,6 +126,37 @@ def image_chooser(key: str) -> tuple[np.ndarray, str] | None:
         return None
 
 
+MOSAIC_COLUMNS = 8
+MOSAIC_WIDTH = 1100  # pixels the mosaic is drawn for: the main column at 1440x900
+LABEL_ROOM = 0.25  # the gap above each tile, as a share of the tile's height: room for its channel number
+
+
+def mosaic_figure(activations: np.ndarray, shown: int, title: str):
+    """The first `shown` channels as one heatmap of tiles, each headed by its channel number.
+
+    One shared colour scale (so tiles compare); hover gives the channel and value;
+    the axes carry no pixel numbers (a mosaic's positions mean nothing).
+    """
+    height, width, _ = activations.shape
+    gap = max(1, round(height * LABEL_ROOM))
+    grid = explain.tile_channels(activations, shown, columns=MOSAIC_COLUMNS, gap=gap)
+    channel_of_cell = explain.tile_channels(np.broadcast_to(np.arange(activations.shape[2], dtype=np.float32),
+                                                            activations.shape), shown, MOSAIC_COLUMNS, gap)
+    figure = plots.heatmap(grid, title, colorbar_title="activation", show_values=False)
+    figure.update_traces(customdata=channel_of_cell,
+                         hovertemplate="channel %{customdata}: %{z:.3~r}<extra></extra>")
+    cell_pixels = MOSAIC_WIDTH / grid.shape[1]
+    for channel, (top, left) in enumerate(explain.tile_positions(shown, height, width, MOSAIC_COLUMNS, gap)):
+        figure.add_annotation(x=left + (width - 1) / 2, y=top - 0.5, yanchor="bottom", showarrow=False,
+                              text=f"channel {channel}" if width * cell_pixels >= 70 else str(channel),
+                              font=dict(size=12))
+    figure.update_xaxes(showticklabels=False, ticks="", title_text="each tile: one channel, its width")
+    figure.update_yaxes(showticklabels=False, ticks="", title_text="its height",
+                        range=[grid.shape[0] - 0.5, -gap - 0.5])  # room for the first row's labels
+    figure.update_layout(height=int(140 + MOSAIC_WIDTH * (grid.shape[0] + gap) / grid.shape[1]))
+    return figure
+
+
 def show_feature_maps(model, image: np.ndarray, description: str) -> None:
     """A conv layer picker, then its channels and those of the layers that follow it."""
     layer_name = st.selectbox("Convolution layer", explain.conv_layer_names(model), key="inspect_conv_layer")
@@ -99,20 +164,19 @@ def show_feature_maps(model, image: np.ndarray, description: str) -> None:
     for index, stage in enumerate(explain.feature_maps(model, image, layer_name)):
         height, width, count = stage.activations.shape
         shown = min(channels, count)
-        grid = explain.tile_channels(stage.activations, shown, columns=8)
-        st.plotly_chart(plots.heatmap(grid, f"{stage.layer_name} ({stage.layer_type}): {height}x{width}x{count}",
-                                      colorbar_title="activation", show_values=False),
-                        key=f"inspect_stage_{index}")
+        title = f"{stage.layer_name} ({stage.layer_type}): {height}x{width}x{count}"
+        st.plotly_chart(mosaic_figure(stage.activations, shown, title), key=f"inspect_stage_{index}")
         st.caption(f"Channels 0-{shown - 1} of {count} after '{stage.layer_name}' for {description}: the output "
-                   f"array is (height {height}, width {width}, channels {count}), channels last; each tile is "
-                   f"one channel [:, :, c], left to right then top to bottom. Lighter means a larger value.")
+                   f"array is (height {height}, width {width}, channels {count}), channels last. Each tile is one "
+                   f"channel [:, :, c], headed by its number c, {MOSAIC_COLUMNS} to a row. All tiles share one "
+                   "colour scale: lighter means a larger value. Point at a tile to read a value.")
 
 
 def show_grad_cam(model, image: np.ndarray, description: str) -> None:
     """Grad-CAM for a chosen class: the 32x32 input, the heatmap and the overlay."""
     choice = st.selectbox("Explain the class", [PREDICTED, *CLASS_NAMES], key="inspect_cam_class")
     class_index = None if choice == PREDICTED else CLASS_NAMES.index(choice)
-    model_input = explain.to_model_input(image)
+    model_input = to_model_input(image)
     cam = explain.grad_cam(model, model_input, class_index)
     seen, heat, blended = st.columns(3)
     seen.image(enlarged(model_input))

@@ -21,6 +21,7 @@ UPLOAD = "Upload an image"
 # Larger uploads are shrunk to fit: the page redraws on every change.
 MAX_UPLOAD_SIDE = 256
 KERNEL_SIZES = (1, 3, 5, 7)
+CUSTOM_KERNEL = "your kernel"  # the name of the edited grid, in menus, tabs and captions
 
 
 @st.cache_resource
@@ -105,7 +106,12 @@ def kernels(key: str, default_presets=("report example",)) -> list[tuple[str, np
     start = st.selectbox("Start from", available, key=f"{key}_grid_start_{size}")
     starting_grid = pd.DataFrame(ops.kernel_preset(start, size), columns=[str(c) for c in range(size)])
     edited = st.data_editor(starting_grid, key=f"{key}_grid_{start}_{size}", width="content")
-    return [("my kernel", ops.kernel_from_grid(edited.to_numpy()))]
+    return [(CUSTOM_KERNEL, ops.kernel_from_grid(edited.to_numpy()))]
+
+
+def kernel_phrase(name: str) -> str:
+    """How a caption names a kernel: "the Sobel x kernel", but "your kernel" for the edited grid."""
+    return CUSTOM_KERNEL if name == CUSTOM_KERNEL else f"the {name} kernel"
 
 
 def conv_settings(key: str) -> ops.ConvSpec:

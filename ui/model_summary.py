@@ -1,11 +1,13 @@
-"""One table of saved models for the Home page (no TensorFlow): short headers, so it fits at 1280 px."""
+"""Tables of saved models for the Home page (no TensorFlow): short headers, so they fit at 1280 px."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from cnn.artifacts import SavedModel, display_name
 from cnn.report import REPORT_ACCURACY
+from ui.resources import plain_markdown
 
 TEST_EXACT = "Test 0-999 (exact)"
 TEST_ALL = "Test all 10,000 (JPEG)"
@@ -28,28 +30,44 @@ COLUMN_CONFIG = {
 }
 
 
-def models_table(records: list[dict]) -> pd.DataFrame:
-    """Rows of parameters, epochs, training time and accuracies, one per saved model (sidecars)."""
+def models_table(entries: list[SavedModel]) -> pd.DataFrame:
+    """Rows of parameters, epochs, training time and accuracies, one per usable saved model (its sidecar)."""
     rows = []
-    for record in records:
-        metrics = record.get("metrics", {})
+    for entry in entries:
+        if not entry.usable:
+            continue
+        sidecar, metrics = entry.sidecar, entry.sidecar.metrics
         rows.append({
-            "Model": record["name"],
-            "Parameters": record.get("parameters"),
-            "Epochs": record.get("epochs"),
-            "Train (min)": round(record.get("wall_time_s", 0) / 60, 1),
-            "Validation": _percent(metrics.get("val_accuracy")),
-            TEST_EXACT: _percent(metrics.get("test_clean_accuracy")),
-            TEST_ALL: _percent(metrics.get("test_all_accuracy")),
-            "Report": _percent(REPORT_ACCURACY.get(record.get("model"))),
+            "Model": entry.name,
+            "Parameters": sidecar.parameters,
+            "Epochs": sidecar.epochs,
+            "Train (min)": round((sidecar.wall_time_s or 0) / 60, 1),
+            "Validation": _percent(metrics.val_accuracy),
+            TEST_EXACT: _percent(metrics.test_clean_accuracy),
+            TEST_ALL: _percent(metrics.test_all_accuracy),
+            "Report": _percent(REPORT_ACCURACY.get(sidecar.model)),
         })
     return pd.DataFrame(rows)
 
 
-def model_descriptions(records: list[dict]) -> str:
-    """What each model is, as a Markdown list (too long for a table cell)."""
-    return "\n".join(f"- **{record['name']}**: {record.get('description') or 'no description'}"
-                     for record in records)
+def split_shipped(entries: list[SavedModel]) -> tuple[list[SavedModel], list[SavedModel]]:
+    """(shipped, trained here) among the usable models: a shipped model's test figures were recorded by
+    `python -m cnn evaluate NAME --record`; a classroom run (Train page) or another local training has none."""
+    usable = [entry for entry in entries if entry.usable]
+    shipped = [entry for entry in usable if entry.sidecar.metrics.test_clean_accuracy is not None]
+    return shipped, [entry for entry in usable if entry not in shipped]
+
+
+def unusable_table(entries: list[SavedModel]) -> pd.DataFrame:
+    """One row per saved model that cannot be used: its name and why (shown as plain text, never Markdown)."""
+    return pd.DataFrame([{"Model": display_name(entry.name), "Why it cannot be used": entry.problem}
+                         for entry in entries if not entry.usable], columns=["Model", "Why it cannot be used"])
+
+
+def model_descriptions(entries: list[SavedModel]) -> str:
+    """What each usable model is, as a Markdown list (too long for a table cell)."""
+    return "\n".join(f"- **{entry.name}**: {plain_markdown(entry.sidecar.description or 'no description')}"
+                     for entry in entries if entry.usable)
 
 
 def _percent(value) -> str:

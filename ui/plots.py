@@ -1,8 +1,11 @@
 """Plotly figures for the Learn pages: value grids, images, the ReLU curve, probabilities.
 
 Every figure uses a colour-blind-safe scale (Cividis by default), labels its
-axes, writes the numbers in the cells when the grid is small enough to read,
-and marks windows with drawn outlines and symbols, never with colour alone.
+axes, writes the numbers in the cells only when the cells are large enough to
+read them on a projector (otherwise a cell's number is on hover, and
+`neighbourhood_heatmap` zooms into a few cells with their numbers), and marks
+windows with drawn outlines and symbols, never with colour alone. Numbers are
+written out in full ("1000", never "1e+3").
 Marks never cover a cell's number: crosses sit in the cell's top-left corner,
 outlines run along the cell's border.
 No TensorFlow here: the Learn pages must open fast.
@@ -19,8 +22,13 @@ import plotly.graph_objects as go
 from cnn import ops
 
 COLOR_SCALE = "Cividis"
-# Grids up to this many rows/columns get their values written in the cells.
-MAX_TEXT_SIDE = 32
+# Grids up to this many rows/columns get their values written in the cells. In a half-width
+# column at 1440x900 (a projector) a 12-cell grid gives cells of about 35 px, room for "-255";
+# at 30 or 32 cells (a CIFAR-10 image, its feature maps) the numbers overlapped and could not be read.
+MAX_TEXT_SIDE = 12
+# Colour-bar ticks and hover values: up to 4 significant digits, never an exponent ("1000", not "1e+3").
+TICK_FORMAT = "~r"
+HOVER_FORMAT = ".4~r"
 # Okabe-Ito blue, distinct from every Cividis colour, for lines and bars.
 LINE_COLOR = "#0072B2"
 
@@ -51,9 +59,19 @@ class Marks:
 
 
 def format_value(value: float) -> str:
-    """Short cell text: integers without decimals, others to 3 significant digits."""
+    """Short cell text, never in exponent form: integers as they are, others to 3 significant digits
+    (whole numbers from 1000 up), e.g. 1000, 1235, 0.5, -3.14, 0.000123."""
     value = float(value)
-    return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    if value.is_integer():
+        return str(int(value))
+    if abs(value) >= 1000:
+        return str(round(value))
+    return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
+
+
+def reading_hint(values) -> str:
+    """A caption's last sentence for a grid too large for written numbers ("" when they are written)."""
+    return "" if max(np.shape(values)[:2]) <= MAX_TEXT_SIDE else " Point at a cell to read its number."
 
 
 def _cell_texts(values: np.ndarray) -> list[list[str]]:
@@ -112,12 +130,14 @@ def _mark(figure: go.Figure, marks: Marks, name: str) -> None:
     )
 
 
-def _grid_layout(figure: go.Figure, title: str, rows: int, cols: int) -> go.Figure:
+def _grid_layout(figure: go.Figure, title: str, rows: int, cols: int, origin: tuple[int, int] = (0, 0)) -> go.Figure:
     """Square cells, row 0 at the top, labelled axes and a size that fits the grid.
 
     The axis ranges are pinned to the grid's edges: markers and shapes must not
     stretch one axis, or `scaleanchor` could no longer keep the cells square.
+    `origin` is the (row, column) of the top-left cell, for a piece of a larger grid.
     """
+    top, left = origin
     figure.update_layout(
         title=dict(text=title, x=0, xanchor="left"),
         height=int(min(560, max(300, 110 + 22 * rows))),
@@ -126,8 +146,8 @@ def _grid_layout(figure: go.Figure, title: str, rows: int, cols: int) -> go.Figu
                     bgcolor="rgba(255,255,255,0.8)"),
     )
     figure.update_xaxes(title_text="column", dtick=1 if cols <= 16 else None, constrain="domain",
-                        range=[-0.5, cols - 0.5], autorange=False, showgrid=False, zeroline=False)
-    figure.update_yaxes(title_text="row", dtick=1 if rows <= 16 else None, range=[rows - 0.5, -0.5],
+                        range=[left - 0.5, left + cols - 0.5], autorange=False, showgrid=False, zeroline=False)
+    figure.update_yaxes(title_text="row", dtick=1 if rows <= 16 else None, range=[top + rows - 0.5, top - 0.5],
                         autorange=False, scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
     return figure
 
@@ -145,9 +165,11 @@ def heatmap(
     zmax: float | None = None,
     color_scale: str = COLOR_SCALE,
     colorbar_below: bool = False,
+    show_scale: bool = True,
     height: int | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> go.Figure:
-    """A grid of numbers as a heatmap, values written in the cells when small.
+    """A grid of numbers as a heatmap, values written in the cells when the cells are large.
 
     Args:
         values: 2-D array (a 1-D vector is drawn as one column).
@@ -156,13 +178,18 @@ def heatmap(
         highlight: cells to outline, e.g. the kernel's current window.
         marks: cells to mark, e.g. the maxima chosen by pooling (see `Marks`).
         marks_name: legend entry of the marks.
-        show_values: write values in cells; default when at most 32x32.
+        show_values: write values in cells; default when at most MAX_TEXT_SIDE
+            cells across and down (larger grids: hover a cell to read it).
         zmin, zmax: fixed colour range (default: the data's range).
         color_scale: a colour-blind-safe plotly scale, e.g. "Viridis" to match
             an image coloured with `cnn.explain.viridis`.
+        show_scale: draw the colour bar; a small panel whose numbers are
+            written in can leave it out and give the grid its room.
         colorbar_below: a horizontal colour bar under the grid, for narrow
             columns: the grid then gets the column's whole width.
         height: figure height in pixels (default: from the number of rows).
+        origin: (row, column) of the top-left cell when `values` is a piece of
+            a larger grid: the axes then count as in the larger grid.
     """
     grid = np.asarray(values, dtype=float)
     if grid.ndim == 1:
@@ -171,19 +198,22 @@ def heatmap(
     if show_values is None:
         show_values = max(rows, cols) <= MAX_TEXT_SIDE
     text_settings = (
-        dict(text=_cell_texts(grid), texttemplate="%{text}",
-             textfont=dict(size=max(7, min(14, 300 // max(rows, cols)))))
+        dict(text=_cell_texts(grid), texttemplate="%{text}", textfont=dict(size=14 if max(rows, cols) <= 8 else 12))
         if show_values
         else {}
     )
+    top, left = origin
     figure = go.Figure(
         go.Heatmap(
             z=grid,
+            x=np.arange(left, left + cols),
+            y=np.arange(top, top + rows),
             colorscale=color_scale,
             zmin=zmin,
             zmax=zmax,
             colorbar=_colorbar(colorbar_title, below=colorbar_below),
-            hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>",
+            showscale=show_scale,
+            hovertemplate=f"row %{{y}}, column %{{x}}: %{{z:{HOVER_FORMAT}}}<extra></extra>",
             **text_settings,
         )
     )
@@ -191,17 +221,30 @@ def heatmap(
         _outline(figure, highlight)
     if marks is not None:
         _mark(figure, marks, marks_name)
-    _grid_layout(figure, title, rows, cols)
+    _grid_layout(figure, title, rows, cols, origin)
     if height is not None:
         figure.update_layout(height=height)
-    if colorbar_below:
+    if colorbar_below and show_scale:
         _colorbar_under_grid(figure)
     return figure
 
 
+def neighbourhood_heatmap(values, row: int, col: int, radius: int, title: str, **heatmap_options) -> go.Figure:
+    """The cells within `radius` of (row, col), numbers written in, the centre outlined.
+
+    The zoom that makes a large grid's numbers readable: the axes keep the
+    large grid's row and column numbers. Cut at the grid's edges.
+    """
+    grid = np.asarray(values)
+    top, left = max(0, row - radius), max(0, col - radius)
+    piece = grid[top:row + radius + 1, left:col + radius + 1]
+    return heatmap(piece, title, highlight=Box(row, col, row, col), show_values=True, origin=(top, left),
+                   **heatmap_options)
+
+
 def _colorbar(title: str, *, below: bool) -> dict:
-    """A thin colour bar with short ticks (".3~g": no "0.50000"), beside the grid or under it."""
-    common = dict(thickness=12, tickformat=".3~g", nticks=5)
+    """A thin colour bar with short ticks in full ("1000", "0.5": no "1e+3", no "0.50000"), beside or under the grid."""
+    common = dict(thickness=12, tickformat=TICK_FORMAT, nticks=5)
     if below:
         return dict(title=dict(text=title, side="top"), orientation="h", len=1, yanchor="top", **common)
     return dict(title=dict(text=title, side="right"), **common)
@@ -235,6 +278,16 @@ def rgb_image(image, title: str, *, highlight: Box | None = None, marks: Marks |
     return _grid_layout(figure, title, pixels.shape[0], pixels.shape[1])
 
 
+def zoom_around(figure: go.Figure, box: Box, shape: Sequence[int], margin: int) -> go.Figure:
+    """Show only `box` and `margin` cells around it (inside a grid of `shape`), e.g. a kernel's window
+    on a large picture: the cells are drawn large. The rest stays in the figure (drag to pan)."""
+    top, left = max(0, box.top - margin), max(0, box.left - margin)
+    bottom, right = min(shape[0] - 1, box.bottom + margin), min(shape[1] - 1, box.right + margin)
+    figure.update_xaxes(range=[left - 0.5, right + 0.5], dtick=1 if right - left < 16 else None)
+    figure.update_yaxes(range=[bottom + 0.5, top - 0.5], dtick=1 if bottom - top < 16 else None)
+    return figure
+
+
 def box_around(rows: Sequence[int], cols: Sequence[int]) -> Box:
     """The smallest Box holding all these rows and columns."""
     return Box(top=min(rows), left=min(cols), bottom=max(rows), right=max(cols))
@@ -265,12 +318,19 @@ def maxima_marks(result: ops.PoolResult) -> Marks:
 
 
 def input_figure(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None,
-                 colorbar_below: bool = False) -> go.Figure:
-    """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks."""
+                 colorbar_below: bool = False, height: int | None = None) -> go.Figure:
+    """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks.
+
+    A grid whose numbers are written in gets no colour bar (the numbers say it).
+    """
     if np.ndim(image) == 2:
         return heatmap(image, title, colorbar_title="pixel", highlight=highlight, marks=marks,
-                       marks_name="kernel taps", colorbar_below=colorbar_below)
-    return rgb_image(image, title, highlight=highlight, marks=marks)
+                       marks_name="kernel taps", colorbar_below=colorbar_below, height=height,
+                       show_scale=max(np.shape(image)) > MAX_TEXT_SIDE)
+    figure = rgb_image(image, title, highlight=highlight, marks=marks)
+    if height is not None:
+        figure.update_layout(height=height)
+    return figure
 
 
 def relu_curve(x_limit: float = 5.0) -> go.Figure:

@@ -14,15 +14,17 @@ from typing import Mapping, Sequence
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnn import data, jobs
+from cnn import classroom, data, jobs, runs
 from cnn.errors import UserError
-from cnn.training import TrainConfig
+from cnn.runs import NOT_STARTED_MESSAGE, RunState
+from cnn.training import TrainConfig, cpu_has_native_bf16
 
 POLL_S = 1.0  # seconds between reads of the run folder while a run is active
 # Okabe-Ito: a qualitative palette that colour-blind readers can tell apart.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 CLASSROOM_EPOCHS = 3  # default epochs of a classroom run (the recipes' 15-35 take too long in class)
 CLASSROOM_SUBSET = 5_000  # default training images of a classroom run
+MAX_TRAIN_IMAGES = 45_000  # the training split without its default 5,000 validation images
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 METRICS = {"loss": "loss (cross-entropy)", "accuracy": "accuracy"}
 LINE_STYLES = {"training": dict(dash="solid", symbol="circle"), "validation": dict(dash="dash", symbol="square")}
@@ -74,6 +76,43 @@ def learning_curves(histories: Mapping[str, Sequence[dict]]) -> tuple[go.Figure,
     return learning_curve(histories, "loss"), learning_curve(histories, "accuracy")
 
 
+# ---------------------------------------------------------------- who is at the keyboard
+
+
+def session_owner() -> str:
+    """This browser session's id (recorded as `made_by` in the sidecars of the models it trains)."""
+    if "train_owner" not in st.session_state:
+        st.session_state["train_owner"] = classroom.new_owner_id()
+    return st.session_state["train_owner"]
+
+
+def _secret_teacher_key() -> object:
+    """`teacher_key` from .streamlit/secrets.toml, or None when there is no such file or entry."""
+    try:
+        return st.secrets.get("teacher_key")
+    except Exception:  # noqa: BLE001 - no secrets file is the normal case
+        return None
+
+
+def teacher_mode() -> bool:
+    """The sidebar's teacher-key field; True when the key entered matches the server's."""
+    expected = classroom.expected_teacher_key(_secret_teacher_key())
+    with st.sidebar:
+        if expected is None:
+            st.caption("No teacher key is set on this server (CNN_TEACHER_KEY or teacher_key in "
+                       ".streamlit/secrets.toml): shipped models stay read-only and the classroom limits hold.")
+            return False
+        entered = st.text_input("Teacher key", type="password", key="teacher_key_input",
+                                help="Unlocks replacing shipped models and raises the training limits.")
+        if not entered:
+            return False
+        if classroom.teacher_key_matches(entered, expected):
+            st.success("Teacher mode: shipped models may be replaced; higher limits.", icon=":material/school:")
+            return True
+        st.error("That is not the teacher key.", icon=":material/lock:")
+        return False
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -83,32 +122,45 @@ class TrainRequest:
 
     config: TrainConfig
     out_path: Path
-    overwrite: bool
+    replace: bool
 
 
-def classroom_settings(model: str, *, disabled: bool) -> TrainRequest | None:
-    """The hyperparameter form for `model`; the request when Start was pressed and the settings are valid."""
+def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool) -> TrainRequest | None:
+    """The hyperparameter form for `model`; the request when Start was pressed and the settings are valid.
+
+    A form, so no value counts until Start is pressed; Enter in a field does not submit it.
+    """
     recipe = TrainConfig.for_model(model)
-    with st.form(f"train_settings_{model}", border=True):
+    bounds = classroom.limits(teacher)
+    limit_note = "(the teacher's limit)" if teacher else "in a classroom run (the teacher key raises it)"
+    with st.form(f"train_settings_{model}", border=True, enter_to_submit=False):
         left, right = st.columns(2)
-        epochs = left.number_input("Epochs (passes over the images)", 1, 200,
-                                   min(CLASSROOM_EPOCHS, recipe.epochs), key=f"train_epochs_{model}")
+        epochs = left.number_input("Epochs (passes over the images)", 1, bounds.max_epochs,
+                                   min(CLASSROOM_EPOCHS, recipe.epochs), key=f"train_epochs_{model}",
+                                   help=f"At most {bounds.max_epochs} {limit_note}.")
         batch_size = right.select_slider("Batch size (images per step)", BATCH_SIZES,
                                          value=recipe.batch_size if recipe.batch_size in BATCH_SIZES else 32,
                                          key=f"train_batch_{model}")
         learning_rate = left.number_input("Learning rate", 1e-5, 10.0, float(recipe.learning_rate),
                                           format="%.5f", key=f"train_lr_{model}")
-        subset = right.number_input("Training images (first N of the training set)", 16, 45_000,
-                                    CLASSROOM_SUBSET, step=500, key=f"train_subset_{model}")
+        most_images = min(bounds.max_subset, MAX_TRAIN_IMAGES)
+        subset = right.number_input("Training images (first N of the training set)", 16, most_images,
+                                    min(CLASSROOM_SUBSET, most_images), step=500, key=f"train_subset_{model}",
+                                    help=f"At most {most_images:,} {limit_note}.")
         augment = st.checkbox("Augmentation: random flips and shifts of up to 2 pixels", recipe.augment,
                               key=f"train_augment_{model}")
+        mixed = st.checkbox("Mixed precision (bf16): faster only on a CPU with native bf16",
+                            cpu_has_native_bf16(), key=f"train_bf16_{model}",
+                            help="On by default when this CPU has AVX-512 BF16 or AMX; without them bf16 "
+                                 "is about 2.5x slower than float32.")
         with st.expander("Validation and saving"):
             val_size = st.number_input("Validation images (the last N training images)", 10, 10_000,
                                        data.VALIDATION_SIZE, step=500, key=f"train_val_{model}")
-            out_name = st.text_input("Save as models/NAME.keras", jobs.default_output_name(model),
+            out_name = st.text_input(f"Save as models/NAME.keras (letters, digits, _ and -; shipped names "
+                                     f"such as {model} are read-only)", classroom.suggested_name(model, owner),
                                      key=f"train_out_{model}")
-            overwrite = st.checkbox("Overwrite an existing shipped model of that name", False,
-                                    key=f"train_overwrite_{model}")
+            replace = teacher and st.checkbox("Replace an existing model of that name (teacher)", False,
+                                              key=f"train_replace_{model}")
         submitted = st.form_submit_button("Start training", type="primary", disabled=disabled,
                                           icon=":material/play_arrow:")
     if not submitted:
@@ -116,11 +168,38 @@ def classroom_settings(model: str, *, disabled: bool) -> TrainRequest | None:
     try:
         config = TrainConfig.for_model(model, epochs=int(epochs), batch_size=int(batch_size),
                                        learning_rate=float(learning_rate), augment=bool(augment),
-                                       subset=int(subset), val_size=int(val_size))
-        return TrainRequest(config, jobs.output_path(out_name.strip()), bool(overwrite))
+                                       subset=int(subset), val_size=int(val_size), mixed_precision=bool(mixed))
+        return TrainRequest(config, classroom.output_path(out_name), bool(replace))
     except UserError as error:
         st.error(str(error), icon=":material/error:")
         return None
+
+
+def shown_run_dir(model: str, owner: str) -> Path:
+    """The run this session watches: the page link's `?run=NAME` (kept across reloads), else its default name's."""
+    name = st.query_params.get("run")
+    if name and classroom.NAME_PATTERN.fullmatch(name):
+        return runs.run_dir_for(name)
+    return runs.run_dir_for(classroom.suggested_name(model, owner))
+
+
+def start_or_resume(request: TrainRequest | None, resume_dir: Path | None, *, owner: str, teacher: bool) -> bool:
+    """Start the requested run or resume `resume_dir` (classroom rules apply); True when one was started.
+
+    The started run's name goes into the page link (`?run=NAME`), so a reload shows it again.
+    """
+    try:
+        if resume_dir is not None:
+            classroom.resume_run(resume_dir, teacher=teacher)
+            return True
+        if request is not None:
+            run_dir = classroom.start_run(request.config, request.out_path, owner=owner, teacher=teacher,
+                                          replace=request.replace)
+            st.query_params["run"] = run_dir.name
+            return True
+    except UserError as error:
+        st.error(str(error), icon=":material/error:")
+    return False
 
 
 def settings_summary(config: Mapping | None) -> str:
@@ -133,20 +212,46 @@ def settings_summary(config: Mapping | None) -> str:
             f"{config.get('val_size', 0):,} validation images")
 
 
+# ---------------------------------------------------------------- the machine's queue
+
+
+def machine_queue(*, teacher: bool) -> None:
+    """How busy the machine is (slots in use, runs waiting), and the teacher's worker limit."""
+    try:
+        limit, busy, line = jobs.max_workers(), jobs.slots_in_use(), jobs.waiting()
+    except UserError as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    st.caption(f"This machine trains at most {limit} run{'s' if limit > 1 else ''} at once: {busy} training now, "
+               f"{len(line)} waiting in line. Further starts wait their turn.")
+    if teacher:
+        chosen = st.number_input("Runs that may train at once (teacher)", 1, jobs.MAX_WORKERS_LIMIT, limit,
+                                 key="train_max_workers")
+        if chosen != limit:
+            jobs.set_max_workers(int(chosen))
+
+
 # ---------------------------------------------------------------- the live run
 
 
-def read_state(run_dir: Path) -> jobs.RunState | None:
-    """The run's state, or None after showing why its files cannot be read."""
+def read_state(run_dir: Path) -> RunState | None:
+    """The run's state (with its place in the queue), or None after showing why its files cannot be read."""
     try:
-        return jobs.run_state(run_dir)
+        return jobs.run_state_in_queue(run_dir)
     except UserError as error:
         st.error(f"{error} Start a new run to replace it.", icon=":material/error:")
         return None
 
 
+def resume_button(state: RunState | None) -> bool:
+    """A Resume button, shown only when the run can be resumed (its status says so)."""
+    return bool(state and state.can_resume) and st.button(
+        "Resume", icon=":material/resume:", key="train_resume",
+        help="Continue this run's checkpoint and history (or start it again if it had no checkpoint yet).")
+
+
 def run_panel(run_dir: Path) -> None:
-    """Status, batch progress, Stop, and the live charts of the run in `run_dir`.
+    """Status, batch progress, Stop or Cancel, and the live charts of the run in `run_dir`.
 
     Polls the run folder every POLL_S seconds while the run is active (a fragment,
     so only this panel redraws); when the run ends, the whole page reruns once
@@ -163,25 +268,40 @@ def run_panel(run_dir: Path) -> None:
         if active and not state.active:
             st.rerun()  # the run just ended: redraw the buttons outside this panel
         _status(state, run_dir)
-        if state.active and st.button("Stop", icon=":material/stop:", key=f"stop_{run_dir.name}",
-                                      help="Stops after the current batch; history and checkpoint are kept."):
+        if state.state == "queued" and st.button("Cancel", icon=":material/cancel:", key=f"cancel_{run_dir.name}",
+                                                 help="Takes this run out of the line; nothing is trained."):
+            jobs.cancel_run(run_dir)
+            st.rerun(scope="fragment")
+        elif state.active and state.state != "queued" and st.button(
+                "Stop", icon=":material/stop:", key=f"stop_{run_dir.name}",
+                help="Stops after the current batch; history and checkpoint are kept."):
             jobs.stop_run(run_dir)
             st.rerun(scope="fragment")
         if state.history:
             charts(state.history, key=f"live_{run_dir.name}")
-            st.caption(f"{len(state.history)} finished epoch(s) of {state.epochs}, read from {run_dir.name}/"
-                       "history.jsonl; the charts gain a point after every epoch.")
-        elif state.state != "idle":
+            st.caption(f"{state.epoch} finished epoch(s) of {state.epochs}"
+                       + (" and a partial one (stopped mid-epoch)" if state.partial_last_epoch else "")
+                       + f", read from {run_dir.name}/history.jsonl; the charts gain a point after every epoch.")
+        elif state.state not in ("idle", "queued", "cancelled"):
             st.caption("The charts appear after the first epoch.")
 
     panel()
 
 
-def _status(state: jobs.RunState, run_dir: Path) -> None:
+def _status(state: RunState, run_dir: Path) -> None:
+    name = Path(state.out_path or f"{run_dir.name}.keras").name
     if state.state == "idle":
-        st.info("No run of this model yet: choose the settings and press Start.", icon=":material/info:")
+        st.info(f"No run of this model yet under the name {run_dir.name}: choose the settings and press Start.",
+                icon=":material/info:")
         return
-    st.markdown(f"**Run:** {settings_summary(state.config)}")
+    st.markdown(f"**Run {run_dir.name}:** {settings_summary(state.config)}")
+    if state.state == "queued":
+        position = jobs.ordinal(state.queue_position) if state.queue_position else "next"
+        limit = jobs.max_workers()
+        st.info(f"Waiting: {position} in line. This machine trains {limit} run{'s' if limit > 1 else ''} at once, "
+                "so that every run gets its share of the processor; yours starts by itself when a slot frees. "
+                "Cancel takes it out of the line.", icon=":material/hourglass_top:")
+        return
     if state.active:
         epoch_now = min(state.epoch + 1, state.epochs)
         detail = state.message or (f"epoch {epoch_now} of {state.epochs}, batch {state.batch} of {state.batches}"
@@ -189,16 +309,22 @@ def _status(state: jobs.RunState, run_dir: Path) -> None:
         st.progress(state.progress, text=f"{state.state.capitalize()}: {detail}")
         return
     if state.state == "finished":
-        st.success(f"Finished {state.epoch} epochs and saved {Path(state.out_path or '').name} with its sidecar: "
-                   "it is on the Evaluate page now.", icon=":material/check_circle:")
-    elif state.state == "stopped" and state.message == jobs.NOT_STARTED_MESSAGE:
+        st.success(f"Finished {state.epoch} epochs and saved {name} with its sidecar: it is on the Evaluate "
+                   "page now.", icon=":material/check_circle:")
+    elif state.state == "stopped" and state.message == NOT_STARTED_MESSAGE:
         st.info(state.message, icon=":material/pause_circle:")
     elif state.state == "stopped":
-        st.info(f"Stopped after {state.epoch} of {state.epochs} epochs (the last one may be partial); the model "
-                f"so far is saved as {Path(state.out_path or '').name}. Resume continues the same history.",
-                icon=":material/pause_circle:")
+        partial = " and part of the next" if state.partial_last_epoch else ""
+        st.info(f"Stopped after {state.epoch} of {state.epochs} epochs{partial}; the model so far is saved as "
+                f"{name}. Resume continues the same history" + (" (it redoes the partial epoch)." if partial
+                                                                 else "."), icon=":material/pause_circle:")
+    elif state.state == "cancelled":
+        st.info(state.message, icon=":material/cancel:")
     elif state.state == "killed":
-        st.warning(f"The worker was killed: {state.message}", icon=":material/warning:")
+        how = ("Resume continues from its last checkpoint: at most one epoch is lost." if state.has_checkpoint
+               else "It had not finished an epoch, so there is no checkpoint: Resume starts it again with the "
+                    "same settings.")
+        st.warning(f"{state.message} {how}", icon=":material/warning:")
     elif state.state == "failed":
         st.error(f"The run failed: {state.message}", icon=":material/error:")
         with st.expander("Worker log (last lines)"):
@@ -215,11 +341,13 @@ def charts(histories_or_rows, *, key: str) -> None:
 
 
 def other_active_runs(current: Path) -> None:
-    """A note for every other model that is training now (in this or another tab)."""
+    """A note for every other run that is training or waiting now (in this or another session)."""
     for folder, state in jobs.active_runs(current.parent):
         if folder != current:
-            st.info(f"{state.model} is training now (epoch {min(state.epoch + 1, state.epochs)} of {state.epochs}, "
-                    f"run folder {folder.name}).", icon=":material/model_training:")
+            where = (f"waiting, {jobs.ordinal(state.queue_position)} in line" if state.queue_position
+                     else f"epoch {min(state.epoch + 1, state.epochs)} of {state.epochs}")
+            st.info(f"{folder.name} ({state.model}) is {'queued' if state.state == 'queued' else 'training'} "
+                    f"now: {where}.", icon=":material/model_training:")
 
 
 def saved_histories(records: Sequence[dict], names: Sequence[str]) -> dict[str, list[dict]]:
