@@ -133,6 +133,30 @@ def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(synth
     assert status == 2 and "CPU devices apply to the mirrored strategy only" in capsys.readouterr().err
 
 
+class ReachedTraining(Exception):
+    """Raised in place of training: the worker got past every lock."""
+
+
+def test_a_worker_that_is_not_the_chief_takes_no_lock_and_writes_nothing(synthetic_cifar, tmp_path, monkeypatch):
+    import cnn.training
+    from cnn.runs import acquire_locks
+
+    run, out = tmp_path / "run", tmp_path / "models" / "pair.keras"
+    monkeypatch.setenv("TF_CONFIG", cluster(["localhost:1", "localhost:2"], index=1))
+
+    def train_in_place_of_tensorflow(config, data, run_dir, **options):
+        raise ReachedTraining(config.strategy, Path(run_dir))
+
+    monkeypatch.setattr(cnn.training, "train", train_in_place_of_tensorflow)
+    with acquire_locks(run, out):  # the chief's: the run folder and model file are in use
+        before = sorted(path.name for path in run.iterdir())
+        with pytest.raises(ReachedTraining) as reached:
+            main(["train", "--model", "base", "--data-dir", str(synthetic_cifar), "--val-size", "20",
+                  "--strategy", "multiworker", "--out", str(out), "--run-dir", str(run)])
+        assert reached.value.args == ("multiworker", run)  # train() itself swaps in a temporary folder
+        assert sorted(path.name for path in run.iterdir()) == before
+
+
 # ---------------------------------------------------------------- mirrored, on two logical CPU devices
 
 
