@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnn.errors import UserError
-from cnn.explain import (NO_WEIGHTS_FORMULA, batchnorm_parameter_formula, conv_parameter_formula,
-                         dense_parameter_formula)
+from cnn.explain import NO_WEIGHTS_FORMULA, batchnorm_parameter_formula, conv_parameter_formula, dense_parameter_formula
 from cnn.ops import ConvSpec, output_size, output_size_formula, padding_amounts
 
 SPEC_VERSION = 1

@@ -52,7 +52,8 @@ with settings:
         request = "resume"
     build_views.export_button(analysis, name)
     st.caption("Training runs in the same worker process and run folder as on the Train page "
-               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its sidecar: the "
+               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its "
+               "sidecar: the "
                "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here.")
 if request is not None:
     try:

@@ -52,7 +52,8 @@ def test_base_spec_table_matches_the_report_arithmetic():
     shapes = [row.output_shape for row in analysis.rows]
     assert shapes == [(29, 29, 32), (14, 14, 32), (11, 11, 32), (5, 5, 32), (800,), (256,), (10,)]
     assert analysis.rows[0].parameter_formula == "(4*4*3+1)*32 = 1,568"
-    assert analysis.rows[0].shape_formula == "rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29; 32 filters"
+    expected = "rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29; 32 filters"
+    assert analysis.rows[0].shape_formula == expected
     assert analysis.rows[1].shape_formula.startswith("rows and columns: floor((29 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 14")
     assert analysis.rows[-1].name == "probabilities" and analysis.rows[-1].parameters == 2570
     assert analysis.parameters == REFERENCE["base"]["parameters"] == 225_610
