@@ -10,7 +10,7 @@ ifneq ($(SHARED_CIFAR),)
 export CIFAR10_DIR ?= $(abspath $(SHARED_CIFAR))
 endif
 
-.PHONY: run test install install-dev benchmarks clean
+.PHONY: run test test-fast lint install install-dev benchmarks clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+## The quick part of the suite (no browser, worker, full-model or other slow tests), for the edit-test loop.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+
+## Lint and format check (ruff, configured in pyproject.toml).
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
 
 ## Re-measure every shipped model and the speed figures (writes benchmarks/RESULTS.md).
 benchmarks: $(VENV)/.installed-dev

@@ -1,7 +1,8 @@
 """Re-evaluate every shipped model and print one table beside the report's figures.
 
 Columns: parameters, epochs, training minutes (from the sidecar, read through
-`cnn.artifacts.Sidecar`: measured by the training command), validation accuracy (last 5,000 training images, also re-encoded as JPEG
+`cnn.artifacts.Sidecar`: measured by the training command), validation accuracy (last 5,000
+training images, also re-encoded as JPEG
 quality 75 to estimate the cost of JPEG artefacts without the test set), test
 accuracy on the exact images 0-999 and on all 10,000 (1000-9999 JPEG-derived in
 the shared copy), and single-image latency (decoded 32x32 image -> top-3, p50

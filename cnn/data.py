@@ -316,7 +316,8 @@ class _FolderReader:
     def _raw(self, name: str) -> bytes:
         path = self.folder / name
         if not path.is_file():
-            raise DataError(f"{path} is missing: a CIFAR-10 folder needs {', '.join((*TRAIN_BATCHES, TEST_BATCH, META_FILE))}.")
+            needed = ", ".join((*TRAIN_BATCHES, TEST_BATCH, META_FILE))
+            raise DataError(f"{path} is missing: a CIFAR-10 folder needs {needed}.")
         return path.read_bytes()
 
     def read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:

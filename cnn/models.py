@@ -140,7 +140,7 @@ class BatchNormBias(layers.Layer):
 # ---------------------------------------------------------------- the report's models
 
 # The report's models are built whatever the classroom's limits (a teacher may lower them).
-REPORT_LIMITS = Limits(max_parameters=10 ** 9, max_epochs=10 ** 6, max_multiply_adds=10 ** 12)
+REPORT_LIMITS = Limits(max_parameters=10 ** 9, max_multiply_adds=10 ** 12)
 
 
 def build_report_model(name: str) -> keras.Model:

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnn.errors import UserError
-from cnn.explain import (NO_WEIGHTS_FORMULA, batchnorm_parameter_formula, conv_parameter_formula,
-                         dense_parameter_formula)
+from cnn.explain import NO_WEIGHTS_FORMULA, batchnorm_parameter_formula, conv_parameter_formula, dense_parameter_formula
 from cnn.ops import ConvSpec, output_size, output_size_formula, padding_amounts
 
 SPEC_VERSION = 1
@@ -42,7 +41,6 @@ MAX_SPEC_BYTES = 64 * 1024  # a 60-layer spec is about 6 KB
 MAX_JSON_DEPTH = 3  # spec object > layers list > layer object; no setting is a list or object
 MAX_LAYERS = 60
 MAX_PARAMETERS = 2_000_000  # the report's largest model has 815,466
-MAX_EPOCHS = 30
 MAX_MULTIPLY_ADDS = 400_000_000  # per image; the report's models 3-6 need about 39 million
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")  # a layer's optional name
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # the same rule as cnn.jobs.output_path
@@ -66,19 +64,19 @@ class Limits:
     """The classroom's guard rails for models built from specs."""
 
     max_parameters: int = MAX_PARAMETERS
-    max_epochs: int = MAX_EPOCHS
     max_multiply_adds: int = MAX_MULTIPLY_ADDS  # per image, forward pass
     max_layers: int = MAX_LAYERS
 
 
-LIMIT_VARIABLES = {"max_parameters": "CNN_MAX_PARAMETERS", "max_epochs": "CNN_MAX_EPOCHS",
+LIMIT_VARIABLES = {"max_parameters": "CNN_MAX_PARAMETERS",
                    "max_multiply_adds": "CNN_MAX_MULTIPLY_ADDS"}
 
 
 def classroom_limits(environ=None) -> Limits:
     """The limits in force: the defaults, raised (or lowered) by the teacher's environment variables.
 
-    CNN_MAX_PARAMETERS, CNN_MAX_EPOCHS and CNN_MAX_MULTIPLY_ADDS, each a whole number >= 1.
+    CNN_MAX_PARAMETERS and CNN_MAX_MULTIPLY_ADDS, each a whole number >= 1 (epochs and images are
+    the classroom's limits, cnn.classroom.limits, the same for every page).
     """
     environ = os.environ if environ is None else environ
     values = {}

@@ -45,21 +45,23 @@ if not has_data:
                "download them from the dataset page.", icon=":material/cloud_off:")
 settings, panel = st.columns([2, 3], gap="large")
 with settings:
-    request = build_views.train_form(analysis, limits, disabled=not has_data or bool(state and state.active))
+    teacher = training_views.teacher_mode()
+    request = build_views.train_form(analysis, teacher=teacher, disabled=not has_data or bool(state and state.active))
     if state and state.can_resume and st.button("Resume", icon=":material/resume:", key="build_resume",
                                                 help="Continue this model's last run: its checkpoint and history."):
         request = "resume"
     build_views.export_button(analysis, name)
     st.caption("Training runs in the same worker process and run folder as on the Train page "
-               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its sidecar: the "
+               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its "
+               "sidecar: the "
                "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here.")
 if request is not None:
     try:
         if request == "resume":
-            classroom.resume_run(run_dir, teacher=False)
+            classroom.resume_run(run_dir, teacher=teacher)
         else:  # the classroom's rules and queue, as on the Train page
             classroom.start_run(request.config, request.out_path, owner=training_views.session_owner(),
-                                teacher=False, replace=request.replace)
+                                teacher=teacher, replace=request.replace)
     except UserError as error:
         settings.error(str(error), icon=":material/error:")
     else:

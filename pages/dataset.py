@@ -1,7 +1,6 @@
 """Data page: the CIFAR-10 classes, random images, shapes, pixel statistics, normalization,
 one-hot labels, class balance and the training augmentation."""
 
-import pandas as pd
 import streamlit as st
 
 from cnn import CLASS_NAMES, data, explore

@@ -223,7 +223,8 @@ def screenshot_whole_page(page, path: Path, max_height: int = 9000) -> None:
     grow the viewport to the content's height first, then shoot, then restore it."""
     viewport = page.viewport_size
     height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppScrollToBottomContainer]')]"
+        "() => Math.max(...[...document.querySelectorAll("
+        "'[data-testid=stMain], [data-testid=stAppScrollToBottomContainer]')]"
         ".map(element => element.scrollHeight), document.body.scrollHeight)"
     )
     page.set_viewport_size({"width": viewport["width"], "height": min(int(height) + 40, max_height)})

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser_support import (  # noqa: F401 (browser and page are fixtures)
     BROWSER_MARKS,
     ROOT,

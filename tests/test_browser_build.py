@@ -11,7 +11,6 @@ import json
 import time
 
 import pytest
-
 from browser_support import (  # noqa: F401 (browser and page are fixtures)
     BROWSER_MARKS,
     ROOT,

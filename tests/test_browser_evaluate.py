@@ -9,10 +9,8 @@ model is run and no full data set is needed.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-
 from browser_support import (  # noqa: F401 (browser and page are fixtures)
     BROWSER_MARKS,
     ROOT,
@@ -73,7 +71,8 @@ def cell_centre(page, true_index: int, predicted_index: int) -> tuple[float, flo
 
 
 def gallery_heading(page) -> str:
-    return page.locator("[data-testid=stMain]").get_by_text(re.compile(r"image\(s\) (predicted as|correctly)")).first.inner_text()
+    caption = re.compile(r"image\(s\) (predicted as|correctly)")
+    return page.locator("[data-testid=stMain]").get_by_text(caption).first.inner_text()
 
 
 def picker_value(page, label: str) -> str:

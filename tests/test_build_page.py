@@ -204,3 +204,10 @@ def test_the_teachers_limits_apply_and_a_bad_one_is_reported(page_env, monkeypat
     app = open_page()
     assert app.error[0].value == ("The classroom limits are misconfigured: CNN_MAX_PARAMETERS must be a whole "
                                   "number, not 'lots'.")
+
+
+def test_the_epoch_limit_is_the_train_pages(page_env):
+    from cnn import classroom
+
+    app = open_page()
+    assert app.number_input(key="build_epochs").proto.max == classroom.STUDENT_LIMITS.max_epochs

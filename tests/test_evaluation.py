@@ -9,8 +9,14 @@ import pytest
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar, save_model, sha256_of, update_sidecar
 from cnn.errors import ModelFileError
-from cnn.evaluation import (PREDICTIONS_KEY, Predictions, load_stored_predictions, predictions_path,
-                            report_from_predictions, report_from_probabilities)
+from cnn.evaluation import (
+    PREDICTIONS_KEY,
+    Predictions,
+    load_stored_predictions,
+    predictions_path,
+    report_from_predictions,
+    report_from_probabilities,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "models").glob("*.keras"))

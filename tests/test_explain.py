@@ -61,7 +61,8 @@ def test_layer_table_formulas_match_the_issue(zoo):
     assert fast["fast"].layer_type == "nested model"
     assert fast["fast / whiten"].trainable == "frozen (not trained)"
     assert fast["fast / whiten"].formula == "2*2*3*24 = 288 (no bias)"
-    assert fast["fast / block1_bn1"].formula.startswith("3*C = 3*64 = 192 (bias learned")  # batch norm fused with its bias
+    # batch norm fused with its bias
+    assert fast["fast / block1_bn1"].formula.startswith("3*C = 3*64 = 192 (bias learned")
     assert fast["fast / block1_pool"].output_shape == "(15, 15, 64)"
 
 

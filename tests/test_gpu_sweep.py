@@ -7,7 +7,6 @@ import json
 import sys
 
 import numpy as np
-
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("gpu_sweep", ROOT / "docs" / "experiments" / "gpu_sweep.py")

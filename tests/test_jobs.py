@@ -155,7 +155,8 @@ def test_the_line_is_ordered_by_request_time_and_drops_dead_workers(tmp_path, mo
         run_dir = tmp_path / "runs" / name
         if name != "dead":
             held.append(runs.acquire_locks(run_dir, tmp_path / "models" / f"{name}.keras"))
-        (tickets / f"{number:020d}-{name}.json").write_text(json.dumps({"run_dir": str(run_dir), "host": os.uname()[1]}))
+        ticket = {"run_dir": str(run_dir), "host": os.uname()[1]}
+        (tickets / f"{number:020d}-{name}.json").write_text(json.dumps(ticket))
     try:
         assert [ticket.run_dir.name for ticket in jobs.waiting()] == ["a", "b"]
         assert len(list(tickets.glob("*.json"))) == 2  # the dead worker's ticket is gone

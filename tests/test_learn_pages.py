@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+import browser_support
 import numpy as np
+import pytest
+from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
 from streamlit.testing.v1 import AppTest
 
-import browser_support
-from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
 from ui import learn_widgets, plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,9 +293,9 @@ def test_learn_pages_never_import_tensorflow():
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=240,
     )
     results = json.loads(completed.stdout.strip().splitlines()[-1])
-    for page, (ran_cleanly, imported_tensorflow) in results.items():
-        assert ran_cleanly, page
-        assert not imported_tensorflow, f"{page} imported TensorFlow"
+    for page_file, (ran_cleanly, imported_tensorflow) in results.items():
+        assert ran_cleanly, page_file
+        assert not imported_tensorflow, f"{page_file} imported TensorFlow"
 
 
 @pytest.fixture

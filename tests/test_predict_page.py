@@ -350,7 +350,8 @@ def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
     assert_no_exception(app)
     assert len(decoded) == 2
     by_label = {card["label"]: card for card in grid_cards(app)}
-    assert by_label["Upload: a.png"]["text"] and not by_label["Upload: a.png"]["errors"]  # answered from what was decoded
+    answered = by_label["Upload: a.png"]  # from what was decoded
+    assert answered["text"] and not answered["errors"]
     assert by_label["Upload: bad.png"]["errors"] == [MESSAGE_UNSUPPORTED]  # the error is remembered too
     app.file_uploader(key="predict_uploads").set_value([("c.png", tiny_png(3), "image/png")]).run()
     assert len(decoded) == 3  # only the new file is decoded

@@ -16,7 +16,8 @@ from cnn.errors import TrainingError
 from cnn.runs import RunFiles, RunRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-HOLD_LOCKS = "import sys, time; from cnn import runs; runs.acquire_locks(sys.argv[1], sys.argv[2]); print('held', flush=True); time.sleep(600)"
+HOLD_LOCKS = ("import sys, time; from cnn import runs; runs.acquire_locks(sys.argv[1], sys.argv[2]); "
+              "print('held', flush=True); time.sleep(600)")
 
 
 def test_a_run_folder_and_an_output_have_one_holder_at_a_time(tmp_path):
@@ -143,7 +144,8 @@ def test_a_crash_is_recorded_by_the_worker_itself(tmp_path):
         with runs.WorkerRecord(files):
             1 / 0
     status = json.loads(files.status.read_text())
-    assert status["state"] == "failed" and status["message"] == "The worker crashed: ZeroDivisionError: division by zero"
+    assert status["state"] == "failed"
+    assert status["message"] == "The worker crashed: ZeroDivisionError: division by zero"
     with pytest.raises(TrainingError):
         with runs.WorkerRecord(files):
             raise TrainingError("The loss became NaN.")

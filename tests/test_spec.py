@@ -52,7 +52,8 @@ def test_base_spec_table_matches_the_report_arithmetic():
     shapes = [row.output_shape for row in analysis.rows]
     assert shapes == [(29, 29, 32), (14, 14, 32), (11, 11, 32), (5, 5, 32), (800,), (256,), (10,)]
     assert analysis.rows[0].parameter_formula == "(4*4*3+1)*32 = 1,568"
-    assert analysis.rows[0].shape_formula == "rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29; 32 filters"
+    expected = "rows and columns: floor((32 + 2·0 − 1·(4 − 1) − 1) / 1) + 1 = 29; 32 filters"
+    assert analysis.rows[0].shape_formula == expected
     assert analysis.rows[1].shape_formula.startswith("rows and columns: floor((29 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 14")
     assert analysis.rows[-1].name == "probabilities" and analysis.rows[-1].parameters == 2570
     assert analysis.parameters == REFERENCE["base"]["parameters"] == 225_610
@@ -325,10 +326,10 @@ def test_an_existing_shipped_model_is_never_replaced(models_dir):
 
 def test_classroom_limits_come_from_the_environment():
     assert specs.classroom_limits({}) == Limits()
-    raised = specs.classroom_limits({"CNN_MAX_PARAMETERS": "5_000_000", "CNN_MAX_EPOCHS": "100"})
-    assert (raised.max_parameters, raised.max_epochs) == (5_000_000, 100)
-    with pytest.raises(UserError, match="CNN_MAX_EPOCHS must be a whole number"):
-        specs.classroom_limits({"CNN_MAX_EPOCHS": "many"})
+    raised = specs.classroom_limits({"CNN_MAX_PARAMETERS": "5_000_000", "CNN_MAX_MULTIPLY_ADDS": "900000000"})
+    assert (raised.max_parameters, raised.max_multiply_adds) == (5_000_000, 900_000_000)
+    with pytest.raises(UserError, match="CNN_MAX_PARAMETERS must be a whole number"):
+        specs.classroom_limits({"CNN_MAX_PARAMETERS": "many"})
     with pytest.raises(UserError, match="CNN_MAX_PARAMETERS must be at least 1"):
         specs.classroom_limits({"CNN_MAX_PARAMETERS": "0"})
 
@@ -356,7 +357,6 @@ def test_train_config_carries_the_canonical_spec():
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(model="base"), "'base' is the name of a zoo model"),
-    (dict(epochs=31), "a built model trains for at most 30 epochs"),
     (dict(spec=stack(conv())), "The output layer (dense 10, softmax) needs a flat input"),
 ])
 def test_train_config_refuses_bad_built_models(overrides, message):
@@ -368,11 +368,12 @@ def test_train_config_refuses_bad_built_models(overrides, message):
     assert message in str(raised.value)
 
 
-def test_raised_epoch_limit(monkeypatch):
+def test_the_command_line_is_not_held_to_the_classroom_epoch_limit():
+    from cnn.classroom import STUDENT_LIMITS
     from cnn.training import TrainConfig
 
-    monkeypatch.setenv("CNN_MAX_EPOCHS", "50")
-    assert TrainConfig(model="my_cnn", spec=SMALL, epochs=50).epochs == 50
+    epochs = STUDENT_LIMITS.max_epochs + 20
+    assert TrainConfig(model="my_cnn", spec=SMALL, epochs=epochs).epochs == epochs
 
 
 def test_the_spec_travels_to_the_worker_in_the_runs_config(tmp_path):

@@ -275,13 +275,14 @@ def live_table(analysis: specs.Analysis, limits: specs.Limits) -> None:
 # ---------------------------------------------------------------- training
 
 
-def train_form(analysis: specs.Analysis, limits: specs.Limits, *, disabled: bool) -> TrainRequest | None:
+def train_form(analysis: specs.Analysis, *, teacher: bool, disabled: bool) -> TrainRequest | None:
     """Name, epochs and images, the estimate, and Start; the request when Start was pressed and all is valid."""
     name_column, epochs_column, subset_column = st.columns(3)
     name = name_column.text_input("Model name (letters, digits, _ and -)", DEFAULT_NAME, key="build_name",
                                   max_chars=64).strip()
-    epochs = epochs_column.number_input("Epochs", 1, limits.max_epochs, min(DEFAULT_EPOCHS, limits.max_epochs),
-                                        key="build_epochs", help=f"Classroom limit: {limits.max_epochs}")
+    bounds = classroom.limits(teacher)  # the same epoch limit as the Train page's
+    epochs = epochs_column.number_input("Epochs", 1, bounds.max_epochs, min(DEFAULT_EPOCHS, bounds.max_epochs),
+                                        key="build_epochs", help=f"Classroom limit: {bounds.max_epochs}")
     subset = subset_column.number_input("Training images (first N)", 16, 45_000, DEFAULT_SUBSET, step=500,
                                         key="build_subset")
     with st.expander("Validation images"):

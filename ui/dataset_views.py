@@ -82,7 +82,8 @@ def histogram_figure(histogram: explore.PixelHistogram, normalized: bool, title:
 def class_balance_figure(counts: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
     """Bars of images per class, each labelled with its count."""
     figure = go.Figure(go.Bar(
-        x=list(class_names), y=[int(count) for count in counts], text=[f"{int(count):,}" for count in counts], textposition="outside",
+        x=list(class_names), y=[int(count) for count in counts], text=[f"{int(count):,}" for count in counts],
+        textposition="outside",
         marker=dict(color=LINE_COLOR), hovertemplate="%{x}: %{y} images<extra></extra>",
     ))
     figure.update_layout(title=title, height=340, margin=dict(l=60, r=20, t=50, b=50))

@@ -21,8 +21,15 @@ import streamlit as st
 
 from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
-from cnn.evaluation import (EvalReport, Estimate, Predictions, ProgressClock, load_stored_predictions, predict_split,
-                            report_from_predictions)
+from cnn.evaluation import (
+    Estimate,
+    EvalReport,
+    Predictions,
+    ProgressClock,
+    load_stored_predictions,
+    predict_split,
+    report_from_predictions,
+)
 from cnn.recipes import ZOO_INFO
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR
