@@ -272,6 +272,7 @@ class Workers:
 
     def __init__(self, tmp_path: Path, data_dir: Path, *options: str, run_dirs: tuple[Path, Path] | None = None):
         addresses = [f"localhost:{port}" for port in free_ports(2)]
+        self.deadline = time.time() + SUBPROCESS_TIMEOUT_S  # one hang guard for the whole pair's life
         self.folders = [tmp_path / f"worker{index}" for index in (0, 1)]
         self.run_dirs = run_dirs or tuple(folder / "run" for folder in self.folders)
         self.processes, self.logs = [], []
@@ -292,10 +293,9 @@ class Workers:
 
     def wait(self) -> list[str]:
         """Each worker's output, once both have exited (killed and failed when they take too long)."""
-        deadline = time.time() + SUBPROCESS_TIMEOUT_S
         try:
             for process in self.processes:
-                process.wait(timeout=max(1.0, deadline - time.time()))
+                process.wait(timeout=max(1.0, self.deadline - time.time()))
         except subprocess.TimeoutExpired:
             for process in self.processes:
                 process.kill()
@@ -340,8 +340,7 @@ def test_two_workers_train_alike_and_only_the_chief_keeps_files(synthetic_cifar,
 def long_run_past_its_first_epoch(tmp_path: Path, data_dir: Path) -> Workers:
     """Two workers on a 100-epoch run, once the chief has checkpointed its first epoch."""
     workers = Workers(tmp_path, data_dir, "--epochs", "100", "--batch-size", "8", "--subset", "64")
-    deadline = time.time() + SUBPROCESS_TIMEOUT_S
-    while not (workers.run_dirs[0] / "state.json").exists() and time.time() < deadline:
+    while not (workers.run_dirs[0] / "state.json").exists() and time.time() < workers.deadline:
         time.sleep(0.2)
     return workers
 
