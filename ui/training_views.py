@@ -377,7 +377,8 @@ def run_panel(run_dir: Path) -> None:
         if state.history:
             charts(state.history, key=f"live_{run_dir.name}")
             st.caption(f"{state.epoch} finished epoch(s) of {state.epochs}"
-                       + (" and a partial one (stopped mid-epoch)" if state.partial_last_epoch else "")
+                       + (" and a partial one (stopped mid-epoch: the dotted end with an open marker)"
+                          if state.partial_last_epoch else "")
                        + f", read from {run_dir.name}/history.jsonl; the charts gain a point after every epoch.")
         elif state.state not in ("idle", "queued", "cancelled"):
             st.caption("The charts appear after the first epoch.")
