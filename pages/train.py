@@ -58,6 +58,7 @@ with saved_tab:
             st.caption(
                 "Stored per-epoch history of each chosen model: solid lines with circles are the training "
                 "images, dashed lines with squares the validation images; the last value is written at the end "
-                "of each line; a dotted end to an open marker is a partial epoch (stopped mid-epoch). A training curve that keeps improving while the validation curve stalls or "
+                "of each line; a dotted end to an open marker is a partial epoch (stopped mid-epoch). "
+                "A training curve that keeps improving while the validation curve stalls or "
                 "worsens is overfitting: compare the report's model 1 (base) with model 2 (dropout)."
             )
