@@ -338,7 +338,8 @@ async def timed(name: str, action, page, session: int, measured: Measurements, t
         result = await asyncio.wait_for(action(), timeout_s)
     except Exception as error:  # noqa: BLE001 - every failure of a session is a measured error
         kind = "timeout" if isinstance(error, (asyncio.TimeoutError, TimeoutError)) else type(error).__name__
-        measured.errors.append(f"session {session}, {name}: {kind}: {str(error).splitlines()[0][:200]}")
+        first_line = (str(error).splitlines() or [""])[0][:200]  # a TimeoutError has no message
+        measured.errors.append(f"session {session}, {name}: {kind}: {first_line}")
         return None
     measured.latencies[name].append(time.monotonic() - started)
     # A refused training start is an outcome, counted apart; an exception is an error everywhere.

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jpeg-quality", type=_quality_range, metavar="LOW:HIGH",
                        help="range of the re-encoding quality, e.g. 60:95")
     train.add_argument("--data-dir")
+    train.add_argument("--sample", action="store_true",
+                       help="train on the bundled 1,000-image sample (last --val-size validate, default 200): "
+                            "for trying, not for real accuracy")
     train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
     train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM, "
                                         "runs/ being CNN_RUNS_DIR when set)")
@@ -193,6 +196,7 @@ def cmd_train(args) -> int:
 def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
     from cnn.artifacts import check_model_name, default_models_dir
+    from cnn.data import SAMPLE_VAL_SIZE
     from cnn.runs import RunRequest, run_dir_for
     from cnn.spec import read_spec_file
     from cnn.training import TrainConfig, cpu_has_native_bf16
@@ -202,7 +206,9 @@ def train_request_from_flags(args) -> tuple:
     config = TrainConfig.for_model(
         args.model, spec=read_spec_file(args.spec) if args.spec else None,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        augment=args.augment, subset=args.subset, seed=args.seed, val_size=args.val_size, data_dir=args.data_dir,
+        augment=args.augment, subset=args.subset, seed=args.seed, data_dir=args.data_dir,
+        use_sample=args.sample or None,
+        val_size=SAMPLE_VAL_SIZE if args.sample and args.val_size is None else args.val_size,
         mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
         jpeg_augment=args.jpeg_augment, jpeg_quality=args.jpeg_quality, flip=args.flip,
         whiten_bias_epochs=args.whiten_bias_epochs, strategy=args.strategy, cpu_devices=args.cpu_devices,
@@ -230,11 +236,10 @@ def train_beside_the_chief(request, files, *, download: bool = False) -> int:
     writes nothing in the run folder: its run files go to a temporary folder
     (`cnn.distribute.worker_run_folder`), and the chief saves the model.
     """
-    from cnn.data import load_cifar10
     from cnn.training import TrainConfig, train
 
     config = TrainConfig(**request.config)
-    data = load_cifar10(config.data_dir, val_size=config.val_size, download=download)
+    data = load_training_data(config, download=download)
     result = train(config, data, files.folder, resume=request.resume, verbose=1 if sys.stdout.isatty() else 2)
     print(f"worker (not the chief) {'stopped early' if result.stopped_early else 'finished'}: "
           f"{_run_summary(result, config)}; the chief saves the model")
@@ -257,12 +262,20 @@ def _print_queue_position(position: int) -> None:
           "CNN_MAX_WORKERS sets it)", file=sys.stderr, flush=True)
 
 
+def load_training_data(config, *, download: bool = False):
+    """The data a run trains on: the full CIFAR-10, or the bundled sample when its config says so."""
+    from cnn.data import load_cifar10, load_sample_for_training
+
+    if config.use_sample:
+        return load_sample_for_training(config.val_size)
+    return load_cifar10(config.data_dir, val_size=config.val_size, download=download)
+
+
 def train_in_slot(request, files, record, *, download: bool = False) -> int:
     """The run itself, once it holds a training slot: load the data, train, save the model, record the end."""
     import time
 
     from cnn.artifacts import save_model
-    from cnn.data import load_cifar10
     from cnn.jobs import STARTING_MESSAGE
     from cnn.runs import NOT_STARTED_MESSAGE
     from cnn.training import TrainConfig, train
@@ -271,8 +284,7 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
     config = TrainConfig(**request.config)
     # The other workers of a multi-worker run wait for this one: it trains, and a Stop stops them all at once.
     alone = config.strategy != "multiworker"
-    data = None if alone and files.stop_flag.exists() else load_cifar10(config.data_dir, val_size=config.val_size,
-                                                                        download=download)
+    data = None if alone and files.stop_flag.exists() else load_training_data(config, download=download)
     if data is not None:
         import keras  # noqa: F401 - the slow import happens here, so a Stop pressed meanwhile is seen below
     if alone and files.stop_flag.exists():  # a Stop while it started up: nothing was trained
@@ -287,7 +299,8 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
         from cnn.classroom import OWNER_FIELD
 
         sidecar[OWNER_FIELD] = request.owner
-    if config.spec is not None:  # a built model's test 0-999 figure, for the Build page's leaderboard
+    # A built model's test 0-999 figure, for the Build page's leaderboard (a sample run trained on those images).
+    if config.spec is not None and not config.use_sample:
         from cnn.data import CLEAN_TEST_STOP
         from cnn.evaluation import evaluate
 
@@ -319,8 +332,10 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
         "history": result.history,
         "metrics": {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
                     "val_images": len(data.val), "train_images": result.config.subset or len(data.train)},
-        "data": {"source": data.source, "provenance": "CIFAR-10 python layout; validation = last "
-                 f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy"},
+        "data": {"source": data.source, "provenance": (
+            f"bundled sample of CIFAR-10 test images 0-999; validation = its last {len(data.val)} images"
+            if result.config.use_sample else "CIFAR-10 python layout; validation = last "
+            f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy")},
     }
 
 

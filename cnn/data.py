@@ -215,6 +215,26 @@ def load_sample() -> Split:
         return Split(arrays["images"], arrays["labels"].astype(np.int64), "test")
 
 
+SAMPLE_SIZE = 1_000  # images in the bundled sample (test 0-999)
+SAMPLE_VAL_SIZE = 200  # validation images of a run on the sample: its last 200
+SAMPLE_SOURCE = "bundled sample: CIFAR-10 test images 0-999 (for trying training, not for real accuracy)"
+
+
+def load_sample_for_training(val_size: int = SAMPLE_VAL_SIZE) -> Cifar10:
+    """The bundled 1,000-image sample as a tiny training set, for classrooms without the full CIFAR-10.
+
+    The last `val_size` images validate; the rest train. There is no separate test part: `test` is the
+    validation part again (a model trained here has seen every other sample image).
+    """
+    sample = load_sample()
+    if not 0 < val_size < len(sample):
+        raise DataError(f"On the bundled sample the validation size must be between 1 and {len(sample) - 1}, "
+                        f"not {val_size}.")
+    cut = len(sample) - val_size
+    train, val = sample.subset(0, cut), sample.subset(cut, None)
+    return Cifar10(train=train, val=val, test=val, source=SAMPLE_SOURCE)
+
+
 def load_split_or_sample(data_dir: str | os.PathLike | None, split: str) -> tuple[Split, str]:
     """The requested split of the full data when found, else the bundled sample.
 

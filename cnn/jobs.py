@@ -284,6 +284,8 @@ def equivalent_argv(config: dict, out_path: str | os.PathLike) -> list[str]:
             "--mixed-precision" if config.get("mixed_precision") else "--no-mixed-precision"]
     if config.get("subset") is not None:
         argv += ["--subset", str(config["subset"])]
+    if config.get("use_sample"):
+        argv.append("--sample")
     return argv
 
 

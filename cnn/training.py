@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0  # for repeatable runs
     mixed_precision: bool = True  # bf16 compute: ~1.3x faster on this CPU
     data_dir: str | None = None  # CIFAR-10 folder; None searches CIFAR10_DIR and Keras's cache
+    use_sample: bool = False  # train on the bundled 1,000-image sample (cnn.data.load_sample_for_training)
     spec: dict | None = None  # a Build-page model: its layer list (cnn.spec, checked); `model` is its name
     strategy: str | None = None  # None (one device), "mirrored" or "multiworker": see cnn.distribute
     cpu_devices: int | None = None  # mirrored on a machine without GPUs: split its CPU into N logical devices
@@ -269,6 +270,7 @@ def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_
             row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
             if steps and self._batches < steps:
                 row["partial_batches"] = self._batches  # stopped mid-epoch
+                row["batches_per_epoch"] = steps  # so the charts can say "N of M batches"
             with files.history.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()

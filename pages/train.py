@@ -28,15 +28,13 @@ with train_tab:
     run_dir = training_views.shown_run_dir(model, owner)
     training_views.other_active_runs(run_dir)
     state = training_views.read_state(run_dir)
-    has_data = data.find_data_dir() is not None
-    if not has_data:
-        st.warning("Training needs the CIFAR-10 training images, which are not on this machine: set "
-                   "CIFAR10_DIR or download them from the dataset page. Saved models still work everywhere.",
-                   icon=":material/cloud_off:")
+    on_sample = data.find_data_dir() is None
+    if on_sample:
+        st.warning(training_views.SAMPLE_NOTE, icon=":material/science:")
     settings, live = st.columns([2, 3], gap="large")
     with settings:
         request = training_views.classroom_settings(model, owner=owner, teacher=teacher,
-                                                    disabled=not has_data or bool(state and state.active))
+                                                    disabled=bool(state and state.active), sample=on_sample)
         resume = training_views.resume_button(state)
         st.caption("Your run saves under its own name in models/. The models that ship with the dashboard, and "
                    "models made in other sessions, are never replaced (the teacher key can).")
@@ -60,6 +58,7 @@ with saved_tab:
             st.caption(
                 "Stored per-epoch history of each chosen model: solid lines with circles are the training "
                 "images, dashed lines with squares the validation images; the last value is written at the end "
-                "of each line. A training curve that keeps improving while the validation curve stalls or "
+                "of each line; a dotted end to an open marker is a partial epoch (stopped mid-epoch). "
+                "A training curve that keeps improving while the validation curve stalls or "
                 "worsens is overfitting: compare the report's model 1 (base) with model 2 (dropout)."
             )

@@ -6,7 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from cnn.data import describe_test_part, load_cifar10, load_sample, one_hot
+from cnn.data import describe_test_part, load_cifar10, load_sample, load_sample_for_training, one_hot
 from cnn.errors import DataError
 
 
@@ -110,3 +110,12 @@ def test_sample_matches_the_real_test_images(real_cifar):
     sample = load_sample()
     assert np.array_equal(sample.images, real_cifar.test.images[:1000])
     assert np.array_equal(sample.labels, real_cifar.test.labels[:1000])
+
+
+def test_the_sample_as_training_data_validates_on_its_last_images():
+    sample, data = load_sample(), load_sample_for_training(200)
+    assert (len(data.train), len(data.val)) == (800, 200) and data.source.startswith("bundled sample")
+    assert np.array_equal(data.val.images, sample.images[800:]) and np.array_equal(data.val.labels, sample.labels[800:])
+    assert np.array_equal(data.train.images, sample.images[:800])
+    with pytest.raises(DataError, match="between 1 and 999"):
+        load_sample_for_training(1000)

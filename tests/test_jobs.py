@@ -195,3 +195,21 @@ def test_the_sidecar_command_is_the_cli(tmp_path):
     args = build_parser().parse_args(argv)
     assert (args.model, args.epochs, args.batch_size, args.subset, args.val_size) == ("base", 2, 16, 100, 20)
     assert args.augment is True and args.mixed_precision is False and args.out == str(tmp_path / "m.keras")
+
+
+def test_a_run_on_the_sample_records_the_sample_flag_and_the_cli_reads_it(tmp_path):
+    from cnn.__main__ import build_parser, train_request_from_flags
+
+    argv = jobs.equivalent_argv(tiny(use_sample=True).to_dict(), tmp_path / "m.keras")
+    assert "--sample" in argv, "the sidecar's command trains on the sample too"
+
+    def request_of(arguments):
+        args = build_parser().parse_args(arguments)
+        args.argv = arguments  # as main() does
+        return train_request_from_flags(args)[0]
+
+    assert "--sample" in argv
+    request = request_of(argv)
+    assert request.config["use_sample"] is True and request.config["val_size"] == 20
+    plain = request_of(["train", "--model", "base", "--sample", "--out", str(tmp_path / "s.keras")])
+    assert plain.config["use_sample"] is True and plain.config["val_size"] == 200, "the sample's last 200 validate"

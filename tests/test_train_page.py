@@ -252,3 +252,61 @@ def test_enter_in_a_field_does_not_start_training(page_env):
     assert form.form_id == "train_settings_base" and not form.enter_to_submit
     app.number_input(key="train_epochs_base").set_value(2).run()  # an edit alone starts nothing
     assert not list(runs.default_runs_dir().glob("*/status.json"))
+
+
+@pytest.fixture
+def no_cifar(page_env, tmp_path, monkeypatch):
+    """No full CIFAR-10 anywhere: CIFAR10_DIR names a missing folder and Keras's cache is empty."""
+    from cnn import data
+
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "KERAS_CACHE", tmp_path / "no-keras-cache")
+    assert data.find_data_dir() is None
+    return page_env
+
+
+def start_on_the_sample(app: AppTest, epochs: int, subset: int, val_size: int) -> Path:
+    """Press Start with tiny settings on the sample page; the run folder."""
+    assert any("bundled sample of 1,000 test images" in warning.value and "not for real accuracy" in warning.value
+               for warning in app.warning), "the page says plainly that it trains on a sample"
+    assert app.number_input(key="train_val_base").value == 200, "the sample's last 200 images validate"
+    app.number_input(key="train_epochs_base").set_value(epochs)
+    app.select_slider(key="train_batch_base").set_value(32)
+    app.number_input(key="train_subset_base").set_value(subset)
+    app.number_input(key="train_val_base").set_value(val_size)
+    app.checkbox(key="train_bf16_base").uncheck()
+    app.button[0].click().run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    return runs.run_dir_for(app.query_params["run"])
+
+
+def test_without_cifar10_the_page_trains_on_the_bundled_sample(no_cifar, busy_machine):
+    """Issue 14: training was refused without the full data; now it uses the sample and says so."""
+    app = open_page()
+    run_dir = start_on_the_sample(app, epochs=2, subset=700, val_size=300)
+    config = RunRequest.read(RunFiles(run_dir)).config
+    assert config["use_sample"] is True and (config["subset"], config["val_size"]) == (700, 300)
+    assert "--sample" in RunRequest.read(RunFiles(run_dir)).argv
+    assert any("of the bundled 1,000-image sample" in text.value for text in app.markdown)
+    jobs.cancel_run(run_dir)
+
+
+def test_more_images_than_the_sample_holds_is_refused_plainly(no_cifar):
+    app = open_page()
+    app.number_input(key="train_subset_base").set_value(900)
+    app.number_input(key="train_val_base").set_value(200)
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("more than the 1,000 images of the sample" in error.value for error in app.error)
+    assert not list(runs.default_runs_dir().glob("*/status.json")), "nothing was started"
+
+
+@pytest.mark.slow
+def test_a_worker_trains_on_the_sample_when_cifar10_is_absent(no_cifar):
+    app = open_page()
+    run_dir = start_on_the_sample(app, epochs=1, subset=64, val_size=32)
+    final = poll(app, run_dir, lambda state: not state.active)
+    assert final.state == "finished", jobs.log_tail(run_dir)
+    sidecar = json.loads((no_cifar / f"{run_dir.name}.json").read_text())
+    assert sidecar["data"]["source"].startswith("bundled sample")
+    assert (sidecar["metrics"]["val_images"], sidecar["metrics"]["train_images"]) == (32, 64)

@@ -133,6 +133,7 @@ def test_stop_in_the_last_epoch_then_resume_finishes_the_run(synthetic_cifar, tm
     finally:
         training._callbacks = original
     assert stopped.stopped_early and stopped.history[-1]["epoch"] == 2 and stopped.history[-1]["partial_batches"]
+    assert stopped.history[-1]["batches_per_epoch"] > stopped.history[-1]["partial_batches"], "for the charts"
     resumed = train(tiny_config(epochs=2, batch_size=8), data, run, resume=True, verbose=0)
     assert not resumed.stopped_early, "Resume must finish the run"
     assert [row["epoch"] for row in resumed.history] == [1, 2]

@@ -28,16 +28,45 @@ MAX_TRAIN_IMAGES = 45_000  # the training split without its default 5,000 valida
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 METRICS = {"loss": "loss (cross-entropy)", "accuracy": "accuracy"}
 LINE_STYLES = {"training": dict(dash="solid", symbol="circle"), "validation": dict(dash="dash", symbol="square")}
+PARTIAL_DASH = "dot"  # the segment to a partial epoch: dotted, ending in an open marker
+LABEL_ROOM_EPOCHS = 0.6  # x-axis room past the last epoch for its value label (at least this many epochs)
+LABEL_ROOM_SHARE = 0.2  # ... or this share of the plotted epochs, whichever is larger
 
 
 # ---------------------------------------------------------------- figures (no Streamlit)
 
 
+def partial_note(row: Mapping) -> str:
+    """'partial epoch (N of M batches)' for a history row stopped mid-epoch; '' for a full epoch."""
+    done = row.get("partial_batches")
+    if not done:
+        return ""
+    total = row.get("batches_per_epoch")
+    return f"partial epoch ({done} of {total} batches)" if total else f"partial epoch ({done} batches)"
+
+
+def epoch_position(row: Mapping) -> float:
+    """Where a row sits on the epoch axis: its epoch, or the share of it done for a partial epoch."""
+    done, total = row.get("partial_batches"), row.get("batches_per_epoch")
+    if done and total:
+        return row["epoch"] - 1 + done / total
+    return row["epoch"]
+
+
+def _value_text(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric == "accuracy" else f"{value:.3f}"
+
+
 def learning_curve(histories: Mapping[str, Sequence[dict]], metric: str) -> go.Figure:
     """Training (solid, circles) and validation (dashed, squares) `metric` per epoch, one colour per model.
 
+    A last row stopped mid-epoch (`partial_batches`) is its own trace: a dotted segment to an open
+    marker at the share of the epoch done, named "partial epoch (N of M batches)", never a full epoch.
+    The x-axis reaches past the last epoch so the value written at each line's end shows in full.
+
     Args:
-        histories: model name -> per-epoch rows (`epoch`, `loss`, `val_loss`, `accuracy`, `val_accuracy`).
+        histories: model name -> per-epoch rows (`epoch`, `loss`, `val_loss`, `accuracy`, `val_accuracy`,
+            and `partial_batches`/`batches_per_epoch` on a partial last row).
         metric: "loss" or "accuracy".
     """
     if metric not in METRICS:
@@ -47,23 +76,56 @@ def learning_curve(histories: Mapping[str, Sequence[dict]], metric: str) -> go.F
         color = OKABE_ITO[index % len(OKABE_ITO)]
         for part, key in (("training", metric), ("validation", f"val_{metric}")):
             points = [row for row in rows if row.get(key) is not None]
-            if not points:
-                continue
-            values = [float(row[key]) for row in points]
-            last_text = f"{values[-1]:.1%}" if metric == "accuracy" else f"{values[-1]:.3f}"
-            figure.add_trace(go.Scatter(
-                x=[row["epoch"] for row in points], y=values, name=f"{name}: {part}",
-                mode="lines+markers+text", text=[""] * (len(values) - 1) + [last_text],
-                textposition="middle right", textfont=dict(color=color),
-                line=dict(color=color, width=2, dash=LINE_STYLES[part]["dash"]),
-                marker=dict(symbol=LINE_STYLES[part]["symbol"], size=7, color=color),
-                hovertemplate=f"{name} {part}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
-            ))
+            full = [row for row in points if not row.get("partial_batches")]
+            partial = points[-1] if points and points[-1].get("partial_batches") else None
+            style = dict(color=color, part=part, key=key, metric=metric, name=name)
+            if full:
+                _add_full_epochs(figure, full, labelled=partial is None, **style)
+            if partial is not None:
+                _add_partial_epoch(figure, full[-1] if full else None, partial, **style)
     figure.update_layout(title=f"{METRICS[metric].capitalize()} per epoch", height=340,
-                         margin=dict(l=60, r=60, t=50, b=40), legend=dict(orientation="h", y=-0.25))
-    figure.update_xaxes(title_text="epoch", rangemode="tozero", dtick=_epoch_tick(histories))
+                         margin=dict(l=60, r=70, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    figure.update_xaxes(title_text="epoch", range=_epoch_range(histories), dtick=_epoch_tick(histories))
     figure.update_yaxes(title_text=METRICS[metric], tickformat=".0%" if metric == "accuracy" else None)
     return figure
+
+
+def _add_full_epochs(figure: go.Figure, rows: Sequence[dict], *, labelled: bool, color: str, part: str, key: str,
+                     metric: str, name: str) -> None:
+    values = [float(row[key]) for row in rows]
+    text = [""] * (len(values) - 1) + [_value_text(metric, values[-1]) if labelled else ""]
+    figure.add_trace(go.Scatter(
+        x=[row["epoch"] for row in rows], y=values, name=f"{name}: {part}",
+        mode="lines+markers+text", text=text, textposition="middle right", textfont=dict(color=color),
+        cliponaxis=False,  # the end label may reach past the plot area
+        line=dict(color=color, width=2, dash=LINE_STYLES[part]["dash"]),
+        marker=dict(symbol=LINE_STYLES[part]["symbol"], size=7, color=color),
+        hovertemplate=f"{name} {part}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+    ))
+
+
+def _add_partial_epoch(figure: go.Figure, previous: dict | None, row: dict, *, color: str, part: str, key: str,
+                       metric: str, name: str) -> None:
+    note = partial_note(row)
+    rows = ([previous] if previous else []) + [row]
+    value = float(row[key])
+    figure.add_trace(go.Scatter(
+        x=[epoch_position(point) for point in rows], y=[float(point[key]) for point in rows],
+        name=f"{name}: {part}, {note}", mode="lines+markers+text",
+        text=[""] * (len(rows) - 1) + [f"{_value_text(metric, value)} (partial)"],
+        textposition="middle right", textfont=dict(color=color), cliponaxis=False,
+        line=dict(color=color, width=2, dash=PARTIAL_DASH),
+        marker=dict(symbol=[LINE_STYLES[part]["symbol"]] * (len(rows) - 1) + [f"{LINE_STYLES[part]['symbol']}-open"],
+                    size=[7] * (len(rows) - 1) + [10], color=color, line=dict(width=2, color=color)),
+        customdata=[partial_note(point) or "full epoch" for point in rows],
+        hovertemplate=f"{name} {part}<br>epoch %{{x:.2f}}: %{{y:.4f}}<br>%{{customdata}}<extra></extra>",
+    ))
+
+
+def _epoch_range(histories: Mapping[str, Sequence[dict]]) -> list[float]:
+    """0 to the last epoch plus room for the end-of-line value labels."""
+    last = max((epoch_position(row) for rows in histories.values() for row in rows), default=1)
+    return [0, last + max(LABEL_ROOM_EPOCHS, LABEL_ROOM_SHARE * last)]
 
 
 def _epoch_tick(histories: Mapping[str, Sequence[dict]]) -> int | None:
@@ -125,11 +187,37 @@ class TrainRequest:
     replace: bool
 
 
-def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool) -> TrainRequest | None:
+SAMPLE_NOTE = ("Training on the bundled sample of 1,000 test images (the full CIFAR-10 is not on this machine): "
+               "for trying the page, not for real accuracy. The last validation images of the sample validate; "
+               "the dataset page downloads the full data.")
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """What a classroom run can train on here: the most training and the default validation images."""
+
+    use_sample: bool  # the full CIFAR-10 is absent: the bundled sample
+    max_images: int  # training plus validation images available
+    default_subset: int
+    default_val: int
+
+
+def data_choice(sample: bool) -> DataChoice:
+    """The full training split, or the bundled sample when the full data is absent."""
+    if sample:
+        total = data.SAMPLE_SIZE
+        return DataChoice(True, total, total - data.SAMPLE_VAL_SIZE, data.SAMPLE_VAL_SIZE)
+    return DataChoice(False, MAX_TRAIN_IMAGES + data.VALIDATION_SIZE, CLASSROOM_SUBSET, data.VALIDATION_SIZE)
+
+
+def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool,
+                       sample: bool = False) -> TrainRequest | None:
     """The hyperparameter form for `model`; the request when Start was pressed and the settings are valid.
 
     A form, so no value counts until Start is pressed; Enter in a field does not submit it.
+    With `sample`, the run trains on the bundled 1,000-image sample (the full data is absent).
     """
+    source = data_choice(sample)
     recipe = TrainConfig.for_model(model)
     bounds = classroom.limits(teacher)
     limit_note = "(the teacher's limit)" if teacher else "in a classroom run (the teacher key raises it)"
@@ -143,9 +231,10 @@ def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool)
                                          key=f"train_batch_{model}")
         learning_rate = left.number_input("Learning rate", 1e-5, 10.0, float(recipe.learning_rate),
                                           format="%.5f", key=f"train_lr_{model}")
-        most_images = min(bounds.max_subset, MAX_TRAIN_IMAGES)
-        subset = right.number_input("Training images (first N of the training set)", 16, most_images,
-                                    min(CLASSROOM_SUBSET, most_images), step=500, key=f"train_subset_{model}",
+        most_images = min(bounds.max_subset, source.max_images - 1)
+        subset = right.number_input("Training images (first N of the " + ("sample)" if sample else "training set)"),
+                                    16, most_images, min(source.default_subset, most_images),
+                                    step=100 if sample else 500, key=f"train_subset_{model}",
                                     help=f"At most {most_images:,} {limit_note}.")
         augment = st.checkbox("Augmentation: random flips and shifts of up to 2 pixels", recipe.augment,
                               key=f"train_augment_{model}")
@@ -154,8 +243,10 @@ def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool)
                             help="On by default when this CPU has AVX-512 BF16 or AMX; without them bf16 "
                                  "is about 2.5x slower than float32.")
         with st.expander("Validation and saving"):
-            val_size = st.number_input("Validation images (the last N training images)", 10, 10_000,
-                                       data.VALIDATION_SIZE, step=500, key=f"train_val_{model}")
+            val_size = st.number_input("Validation images (the last N " + ("sample images)" if sample else
+                                                                           "training images)"),
+                                       10, min(10_000, source.max_images - 16), source.default_val,
+                                       step=100 if sample else 500, key=f"train_val_{model}")
             out_name = st.text_input(f"Save as models/NAME.keras (letters, digits, _ and -; shipped names "
                                      f"such as {model} are read-only)", classroom.suggested_name(model, owner),
                                      key=f"train_out_{model}")
@@ -166,9 +257,13 @@ def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool)
     if not submitted:
         return None
     try:
+        if int(subset) + int(val_size) > source.max_images:
+            raise UserError(f"{int(subset):,} training plus {int(val_size):,} validation images are more than the "
+                            f"{source.max_images:,} " + ("images of the sample." if sample else "training images."))
         config = TrainConfig.for_model(model, epochs=int(epochs), batch_size=int(batch_size),
                                        learning_rate=float(learning_rate), augment=bool(augment),
-                                       subset=int(subset), val_size=int(val_size), mixed_precision=bool(mixed))
+                                       subset=int(subset), val_size=int(val_size), mixed_precision=bool(mixed),
+                                       use_sample=sample or None)
         return TrainRequest(config, classroom.output_path(out_name), bool(replace))
     except UserError as error:
         st.error(str(error), icon=":material/error:")
@@ -207,6 +302,8 @@ def settings_summary(config: Mapping | None) -> str:
     if not config:
         return ""
     subset = f"{config['subset']:,} images" if config.get("subset") else "all training images"
+    if config.get("use_sample"):
+        subset += " of the bundled 1,000-image sample"
     return (f"{config['model']}: {config['epochs']} epochs, batch {config['batch_size']}, learning rate "
             f"{config['learning_rate']:g}, augmentation {'on' if config.get('augment') else 'off'}, {subset}, "
             f"{config.get('val_size', 0):,} validation images")
@@ -280,7 +377,8 @@ def run_panel(run_dir: Path) -> None:
         if state.history:
             charts(state.history, key=f"live_{run_dir.name}")
             st.caption(f"{state.epoch} finished epoch(s) of {state.epochs}"
-                       + (" and a partial one (stopped mid-epoch)" if state.partial_last_epoch else "")
+                       + (" and a partial one (stopped mid-epoch: the dotted end with an open marker)"
+                          if state.partial_last_epoch else "")
                        + f", read from {run_dir.name}/history.jsonl; the charts gain a point after every epoch.")
         elif state.state not in ("idle", "queued", "cancelled"):
             st.caption("The charts appear after the first epoch.")
