@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
                             "(the recipe's by default)")
     train.add_argument("--whiten-bias-epochs", type=int, metavar="N",
-                       help="fast model: train the whitening bias for the first N epochs only (the recipe's by default)")
+                       help="fast model: train the whitening bias for the first N epochs only "
+                            "(the recipe's by default)")
     train.add_argument("--subset", type=_positive_int, help="train on the first N training images only")
     train.add_argument("--jpeg-augment", type=float, metavar="SHARE",
                        help="share of training images re-encoded as JPEG (0-1; the recipe's by default)")
@@ -368,7 +369,8 @@ def cmd_evaluate(args) -> int:
         print(f"{report.split} ({source}): accuracy {report.accuracy:.4f} on {report.n} images, loss {report.loss:.4f}")
         for name in CLASS_NAMES:
             row = report.report[name]
-            print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  f1 {row['f1-score']:.2f}")
+            print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
+                  f"f1 {row['f1-score']:.2f}")
     return 0
 
 
