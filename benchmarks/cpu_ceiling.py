@@ -90,7 +90,7 @@ def fast_training_rate(steps: int = 3) -> tuple[Rate, int]:
     import tensorflow as tf
 
     from cnn.models import ZOO
-    from cnn.training import TrainConfig, _compile
+    from cnn.training import TrainConfig, compile_model
 
     config = TrainConfig.for_model("fast")
     rng = np.random.default_rng(0)
@@ -101,7 +101,7 @@ def fast_training_rate(steps: int = 3) -> tuple[Rate, int]:
         model = ZOO["fast"].build_trainable(calibration_images=calibration)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    _compile(model, config, total_steps=1000)
+    compile_model(model, config, total_steps=1000)
     size = config.batch_size
     images = tf.random.uniform((size, 32, 32, 3))
     labels = tf.one_hot(rng.integers(0, 10, size), 10)

@@ -70,7 +70,7 @@ def throughput(images: int, epochs: int, batch_size: int) -> tuple[float, float]
     from cnn.data import load_cifar10, one_hot
     from cnn.inference import preprocess
     from cnn.models import ZOO
-    from cnn.training import TrainConfig, _compile, train
+    from cnn.training import TrainConfig, compile_model, train
 
     data = load_cifar10(val_size=VAL_IMAGES)
     config = TrainConfig.for_model("base", epochs=epochs, batch_size=batch_size, subset=images,
@@ -87,7 +87,7 @@ def throughput(images: int, epochs: int, batch_size: int) -> tuple[float, float]
     def plain() -> float:
         keras.utils.set_random_seed(0)
         model = ZOO["base"].build()
-        _compile(model, config, total_steps=1)
+        compile_model(model, config, total_steps=1)
         started = time.perf_counter()
         model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
                   validation_batch_size=512, verbose=0)

@@ -353,7 +353,8 @@ def _ramp(step: int, warmup: int, total: int) -> float:
     return 1.0 - 0.93 * (step - warmup) / max(1, total - warmup)
 
 
-def _compile(model, config: TrainConfig, total_steps: int) -> None:
+def compile_model(model, config: TrainConfig, total_steps: int) -> None:
+    """Compile `model` with the config's optimizer, learning-rate schedule over `total_steps`, loss and metrics."""
     import keras
 
     rate = _learning_rate(config, total_steps)
@@ -553,7 +554,7 @@ def _start_or_resume(entry, config, files: RunFiles, images, resume: bool, total
     for stale in (files.history, files.checkpoint, files.state):
         stale.unlink(missing_ok=True)
     model = entry.build_trainable(calibration_images=images[:5000] if entry.needs_calibration else None)
-    _compile(model, config, total_steps)
+    compile_model(model, config, total_steps)
     return model, 0, 0.0
 
 

@@ -22,12 +22,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize("name", list(ZOO))
 def test_every_zoo_model_builds_and_takes_a_training_step(name):
-    from cnn.training import _compile
+    from cnn.training import compile_model
 
     entry = ZOO[name]
     images = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     model = entry.build_trainable(calibration_images=images if entry.needs_calibration else None)
-    _compile(model, TrainConfig.for_model(name, epochs=1), total_steps=1)
+    compile_model(model, TrainConfig.for_model(name, epochs=1), total_steps=1)
     before = [weight.copy() for weight in model.get_weights()]
     model.train_on_batch(images / 255.0, np.eye(10, dtype=np.float32)[np.arange(8)])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
