@@ -37,10 +37,24 @@ def run(name: str) -> str:
     return f"## {SCRIPTS[name]}\n\n`python benchmarks/{name}.py` ({time.time() - started:.0f} s)\n\n{output}{status}\n"
 
 
+def merged_sections(previous: str, fresh: list[str]) -> list[str]:
+    """The sections of the previous RESULTS.md with the freshly measured ones put in place of theirs
+    (matched by their "## " title); sections this run did not measure are kept, new ones appended."""
+    by_title = {section.split("\n", 1)[0]: section for section in fresh}
+    kept = []
+    for old in previous.split("\n## ")[1:]:
+        old = "## " + old.rstrip("\n") + "\n"
+        kept.append(by_title.pop(old.split("\n", 1)[0], old))
+    return kept + list(by_title.values())
+
+
 def main(names: list[str]) -> None:
-    sections = [run(name) for name in (names or SCRIPTS)]
+    fresh = [run(name) for name in (names or SCRIPTS)]
+    results = HERE / "RESULTS.md"
+    sections = merged_sections(results.read_text() if results.exists() else "", fresh)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = f"# Benchmark results\n\nLatest run: {stamp}. Produced by `make benchmarks`.\n\n" + "\n".join(sections)
+    text = (f"# Benchmark results\n\nLatest run: {stamp}. Produced by `make benchmarks`; a section not measured "
+            "by that run keeps its last figures.\n\n" + "\n".join(sections))
     (HERE / "RESULTS.md").write_text(text)
     print(text)
 
