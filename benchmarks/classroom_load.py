@@ -288,10 +288,9 @@ async def open_inspect(page, server: StreamlitServer, session: int) -> None:
 async def start_training(page, server: StreamlitServer, session: int, config: LoadConfig) -> str:
     """Start one short training on the Train page as it is now; returns the outcome's name.
 
-    Kept apart on purpose: the page's queue (cnn/jobs.py, cnn/runs.py) is changing. Today a run
-    folder belongs to one zoo model, so a session whose model is already training finds Start
-    disabled ("busy"). "started" means the page accepted the run (Start became disabled),
-    "queued" that it says the run waits in line, "refused" that it showed an error.
+    "started" means the page accepted the run (Start became disabled), "queued" that it says the
+    run waits in the machine's queue ("2nd in line"), "refused" that it showed an error, "busy"
+    that Start was already disabled.
     """
     await open_from_menu(page, "Train", "Train a CNN")
     zoo = await count_options(page, "Model")
@@ -309,7 +308,8 @@ async def start_training(page, server: StreamlitServer, session: int, config: Lo
     await page.wait_for_function(
         "() => { const button = [...document.querySelectorAll('button')].find("
         "b => b.innerText.includes('Start training'));"
-        " return (button && button.disabled) ||"
+        " const main = document.querySelector('[data-testid=stMain]');"
+        " return (button && button.disabled) || /in line|Waiting/.test(main ? main.innerText : '') ||"
         " document.querySelector('[data-testid=stMain] [data-testid=stAlertContentError]'); }")
     await settle(page)
     if await error_box.count():
