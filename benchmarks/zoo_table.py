@@ -56,7 +56,7 @@ def main() -> None:
     data_dir = os.environ.get("CIFAR10_DIR") or (ROOT.parent / "shared" / "data" / "cifar-10-batches-py")
     data = load_cifar10(data_dir)
     entries = sorted(scan_models(), key=lambda e: ZOO_ORDER.index(e.name) if e.name in ZOO_ORDER else 99)
-    print(f"Hardware: {describe_hardware()}; data: {data.source}")
+    print(f"Hardware: {describe_hardware()}; data: {data.identity}")
     print()
     val_jpeg = jpeg_copy(data.val)
     print("| model | parameters | epochs | training min | validation | validation as JPEG q75 "

@@ -333,7 +333,7 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
         "history": result.history,
         "metrics": {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
                     "val_images": len(data.val), "train_images": result.config.subset or len(data.train)},
-        "data": {"source": data.source, "provenance": (
+        "data": {"source": data.identity, "provenance": (
             f"bundled sample of CIFAR-10 test images 0-999; validation = its last {len(data.val)} images"
             if result.config.use_sample else "CIFAR-10 python layout; validation = last "
             f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy")},
@@ -425,7 +425,7 @@ def evaluated_splits(data_dir, record: dict) -> tuple[dict, str]:
             raise
         test, source = load_split_or_sample(None, "test")
         return {"test": test}, source
-    return {"test": data.test, "val": data.val}, f"CIFAR-10 from {data.source}"
+    return {"test": data.test, "val": data.val}, data.identity
 
 
 def _progress_printer(split_name: str):

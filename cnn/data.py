@@ -69,6 +69,18 @@ class Cifar10:
     source: str
     class_names: tuple[str, ...] = CLASS_NAMES
 
+    @property
+    def identity(self) -> str:
+        """What the data is, by content rather than by where it lies: the image counts and a sha256 of
+        every image and label (the same copy gives the same text on any machine; sidecars record this)."""
+        digest = hashlib.sha256()  # images, then labels: the same whatever the validation cut
+        for part in (self.train, self.val, self.test):
+            digest.update(np.ascontiguousarray(part.images).tobytes())
+        for part in (self.train, self.val, self.test):
+            digest.update(np.asarray(part.labels, np.int64).tobytes())
+        return (f"CIFAR-10 (python version): {len(self.train) + len(self.val):,} training and {len(self.test):,} "
+                f"test images, content sha256 {digest.hexdigest()[:16]}")
+
     def split(self, name: str) -> Split:
         """`train`, `val` or `test` by name, with a clear error otherwise."""
         if name not in ("train", "val", "test"):

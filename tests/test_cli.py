@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
+from cnn.data import load_cifar10
 from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,12 +53,15 @@ def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
     assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())
 
 
-def test_train_writes_model_and_sidecar(trained):
+def test_train_writes_model_and_sidecar(trained, synthetic_cifar):
     sidecar = read_sidecar(trained / "tiny.keras")
     assert sidecar["model"] == "base" and sidecar["epochs"] == 2
     assert [row["epoch"] for row in sidecar["history"]] == [1, 2]
     assert sidecar["config"]["batch_size"] == 16 and "train" in sidecar["command"]
     assert len(sidecar["sha256"]) == 64 and sidecar["metrics"]["val_images"] == 20
+    # the data by its content, never by a path of the machine that trained it
+    assert sidecar["data"]["source"] == load_cifar10(synthetic_cifar, val_size=20).identity
+    assert str(synthetic_cifar) not in json.dumps(sidecar["data"])
 
 
 def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):

@@ -2,9 +2,11 @@
 
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_synthetic_cifar
 
 from cnn.data import describe_test_part, load_cifar10, load_sample, load_sample_for_training, one_hot
 from cnn.errors import DataError
@@ -119,3 +121,24 @@ def test_the_sample_as_training_data_validates_on_its_last_images():
     assert np.array_equal(data.train.images, sample.images[:800])
     with pytest.raises(DataError, match="between 1 and 999"):
         load_sample_for_training(1000)
+
+
+def test_the_data_is_named_by_its_content_not_its_place(synthetic_cifar, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(synthetic_cifar, tmp_path / "elsewhere" / "cifar-10-batches-py")
+    here, there = load_cifar10(synthetic_cifar, val_size=20), load_cifar10(copy, val_size=50)
+    assert here.identity == there.identity  # another folder, another validation cut: the same data
+    assert str(synthetic_cifar) not in here.identity and "200 training and 50 test images" in here.identity
+    changed = make_synthetic_cifar(tmp_path / "other" / "cifar-10-batches-py", per_batch=41)
+    assert load_cifar10(changed, val_size=20).identity != here.identity
+
+
+def test_committed_sidecars_record_no_path_of_a_machine():
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    sidecars = sorted(root.glob("models/*.json")) + sorted(root.glob("docs/experiments/*_sidecar.json"))
+    assert sidecars
+    for path in sidecars:
+        assert not re.search(r"(?<![\w.])/(work|root|home|tmp|Users)/", path.read_text()), path.name
