@@ -78,7 +78,8 @@ class Cifar10:
             digest.update(np.ascontiguousarray(part.images).tobytes())
         for part in (self.train, self.val, self.test):
             digest.update(np.asarray(part.labels, np.int64).tobytes())
-        return (f"CIFAR-10 (python version): {len(self.train) + len(self.val):,} training and {len(self.test):,} "
+        what = "bundled sample of CIFAR-10" if self.source == SAMPLE_SOURCE else "CIFAR-10 (python version)"
+        return (f"{what}: {len(self.train) + len(self.val):,} training and {len(self.test):,} "
                 f"test images, content sha256 {digest.hexdigest()[:16]}")
 
     def split(self, name: str) -> Split:
