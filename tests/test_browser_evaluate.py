@@ -94,7 +94,7 @@ def test_clicking_a_confusion_cell_shows_its_images(fresh_server, page, tmp_path
     x, y = cell_centre(page, 9, 1)  # true truck, predicted automobile
     page.mouse.move(x, y)
     page.mouse.click(x, y)
-    page.get_by_text(re.compile(r"truck image\(s\) predicted as automobile")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"truck image\(s\) predicted as automobile")).first.wait_for(timeout=180_000)
     wait_for_app_run(page)
     assert picker_value(page, "True class") == "truck" and picker_value(page, "Predicted as") == "automobile"
     captions = page.locator("[data-testid=stMain] [data-testid=stImageCaption]").all_inner_texts()
