@@ -158,6 +158,7 @@ def build_report_model(name: str) -> keras.Model:
 # ---------------------------------------------------------------- our fast network
 
 FAST_WIDTHS = (64, 256, 256)  # airbench94 block widths
+BEST_WIDTHS = (128, 384, 384)  # airbench95 block widths: about 2.5x the multiply-adds per image
 BN_MOMENTUM = 0.4  # Keras convention (keep 40% of the old mean): airbench's torch momentum 0.6
 # ReLU in the conv groups (airbench uses GELU): 1.5x faster steps on this CPU, which buys more epochs
 # in the same minutes (evidence: the `fast` recipe's note in cnn/recipes.py).
@@ -191,13 +192,16 @@ def _fast_block(features, filters: int, name: str):
     return features
 
 
-def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None) -> keras.Model:
+def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None,
+                     widths=FAST_WIDTHS, name="fast") -> keras.Model:
     """The trainable fast network (airbench94 layout): normalize, frozen whitening, three conv groups.
 
     Args:
         input_shape: (height, width, channels).
         num_classes: number of output classes.
         calibration_images: uint8 training images to compute the whitening filters from.
+        widths: filters of the three conv groups (BEST_WIDTHS gives the airbench95 network).
+        name: the model's name.
 
     Returns:
         A model from images in [0, 1] to class probabilities.
@@ -214,13 +218,13 @@ def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibrati
     )
     features = ScaledBias(name="whiten_bias", dtype="float32")(whiten(features))
     features = layers.Activation("gelu", name="whiten_gelu")(features)
-    for index, width in enumerate(FAST_WIDTHS, start=1):
+    for index, width in enumerate(widths, start=1):
         features = _fast_block(features, width, f"block{index}")
     features = layers.GlobalMaxPooling2D(name="global_pool")(features)
     logits = layers.Dense(num_classes, use_bias=False, name="logits")(features)
     logits = layers.Rescaling(OUTPUT_SCALE, name="logit_scale")(logits)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name="fast")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def with_view_averaging(trunk: keras.Model) -> keras.Model:
@@ -235,6 +239,14 @@ def with_view_averaging(trunk: keras.Model) -> keras.Model:
 def build_fast(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None) -> keras.Model:
     """Our fast network as shipped: the trunk with test-time view averaging."""
     return with_view_averaging(build_fast_trunk(input_shape, num_classes, calibration_images))
+
+
+build_best_trunk = partial(build_fast_trunk, widths=BEST_WIDTHS, name="best")
+
+
+def build_best(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None) -> keras.Model:
+    """Our best network as shipped: the wider (airbench95) trunk with test-time view averaging."""
+    return with_view_averaging(build_best_trunk(input_shape, num_classes, calibration_images))
 
 
 # ---------------------------------------------------------------- the registry
@@ -275,6 +287,7 @@ class ZooEntry:
 _BUILDERS = {
     **{name: (partial(build_report_model, name), None, False) for name in REPORT_SPECS},
     "fast": (build_fast, build_fast_trunk, True),
+    "best": (build_best, build_best_trunk, True),
 }
 
 ZOO: dict[str, ZooEntry] = {
