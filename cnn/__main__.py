@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--policy", choices=("squash", "center_crop"), default="squash")
     predict.add_argument("--json", action="store_true")
 
+    latency = commands.add_parser("latency", help="how long one image takes through the model (p50, p95)")
+    latency.add_argument("model")
+    latency.add_argument("--runs", type=_positive_int, default=200)
+    latency.add_argument("--record", action="store_true",
+                         help="write the figures to the model's sidecar (the Predict page preselects the most "
+                              "accurate model whose p50 is within 10 ms)")
+
     info = commands.add_parser("info", help="the model's sidecar summary")
     info.add_argument("model")
     return parser
@@ -515,8 +522,31 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_latency(args) -> int:
+    """One image's answer time through the model; with --record, written to its sidecar."""
+    import os
+
+    from cnn.artifacts import read_sidecar, resolve_model_path, update_sidecar
+    from cnn.inference import PREDICT_BUDGET_MS, Predictor, single_image_latency
+    from cnn.training import describe_hardware
+
+    model, _ = _load(args)
+    latency = single_image_latency(Predictor(model), runs=args.runs)
+    machine = f"{describe_hardware()}, load average {os.getloadavg()[0]:.2f}"
+    verdict = "within" if latency.p50_ms <= PREDICT_BUDGET_MS else "over"
+    print(f"{args.model}: one image p50 {latency.p50_ms:.2f} ms, p95 {latency.p95_ms:.2f} ms over {latency.runs} "
+          f"runs ({verdict} the Predict page's {PREDICT_BUDGET_MS:.0f} ms); {machine}")
+    if args.record:
+        path = resolve_model_path(args.model, _models_dir(args))
+        metrics = {**read_sidecar(path).get("metrics", {}), "latency_p50_ms": round(latency.p50_ms, 3),
+                   "latency_p95_ms": round(latency.p95_ms, 3), "latency_measured_on": machine}
+        update_sidecar(path, metrics=metrics)
+        print(f"recorded in {path.stem}.json")
+    return 0
+
+
 COMMANDS = {"models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "info": cmd_info}
+            "latency": cmd_latency, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,10 +121,17 @@ def _count(value, where: str) -> int:
     return value
 
 
-def _seconds(value, where: str) -> float | int:
-    if not math.isfinite(_number(value, where)) or value < 0:
-        raise SidecarError(f"{where} must be a number of seconds of at least 0")
-    return value
+def _duration(unit: str):
+    """A schema check for a finite number of `unit` (seconds, milliseconds) of at least 0."""
+    def check(value, where: str) -> float | int:
+        if not math.isfinite(_number(value, where)) or value < 0:
+            raise SidecarError(f"{where} must be a number of {unit} of at least 0")
+        return value
+    return check
+
+
+_seconds = _duration("seconds")
+_milliseconds = _duration("milliseconds")
 
 
 def _accuracy(value, where: str) -> float | int:
@@ -214,6 +221,9 @@ class Metrics:
     test_all_accuracy: float | None = _known(_accuracy)
     test_all_images: int | None = _known(_count)
     test_all_split: str | None = _known(_text)
+    latency_p50_ms: float | None = _known(_milliseconds)  # one image through Predictor (`python -m cnn latency`)
+    latency_p95_ms: float | None = _known(_milliseconds)
+    latency_measured_on: str | None = _known(_text)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -21,6 +21,7 @@ from cnn import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE, NUM_CLASSES
 from cnn.errors import UserError
 
 DEFAULT_BATCH = 512
+PREDICT_BUDGET_MS = 10.0  # the Predict page preselects a model answering one image within this (p50)
 
 
 def preprocess(images, *, policy: str = "squash") -> np.ndarray:
@@ -148,3 +149,43 @@ class Predictor:
         """Top-k classes for each image."""
         batch = images if isinstance(images, np.ndarray) else list(images)  # a generator has no len()
         return [top_k(row, k) for row in self.probabilities(batch, policy=policy)]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long one image takes through a `Predictor`, in milliseconds."""
+
+    p50_ms: float
+    p95_ms: float
+    runs: int
+
+
+def single_image_latency(predictor: Predictor, runs: int = 200, warmup: int = 20) -> Latency:
+    """Time `predictor.top` on one 32x32 image `runs` times (after `warmup` calls that trace and warm it).
+
+    A 32x32 image: the figure is the model's answer time, not decoding or resizing (those depend on
+    the file; `benchmarks/predict_latency.py` times the whole path from JPEG bytes).
+    """
+    import time
+
+    image = np.full(INPUT_SHAPE, 128, np.uint8)
+    for _ in range(warmup):
+        predictor.top(image[None])
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predictor.top(image[None])
+        times.append((time.perf_counter() - start) * 1000)
+    return Latency(float(np.percentile(times, 50)), float(np.percentile(times, 95)), runs)
+
+
+def quick_enough_model(records: Sequence[dict], budget_ms: float = PREDICT_BUDGET_MS) -> str | None:
+    """The first of `records` (saved models, best first) whose recorded one-image p50 is within `budget_ms`.
+
+    Models without a recorded figure are passed over; None when no model has one within budget.
+    """
+    for record in records:
+        latency = (record.get("metrics") or {}).get("latency_p50_ms")
+        if latency is not None and latency <= budget_ms:
+            return record["name"]
+    return None

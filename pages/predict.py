@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cnn.errors import UserError
+from cnn.inference import PREDICT_BUDGET_MS, quick_enough_model
 from ui import prediction_views, resources
 
 st.title("Predict: what is in this picture?")
@@ -15,7 +16,9 @@ st.markdown(
 
 settings, _ = st.columns([1, 1])
 with settings:
-    model_name = resources.model_picker("Model (the best one is first)", key="predict_model")
+    model_name = resources.model_picker(
+        f"Model (preselected: the most accurate that answers one image within {PREDICT_BUDGET_MS:.0f} ms)",
+        key="predict_model", default=quick_enough_model)
     policy = prediction_views.policy_picker()
 if model_name is None:
     st.stop()

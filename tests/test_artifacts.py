@@ -73,6 +73,8 @@ BAD_SIDECARS = {
     "huge": (HUGE, "sidecar: larger than 1 MB"),
     "latin1": (b'{"model": "caf\xe9"}', "sidecar: not UTF-8 text"),
     "bad_json": (b'{"model": ', "sidecar: not valid JSON (line 1)"),
+    "negative_latency": (sidecar_bytes(metrics={"latency_p50_ms": -3}),
+                         "sidecar: metrics.latency_p50_ms must be a number of milliseconds of at least 0"),
     "float_epoch": (sidecar_bytes(history=[{"epoch": 1.5}]),
                     "sidecar: history[0].epoch must be a whole number of at least 1, not 1.5"),
     "history_text": (sidecar_bytes(history="lots"), "sidecar: history must be a list, not the text 'lots'"),

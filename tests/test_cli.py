@@ -47,7 +47,9 @@ def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
     assert status == 0
     zoo, saved = out.split("\n\n")
     names = [line.split()[0] for line in zoo.splitlines()]
-    assert names == ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
+    from cnn.recipes import ZOO_INFO
+
+    assert names == list(ZOO_INFO)
     assert "1,568" not in zoo and "," in zoo  # parameter counts are printed with separators
     assert saved.splitlines()[0] == f"Saved models in {trained}:"
     assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())
@@ -125,6 +127,16 @@ def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, capsys):
     assert status == 0 and metrics["test_clean_images"] == 50 and "test_clean_accuracy" in metrics
     status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
     assert status == 0  # updating the sidecar keeps the sha256 valid
+
+
+def test_latency_is_measured_and_recorded_in_the_sidecar(trained, capsys):
+    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "latency", "tiny", "--runs", "5", "--record")
+    metrics = read_sidecar(trained / "tiny.keras")["metrics"]
+    assert status == 0 and "one image p50" in out and "over 5 runs" in out
+    assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
+    assert "load average" in metrics["latency_measured_on"] and "val_accuracy" in metrics  # nothing else lost
+    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
+    assert status == 0
 
 
 def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):

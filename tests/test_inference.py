@@ -123,3 +123,22 @@ def test_grad_cam_holds_the_same_lock(model):
     from cnn import explain
 
     finishes_only_after_release(model, lambda: explain.grad_cam(model, picture(40, 40)))
+
+
+def test_the_quick_enough_model_is_the_first_with_a_recorded_figure_within_budget():
+    from cnn.inference import quick_enough_model
+
+    records = [{"name": "wide", "metrics": {"latency_p50_ms": 18.0}},
+               {"name": "unmeasured", "metrics": {}},
+               {"name": "quick", "metrics": {"latency_p50_ms": 9.5}},
+               {"name": "quicker", "metrics": {"latency_p50_ms": 1.0}}]
+    assert quick_enough_model(records) == "quick"
+    assert quick_enough_model(records, budget_ms=20) == "wide"
+    assert quick_enough_model(records[:2]) is None
+
+
+def test_single_image_latency_times_the_predictor(model):
+    from cnn.inference import single_image_latency
+
+    latency = single_image_latency(Predictor(model), runs=7, warmup=1)
+    assert latency.runs == 7 and 0 < latency.p50_ms <= latency.p95_ms

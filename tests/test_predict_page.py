@@ -122,6 +122,22 @@ def test_without_images_the_page_asks_for_one(shipped):
     assert any("stretched" in caption.value for caption in app.caption)
 
 
+def test_the_page_preselects_the_most_accurate_model_quick_enough_for_one_image(shipped, tmp_path, monkeypatch):
+    from cnn.artifacts import update_sidecar
+
+    save_untrained(tmp_path, "base", 0.6)
+    save_untrained(tmp_path, "fast", 0.5)
+    update_sidecar(tmp_path / "base.keras", metrics={"val_accuracy": 0.6, "latency_p50_ms": 25.0})
+    update_sidecar(tmp_path / "fast.keras", metrics={"val_accuracy": 0.5, "latency_p50_ms": 4.0})
+    monkeypatch.setenv("CNN_MODELS_DIR", str(tmp_path))
+    app = run_page()
+    assert_no_exception(app)
+    picker = app.selectbox(key="predict_model")
+    assert picker.options == ["base (validation 60.0%, 25.0 ms per image)",
+                              "fast (validation 50.0%, 4.0 ms per image)"]  # the most accurate still first
+    assert picker.value == "fast" and "within 10 ms" in picker.label
+
+
 def test_several_uploads_one_bad_keeps_the_others(shipped):
     app = run_page()
     app.file_uploader(key="predict_uploads").set_value([

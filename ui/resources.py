@@ -138,8 +138,12 @@ def model_picker(label: str = "Model", key: str = "model_choice", default=None) 
 
 
 def _model_label(entry: artifacts.SavedModel) -> str:
-    accuracy = entry.val_accuracy
-    return f"{entry.name} (validation {accuracy:.1%})" if accuracy is not None else entry.name
+    """`fast (validation 94.3%, 6.6 ms per image)`: the figures the sidecar records."""
+    metrics = entry.sidecar.metrics
+    figures = [f"validation {metrics.val_accuracy:.1%}"] if metrics.val_accuracy is not None else []
+    if metrics.latency_p50_ms is not None:
+        figures.append(f"{metrics.latency_p50_ms:.1f} ms per image")
+    return f"{entry.name} ({', '.join(figures)})" if figures else entry.name
 
 
 def plain_markdown(text: str) -> str:
