@@ -49,8 +49,9 @@ def model_choice(key: str = "inspect_model") -> str | None:
             f"'{name}' is one of our airbench-style networks. Its first layer, 'whiten', is fixed, not learned: "
             "24 2x2 filters computed from CIFAR-10 statistics before training and never changed by it, so its "
             "first filters below are flat colour blocks. Its learned filters start at 'block1_conv1' (pick it "
-            "under Feature maps)." + (f" This page opens on '{alternative}', a report model whose first filters were learned."
-                        if alternative else ""),
+            "under Feature maps)."
+            + (f" This page opens on '{alternative}', a report model whose first filters were learned."
+               if alternative else ""),
             icon=":material/info:",
         )
     return name
