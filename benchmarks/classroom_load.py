@@ -183,6 +183,17 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def proportional_mb(pid: int) -> float:
+    """Pss of `pid` in MB (shared pages split among their users, so a sum over processes is fair), 0 once ended."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User plus system CPU seconds `pid` has used, None once it has ended."""
     fields = _stat_fields(pid)
@@ -235,7 +246,7 @@ class ServerSampler(threading.Thread):
         self.started = time.monotonic()
         self.peak_server_rss_mb = 0.0
         self.peak_total_rss_mb = 0.0  # server + all its descendants, at one sample
-        self.peak_browser_rss_mb = 0.0  # chromium and Playwright's driver, summed at one sample
+        self.peak_browser_pss_mb = 0.0  # chromium and Playwright's driver, Pss summed at one sample
         self.peak_worker_hwm_mb = 0.0
         self.most_alive_workers = 0  # waiting in line or training
         self.most_training_workers = 0
@@ -264,8 +275,8 @@ class ServerSampler(threading.Thread):
         self.peak_server_rss_mb = max(self.peak_server_rss_mb, server_rss)
         total = server_rss + sum(memory_mb(pid)[0] for pid in below)
         self.peak_total_rss_mb = max(self.peak_total_rss_mb, total)
-        browser_rss = sum(memory_mb(pid)[0] for pid in browser)
-        self.peak_browser_rss_mb = max(self.peak_browser_rss_mb, browser_rss)
+        browser_pss = sum(proportional_mb(pid) for pid in browser)
+        self.peak_browser_pss_mb = max(self.peak_browser_pss_mb, browser_pss)
         for pid in workers:
             self.peak_worker_hwm_mb = max(self.peak_worker_hwm_mb, memory_mb(pid)[1])
         groups = {self.server_pid: "server"} | {pid: "server" for pid in below if pid not in workers}
@@ -274,7 +285,7 @@ class ServerSampler(threading.Thread):
             if (seconds := cpu_seconds(pid)) is not None:
                 self.cpu_by_pid[pid] = (group, seconds)
         self.latest = (f"server RSS {server_rss:,.0f} MB, workers {len(workers)} alive / {len(training)} "
-                       f"training, browser RSS {browser_rss:,.0f} MB, {machine_load()}")
+                       f"training, browser Pss {browser_pss:,.0f} MB, {machine_load()}")
         if not self.quiet and time.monotonic() - self._last_progress >= PROGRESS_PERIOD_S:
             self._last_progress = time.monotonic()
             progress(self.started, f"[machine] {self.latest}")
@@ -525,7 +536,9 @@ class Student:
             await self.record_error(name, RuntimeError(f"error box: {problem}"), seconds)
         if not self.config.quiet:
             detail = f" ({result})" if isinstance(result, str) else ""
-            progress(self.started, f"session {self.number} round {self.round}: {name} {seconds:.1f} s{detail}")
+            server_rss = memory_mb(self.server.process.pid)[0]
+            progress(self.started, f"session {self.number} round {self.round}: {name} {seconds:.1f} s{detail}; "
+                                   f"server RSS now {server_rss:,.0f} MB")
         return result
 
     async def record_error(self, name: str, error: Exception, seconds: float) -> None:
@@ -633,7 +646,8 @@ def report(config: LoadConfig, command: str, load_at_start: str, data_note: str,
         *([f"  ... and {len(measured.errors) - 30} more"] if len(measured.errors) > 30 else []),
         f"server peak RSS (VmHWM of the streamlit process): {server.peak_rss_mb:,.0f} MB",
         f"server + training workers, largest sampled total RSS: {sampler.peak_total_rss_mb:,.0f} MB "
-        f"(largest worker VmHWM {sampler.peak_worker_hwm_mb:,.0f} MB); browser: {sampler.peak_browser_rss_mb:,.0f} MB",
+        f"(largest worker VmHWM {sampler.peak_worker_hwm_mb:,.0f} MB); browser (chromium and its driver, "
+        f"summed Pss): {sampler.peak_browser_pss_mb:,.0f} MB",
         "model loads (from the server log): "
         + (", ".join(f"{name} {count}" for name, count in sorted(server.loads.items())) or "none"),
         "training starts (first state shown): " + (", ".join(f"{name} {count}" for name, count in
