@@ -20,7 +20,8 @@ starts, failed trainings, and every wait that timed out, named by the action and
 it waited for: the goal is 0), the server's peak RSS, the number of model loads per model
 file (from the "Loading model" line ui/resources.py logs on each cache miss; goal: 1 per
 model), the most training workers at once (workers that have loaded TensorFlow, which a
-worker does only once it holds a queue slot; goal: at most the queue's limit), where the
+worker does only once it holds a queue slot, and whose run has not recorded its end: one
+that finished and is exiting no longer trains; goal: at most the queue's limit), where the
 CPU time went, the command line and the machine's load.
 
 Run (a benchmark, not a test; the browser shares the machine with the server, so latencies
@@ -215,6 +216,30 @@ def is_training_worker(pid: int) -> bool:
     return any(arguments[index:index + 2] == [b"-m", b"cnn"] for index in range(len(arguments)))
 
 
+def job_folder(pid: int) -> Path | None:
+    """The run folder of a dashboard worker (`python -m cnn train --job RUN_DIR`), None for another process."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return Path(arguments[arguments.index("--job") + 1]) if "--job" in arguments[:-1] else None
+
+
+def is_training(pid: int) -> bool:
+    """A worker that has loaded TensorFlow (it does so only once it holds a queue slot) and whose run
+    has not recorded its end yet: one that has finished and is only exiting is not counted."""
+    from cnn.errors import UserError
+    from cnn.runs import run_state
+
+    folder = job_folder(pid)
+    if folder is None or not has_tensorflow(pid):
+        return False
+    try:
+        return run_state(folder).active
+    except UserError:
+        return False
+
+
 def has_tensorflow(pid: int) -> bool:
     """Whether TensorFlow's library is mapped in `pid`: a worker imports it only once it holds a queue slot."""
     try:
@@ -250,6 +275,7 @@ class ServerSampler(threading.Thread):
         self.peak_worker_hwm_mb = 0.0
         self.most_alive_workers = 0  # waiting in line or training
         self.most_training_workers = 0
+        self.most_tensorflow_workers = 0  # training, or finished and exiting
         self.worker_pids: set[int] = set()
         self.cpu_by_pid: dict[int, tuple[str, float]] = {}  # pid -> (group, last CPU seconds seen)
         self.machine_busy_at_start = machine_busy_seconds()
@@ -267,10 +293,12 @@ class ServerSampler(threading.Thread):
         server_tree = {self.server_pid, *below}
         browser = [pid for pid in descendants(os.getpid(), children) if pid not in server_tree]
         workers = [pid for pid in below if is_training_worker(pid)]
-        training = [pid for pid in workers if has_tensorflow(pid)]
+        with_tensorflow = [pid for pid in workers if has_tensorflow(pid)]
+        training = [pid for pid in with_tensorflow if is_training(pid)]
         self.worker_pids.update(workers)
         self.most_alive_workers = max(self.most_alive_workers, len(workers))
         self.most_training_workers = max(self.most_training_workers, len(training))
+        self.most_tensorflow_workers = max(self.most_tensorflow_workers, len(with_tensorflow))
         server_rss = memory_mb(self.server_pid)[0]
         self.peak_server_rss_mb = max(self.peak_server_rss_mb, server_rss)
         total = server_rss + sum(memory_mb(pid)[0] for pid in below)
@@ -655,7 +683,8 @@ def report(config: LoadConfig, command: str, load_at_start: str, data_note: str,
         "training ends: " + (", ".join(f"{name} {count}" for name, count in sorted(measured.training_ends.items()))
                              or "none") + f" (waited up to {config.training_wait_s:g} s)",
         f"training workers: at most {sampler.most_training_workers} training at once (the queue's limit: "
-        f"{server.limit}), at most {sampler.most_alive_workers} alive at once (training or waiting in line), "
+        f"{server.limit}; {sampler.most_tensorflow_workers} with TensorFlow loaded, counting finished ones still "
+        f"exiting), at most {sampler.most_alive_workers} alive at once (training or waiting in line), "
         f"{len(sampler.worker_pids)} in all; sampled every {SAMPLE_PERIOD_S:g} s",
         "CPU seconds used meanwhile: " + ", ".join(f"{name} {seconds:,.0f}" for name, seconds in cpu.items()),
         "goals: 0 errors {}; server RSS under 3 GB {}; 1 load per model {}; workers within the queue's limit {}".format(
