@@ -653,11 +653,12 @@ class ServerFigures:
 
 
 def report(config: LoadConfig, command: str, load_at_start: str, data_note: str, measured: Measurements,
-           sampler: ServerSampler, server: ServerFigures) -> str:
+           sampler: ServerSampler, server: ServerFigures, started_at: datetime) -> str:
     cpu = sampler.cpu_by_group()
     lines = [
         f"command: {command}",
-        f"started {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (at the end); machine: {platform.machine()}, "
+        f"started {started_at:%Y-%m-%d %H:%M} UTC, ended {datetime.now(timezone.utc):%H:%M} UTC; machine: "
+        f"{platform.machine()}, "
         f"{os.cpu_count()} CPUs",
         f"machine load at the start: {load_at_start}",
         f"machine load at the end:   {machine_load()}",
@@ -697,7 +698,7 @@ def report(config: LoadConfig, command: str, load_at_start: str, data_note: str,
 
 
 def run(config: LoadConfig, command: str) -> int:
-    load_at_start = machine_load()
+    load_at_start, started_at = machine_load(), datetime.now(timezone.utc)
     print(f"command: {command}\nmachine load at the start: {load_at_start}", file=sys.stderr, flush=True)
     if config.screenshots:
         config.screenshots.mkdir(parents=True, exist_ok=True)
@@ -725,7 +726,7 @@ def run(config: LoadConfig, command: str) -> int:
             sampler.finish()
             stop_training_workers(sampler.worker_pids)
             server.stop()
-    print(report(config, command, load_at_start, data_note, measured, sampler, figures))
+    print(report(config, command, load_at_start, data_note, measured, sampler, figures, started_at))
     if measured.errors:
         print(f"\nserver log, last lines:\n{log_text}", file=sys.stderr)
     return 0 if not measured.errors else 1
