@@ -106,6 +106,21 @@ ANSWERS_AND_PROBLEMS = """([text, expected]) => {
   const problems = main.querySelectorAll('[data-testid=stAlertContentError], [data-testid=stException]').length;
   return answered + problems >= expected;
 }"""
+# Counts the script runs that ended in this tab (installed before any page script): a wait for "the run
+# that this click caused" is then exact, where the script-state attribute alone can be read before the
+# rerun begins on a loaded machine (an upload made during that rerun was lost: the uploader came back empty).
+COUNT_RUNS = """
+window.__scriptRunsEnded = 0;
+new MutationObserver(records => {
+  for (const record of records) {
+    if (record.target.getAttribute('data-test-script-state') === 'notRunning' && record.oldValue !== 'notRunning')
+      window.__scriptRunsEnded += 1;
+  }
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+RUNS_ENDED = "() => window.__scriptRunsEnded"
+MORE_RUNS_ENDED = "(before) => window.__scriptRunsEnded > before"
 POLL_MS = 500  # in-page polling of the waits above (Playwright's default, every animation frame, costs CPU)
 ACTIONS = ["open home", "predict upload", "open evaluate", "open inspect", "start training"]
 
@@ -473,24 +488,34 @@ class Student:
         await self.waiting_for("the running indicator to go", self.page.wait_for_selector(
             "[data-testid=stStatusWidget]", state="detached"))
 
+    async def rerun(self, what: str, trigger) -> None:
+        """Await `trigger` (a click that reruns the script), then the end of the run it caused."""
+        before = await self.page.evaluate(RUNS_ENDED)
+        await self.waiting_for(what, trigger)
+        await self.waiting_for(f"the script run after {what}", self.page.wait_for_function(
+            MORE_RUNS_ENDED, arg=before, polling=POLL_MS))
+        await self.settle()
+
     async def open_from_menu(self, title: str, ready: str) -> None:
-        """Click `title` in the sidebar menu, then wait for the element `ready` and the run's end."""
-        await self.waiting_for(f"the menu entry {title!r}",
-                               self.page.locator(NAV_LINK).filter(has_text=title).first.click())
+        """Click `title` in the sidebar menu, then wait for the page's run to end and the element `ready`."""
+        await self.rerun(f"the menu entry {title!r}", self.page.locator(NAV_LINK).filter(has_text=title).first.click())
         await self.waiting_for(f"{ready} on the {title} page", self.page.locator(ready).first.wait_for())
         await self.settle()
 
     async def choose_option(self, box: str, number: int) -> str:
-        """Pick option `number` (modulo their count) of the selectbox with CSS selector `box`; its text."""
+        """Pick option `number` (modulo their count) of the selectbox with CSS selector `box`, and wait
+        for the rerun it causes (none when it was chosen already); the option's text."""
         combobox = self.page.locator(f"{box} [role=combobox]").first
+        current = (await self.page.locator(box).first.inner_text()).strip()
         await self.waiting_for(f"the selectbox {box}", combobox.click())
         options = self.page.get_by_role("option")
         await self.waiting_for(f"the options of {box}", options.first.wait_for())
         option = options.nth(number % await options.count())
         text = (await option.inner_text()).strip()
-        await option.click()
-        await asyncio.sleep(0.3)  # let the rerun the choice triggers begin before waiting for its end
-        await self.settle()
+        if text in current:
+            await self.page.keyboard.press("Escape")
+        else:
+            await self.rerun(f"the option {text!r} of {box}", option.click())
         return text
 
     async def open_home(self) -> None:
@@ -603,6 +628,7 @@ async def student(browser, server: StreamlitServer, number: int, config: LoadCon
     """One browser context (its own Streamlit session), started `number` staggers after the first."""
     await asyncio.sleep(number * config.stagger_s)
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    await context.add_init_script(COUNT_RUNS)
     context.set_default_timeout(config.action_timeout_s * 1000)
     page = await context.new_page()
     page.on("pageerror", lambda error: measured.errors.append(f"session {number}, JavaScript: {error}"))
