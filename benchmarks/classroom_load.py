@@ -807,5 +807,13 @@ def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
                       quiet=arguments.quiet)
 
 
+def stop_cleanly_on_signals() -> None:
+    """Ctrl-C, and a kill (SIGTERM), end the run through its clean-up (server and workers stopped), even
+    when started in the background, where a shell ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+
+
 if __name__ == "__main__":
+    stop_cleanly_on_signals()
     sys.exit(run(parse_arguments(), shlex.join(["python", *sys.argv])))
