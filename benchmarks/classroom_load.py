@@ -121,6 +121,14 @@ new MutationObserver(records => {
 """
 RUNS_ENDED = "() => window.__scriptRunsEnded"
 MORE_RUNS_ENDED = "(before) => window.__scriptRunsEnded > before"
+# Seen on a loaded machine (2 of about 20 uploads): the uploader came back empty after set_input_files,
+# and the page waited forever. The files are given again, at most this often, and every repeat is reported.
+UPLOAD_ATTEMPTS = 3
+UPLOAD_SHOWN_S = 60
+UPLOADER_SHOWS = """(name) => {
+  const uploader = document.querySelector('[class*=st-key-predict_uploads]');
+  return Boolean(uploader && uploader.innerText.includes(name));
+}"""
 POLL_MS = 500  # in-page polling of the waits above (Playwright's default, every animation frame, costs CPU)
 ACTIONS = ["open home", "predict upload", "open evaluate", "open inspect", "start training"]
 
@@ -153,6 +161,7 @@ class Measurements:
     training_starts: Counter = field(default_factory=Counter)
     training_ends: Counter = field(default_factory=Counter)
     sessions_wall_s: float = 0.0
+    uploads_repeated: int = 0  # the uploader did not list the files given: given again
 
 
 # --------------------------------------------------------------------------- the process table
@@ -529,8 +538,17 @@ class Student:
         await self.choose_option(PREDICT_MODEL, self.number)
         shown = await self.page.locator(MAIN).inner_text()
         expected = shown.count(ANSWERED_CARD_TEXT) + PHOTOS_PER_UPLOAD
-        await self.waiting_for("the upload", self.page.locator(UPLOAD_INPUT).set_input_files(
-            photos(self.number, self.round)))
+        files = photos(self.number, self.round)
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            await self.waiting_for("the upload", self.page.locator(UPLOAD_INPUT).set_input_files(files))
+            try:  # the uploader lists the files at once, in the tab, before they reach the server
+                await self.page.wait_for_function(UPLOADER_SHOWS, arg=files[-1]["name"], polling=POLL_MS,
+                                                  timeout=UPLOAD_SHOWN_S * 1000)
+                break
+            except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the uploader came back empty
+                self.measured.uploads_repeated += 1
+                progress(self.started, f"session {self.number} round {self.round}: the uploader did not list "
+                                       f"the files after {UPLOAD_SHOWN_S} s (attempt {attempt}): uploading again")
         await self.waiting_for(f"{PHOTOS_PER_UPLOAD} answered cards", self.page.wait_for_function(
             ANSWERS_AND_PROBLEMS, arg=[ANSWERED_CARD_TEXT, expected], polling=POLL_MS))
         await self.settle()
@@ -703,6 +721,8 @@ def report(config: LoadConfig, command: str, load_at_start: str, data_note: str,
         f"server + training workers, largest sampled total RSS: {sampler.peak_total_rss_mb:,.0f} MB "
         f"(largest worker VmHWM {sampler.peak_worker_hwm_mb:,.0f} MB); browser (chromium and its driver, "
         f"summed Pss): {sampler.peak_browser_pss_mb:,.0f} MB",
+        f"uploads given again because the uploader did not list the files within {UPLOAD_SHOWN_S} s: "
+        f"{measured.uploads_repeated}",
         "model loads (from the server log): "
         + (", ".join(f"{name} {count}" for name, count in sorted(server.loads.items())) or "none"),
         "training starts (first state shown): " + (", ".join(f"{name} {count}" for name, count in
