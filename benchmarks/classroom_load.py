@@ -27,7 +27,9 @@ CPU time went, the command line and the machine's load.
 Run (a benchmark, not a test; the browser shares the machine with the server, so latencies
 include its CPU too):
     nice -n 19 .venv/bin/python benchmarks/classroom_load.py --sessions 3 --training-wait 0
-    .venv/bin/python benchmarks/classroom_load.py --sessions 30 --data-dir ../shared/data/cifar-10-batches-py
+    .venv/bin/python benchmarks/classroom_load.py --sessions 30 --data-dir ../shared/data/cifar-10-batches-py \
+        --action-timeout 1200 --training-wait 1800 --screenshots /tmp/classroom_shots
+(the second on a quiet machine: about 30-45 minutes on 2 cores, most of it the 30 queued trainings).
 Without --data-dir a small synthetic CIFAR-10 (1,000 training, 50 test images) is generated, so
 training is far cheaper than with the real data: the report says which was used.
 """
