@@ -29,7 +29,7 @@ include its CPU too):
     nice -n 19 .venv/bin/python benchmarks/classroom_load.py --sessions 3 --training-wait 0
     .venv/bin/python benchmarks/classroom_load.py --sessions 30 --data-dir ../shared/data/cifar-10-batches-py \
         --action-timeout 1200 --training-wait 1800 --screenshots /tmp/classroom_shots
-(the second on a quiet machine: about 30-45 minutes on 2 cores, most of it the 30 queued trainings).
+(the second on a quiet machine: expect 20-30 minutes on 2 cores, allow 45; the 30 trainings queue one at a time).
 Without --data-dir a small synthetic CIFAR-10 (1,000 training, 50 test images) is generated, so
 training is far cheaper than with the real data: the report says which was used.
 """
