@@ -517,13 +517,17 @@ class Student:
         """Pick option `number` (modulo their count) of the selectbox with CSS selector `box`, and wait
         for the rerun it causes (none when it was chosen already); the option's text."""
         combobox = self.page.locator(f"{box} [role=combobox]").first
+        # The shown value may sit in the search input (its value, not its text): read both.
         current = (await self.page.locator(box).first.inner_text()).strip()
+        for search in await self.page.locator(f"{box} input").all():
+            current += " " + await search.input_value()
         await self.waiting_for(f"the selectbox {box}", combobox.click())
         options = self.page.get_by_role("option")
         await self.waiting_for(f"the options of {box}", options.first.wait_for())
         option = options.nth(number % await options.count())
         text = (await option.inner_text()).strip()
-        if text in current:
+        # Choosing the option already chosen causes no run to wait for.
+        if await option.get_attribute("aria-selected") == "true" or text in current:
             await self.page.keyboard.press("Escape")
         else:
             await self.rerun(f"the option {text!r} of {box}", option.click())
