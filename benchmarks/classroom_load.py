@@ -2,25 +2,36 @@
 
 Starts `streamlit run streamlit_app.py` (headless, its own models, runs and data folders, so
 nothing of the checkout is read or replaced besides a copy of models/), then drives N
-simultaneous sessions of headless Debian chromium. Each session, as a student would:
+sessions at once, each a browser context (its own cookies and Streamlit session) of ONE
+headless Debian chromium. Each session, as a student would:
 
   opens Home; uploads photos to Predict (session i uses the i-th saved model, round robin);
   opens Evaluate and Inspect (their default model); starts one short training on the Train
-  page; then repeats Predict, Evaluate and Inspect until --duration seconds have passed.
+  page (session i trains the i-th zoo model); then repeats Predict, Evaluate and Inspect
+  until --duration seconds have passed since the first session started.
 
-It prints per-action latency (p50/p95/max), the errors seen (exceptions or error boxes on a
-page, JavaScript errors, timeouts: the goal is 0), the server's peak RSS, the number of model
-loads per model file (from the "Loading model" line ui/resources.py logs on each cache miss;
-goal: 1 per model), and the most training workers seen at once (sampled from the process
-table). Goals from issue 11: 0 errors, server RSS under 3 GB, 1 load per model, no more
-training workers than the queue allows.
+The trainings go through the machine's training queue (cnn/jobs.py): at most CNN_MAX_WORKERS
+(--max-workers; default one per two cores) train at once, the others wait in line. After
+the sessions end, the script waits for the started trainings to end (--training-wait).
 
-Run (a benchmark, not a test; the browsers share the machine with the server, so latencies
-include their CPU too):
-    nice -n 19 .venv/bin/python benchmarks/classroom_load.py --sessions 30
-    ... --data-dir /work/shared/data/cifar-10-batches-py   # the real data, as in a classroom
+It prints, besides a progress line per action on stderr: per-action latency (p50/p95/max),
+the errors seen (exceptions or error boxes on a page, JavaScript errors, refused training
+starts, failed trainings, and every wait that timed out, named by the action and the step
+it waited for: the goal is 0), the server's peak RSS, the number of model loads per model
+file (from the "Loading model" line ui/resources.py logs on each cache miss; goal: 1 per
+model), the most training workers at once (workers that have loaded TensorFlow, which a
+worker does only once it holds a queue slot, and whose run has not recorded its end: one
+that finished and is exiting no longer trains; goal: at most the queue's limit), where the
+CPU time went, the command line and the machine's load.
+
+Run (a benchmark, not a test; the browser shares the machine with the server, so latencies
+include its CPU too):
+    nice -n 19 .venv/bin/python benchmarks/classroom_load.py --sessions 3 --training-wait 0
+    .venv/bin/python benchmarks/classroom_load.py --sessions 30 --data-dir ../shared/data/cifar-10-batches-py \
+        --action-timeout 1200 --training-wait 1800 --screenshots /tmp/classroom_shots
+(the second on a quiet machine: expect 20-30 minutes on 2 cores, allow 45; the 30 trainings queue one at a time).
 Without --data-dir a small synthetic CIFAR-10 (1,000 training, 50 test images) is generated, so
-Evaluate and training are far cheaper than with the real data: say which was used.
+training is far cheaper than with the real data: the report says which was used.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import io
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -39,6 +51,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -53,63 +66,130 @@ from tests.conftest import make_synthetic_cifar  # noqa: E402
 PHOTOS_PER_UPLOAD = 3
 PHOTO_SIZE = (640, 480)  # a phone photo scaled down, as students upload them
 SAMPLE_PERIOD_S = 0.5  # how often the process table is read
+PROGRESS_PERIOD_S = 30.0  # how often a line about the server and the machine goes to stderr
 MODEL_LOAD_LINE = re.compile(r"Loading model (\S+) \(sha256")
-GOALS_SERVER_RSS_MB = 3000
+GOAL_SERVER_RSS_MB = 3000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Chromium switches on top of the tests' (CHROMIUM_ARGS: headless, no GPU, no background networking)
+# and Playwright's own (it already adds --disable-extensions, --mute-audio in headless mode and turns
+# off timer throttling and renderer backgrounding, which the sessions need: every tab is a student
+# whose page must keep talking to the server). No GPU emulation either: pages draw on the CPU path.
+LOAD_CHROMIUM_ARGS = ["--disable-software-rasterizer", "--disable-smooth-scrolling"]
+
+# What the pages show (ui/ and pages/), waited for by the sessions. Widgets are found by their keys:
+# Streamlit gives an element with key=K the CSS class "st-key-K".
+MAIN = "[data-testid=stMain]"
+PROBLEM_BOXES = f"{MAIN} [data-testid=stAlertContentError], {MAIN} [data-testid=stException]"
+NAV_LINK = "[data-testid=stSidebarNavLink]"
+PREDICT_MODEL = ".st-key-predict_model"  # pages/predict.py: the model picker
+UPLOAD_INPUT = "[class*=st-key-predict_uploads] input[type=file]"  # its key gains a number after Clear
+ANSWERED_CARD_TEXT = "the model's 32x32"  # ui/prediction_views.py: the caption of every answered grid card
+EVALUATE_LAST = ".st-key-eval_per_class"  # ui/evaluation_views via pages/evaluate.py: the per-class bars
+INSPECT_LAST = ".st-key-inspect_cam_heatmap"  # ui/inspect_views.py: the Grad-CAM heatmap, the last figure
+TRAIN_MODEL = ".st-key-train_model"  # pages/train.py: the zoo model picker
+# ui/training_views.py `_status`: the run panel names the run ("Run NAME:") and then shows its state.
+RUN_PANEL_STATE = """([name]) => {
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!main) return null;
+  if (main.querySelector('[data-testid=stAlertContentError], [data-testid=stException]')) return 'refused';
+  const text = main.innerText;
+  if (!text.includes('Run ' + name + ':')) return null;
+  if (/Waiting: \\S+ in line/.test(text)) return 'queued';
+  if (/Finished \\d+ epochs/.test(text)) return 'finished';
+  if (/The run failed/.test(text)) return 'failed';
+  if (main.querySelector('[data-testid=stProgress]')) return 'starting or training';
+  return null;
+}"""
+# Counts answered cards plus error boxes: a card that fails shows an error box instead of its caption.
+ANSWERS_AND_PROBLEMS = """([text, expected]) => {
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!main) return false;
+  const answered = main.innerText.split(text).length - 1;
+  const problems = main.querySelectorAll('[data-testid=stAlertContentError], [data-testid=stException]').length;
+  return answered + problems >= expected;
+}"""
+# Counts the script runs that ended in this tab (installed before any page script): a wait for "the run
+# that this click caused" is then exact, where the script-state attribute alone can be read before the
+# rerun begins on a loaded machine (an upload made during that rerun was lost: the uploader came back empty).
+COUNT_RUNS = """
+window.__scriptRunsEnded = 0;
+new MutationObserver(records => {
+  for (const record of records) {
+    if (record.target.getAttribute('data-test-script-state') === 'notRunning' && record.oldValue !== 'notRunning')
+      window.__scriptRunsEnded += 1;
+  }
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+RUNS_ENDED = "() => window.__scriptRunsEnded"
+MORE_RUNS_ENDED = "(before) => window.__scriptRunsEnded > before"
+# Seen on a loaded machine (2 of about 20 uploads): the uploader came back empty after set_input_files,
+# and the page waited forever. The files are given again, at most this often, and every repeat is reported.
+UPLOAD_ATTEMPTS = 3
+UPLOAD_SHOWN_S = 60
+UPLOADER_SHOWS = """(name) => {
+  const uploader = document.querySelector('[class*=st-key-predict_uploads]');
+  return Boolean(uploader && uploader.innerText.includes(name));
+}"""
+POLL_MS = 500  # in-page polling of the waits above (Playwright's default, every animation frame, costs CPU)
+ACTIONS = ["open home", "predict upload", "open evaluate", "open inspect", "start training"]
 
 
 @dataclass(frozen=True)
 class LoadConfig:
-    """One benchmark run.
-
-    Attributes:
-        sessions: simultaneous browser sessions (students).
-        duration_s: after the first round, sessions repeat Predict/Evaluate/Inspect until
-            this many seconds have passed since the start (0: one round).
-        port: the server's port (None: a free one).
-        data_dir: CIFAR-10 python-layout folder for the server (None: generated synthetic set).
-        action_timeout_s: longest wait for one action before it counts as an error.
-        train_epochs, train_images, validation_images: the short training each session starts.
-    """
+    """One benchmark run (every field is a command-line option; see parse_arguments)."""
 
     sessions: int = 30
     duration_s: float = 0.0
+    stagger_s: float = 2.0
+    action_timeout_s: float = 600.0
+    training_wait_s: float = 1800.0
+    max_workers: int | None = None
     port: int | None = None
     data_dir: Path | None = None
-    action_timeout_s: float = 300.0
     train_epochs: int = 1
     train_images: int = 64
     validation_images: int = 10
+    screenshots: Path | None = None
+    quiet: bool = False
 
 
 @dataclass
 class Measurements:
-    """What the sessions saw: latency per action, errors, training outcomes."""
+    """What the sessions saw: latency per action, errors, how the trainings began and ended."""
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
-    training_outcomes: Counter = field(default_factory=Counter)
+    training_starts: Counter = field(default_factory=Counter)
+    training_ends: Counter = field(default_factory=Counter)
+    sessions_wall_s: float = 0.0
+    uploads_repeated: int = 0  # the uploader did not list the files given: given again
 
 
 # --------------------------------------------------------------------------- the process table
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None once the process has ended."""
+    try:
+        # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = defaultdict(list)
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        children[int(fields[1])].append(int(entry.name))
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            children[int(fields[1])].append(int(entry.name))
     return children
 
 
-def descendants(pid: int) -> list[int]:
+def descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
     """Every process below `pid` (children, their children, ...)."""
-    children, found, waiting = _children_by_parent(), [], [pid]
+    children = _children_by_parent() if children is None else children
+    found, waiting = [], [pid]
     while waiting:
         for child in children.get(waiting.pop(), []):
             found.append(child)
@@ -130,6 +210,29 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def proportional_mb(pid: int) -> float:
+    """Pss of `pid` in MB (shared pages split among their users, so a sum over processes is fair), 0 once ended."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds `pid` has used, None once it has ended."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores together have spent busy (not idle, not waiting for I/O) since boot."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
+
+
 def is_training_worker(pid: int) -> bool:
     """A `python -m cnn ...` process: how cnn/jobs.py starts a training worker."""
     try:
@@ -139,31 +242,117 @@ def is_training_worker(pid: int) -> bool:
     return any(arguments[index:index + 2] == [b"-m", b"cnn"] for index in range(len(arguments)))
 
 
-class ServerSampler(threading.Thread):
-    """Reads the server's memory and its training workers every SAMPLE_PERIOD_S seconds."""
+def job_folder(pid: int) -> Path | None:
+    """The run folder of a dashboard worker (`python -m cnn train --job RUN_DIR`), None for another process."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return Path(arguments[arguments.index("--job") + 1]) if "--job" in arguments[:-1] else None
 
-    def __init__(self, server_pid: int):
+
+def is_training(pid: int) -> bool:
+    """A worker that has loaded TensorFlow (it does so only once it holds a queue slot) and whose run
+    has not recorded its end yet: one that has finished and is only exiting is not counted."""
+    from cnn.errors import UserError
+    from cnn.runs import run_state
+
+    folder = job_folder(pid)
+    if folder is None or not has_tensorflow(pid):
+        return False
+    try:
+        return run_state(folder).active
+    except UserError:
+        return False
+
+
+def has_tensorflow(pid: int) -> bool:
+    """Whether TensorFlow's library is mapped in `pid`: a worker imports it only once it holds a queue slot."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as maps:
+            return any(b"tensorflow" in line for line in maps)
+    except OSError:
+        return False
+
+
+def machine_load() -> str:
+    """Load averages, cores and available memory, in one line."""
+    one, five, fifteen = os.getloadavg()
+    available = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            available = f"{int(line.split()[1]) / 1024 ** 2:.1f} GB"
+    return (f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs, "
+            f"{available} memory available")
+
+
+class ServerSampler(threading.Thread):
+    """Reads the process table every SAMPLE_PERIOD_S seconds: the server's memory, its training workers
+    (alive and training), the browser's memory and the CPU time of each group."""
+
+    def __init__(self, server_pid: int, quiet: bool):
         super().__init__(daemon=True)
         self.server_pid = server_pid
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.peak_server_rss_mb = 0.0
         self.peak_total_rss_mb = 0.0  # server + all its descendants, at one sample
+        self.peak_browser_pss_mb = 0.0  # chromium and Playwright's driver, Pss summed at one sample
         self.peak_worker_hwm_mb = 0.0
-        self.most_workers = 0
+        self.most_alive_workers = 0  # waiting in line or training
+        self.most_training_workers = 0
+        self.most_tensorflow_workers = 0  # training, or finished and exiting
         self.worker_pids: set[int] = set()
+        self.cpu_by_pid: dict[int, tuple[str, float]] = {}  # pid -> (group, last CPU seconds seen)
+        self.machine_busy_at_start = machine_busy_seconds()
+        self._last_progress = time.monotonic()
         self._stopping = threading.Event()
+        self.latest = ""
 
     def run(self) -> None:
         while not self._stopping.wait(SAMPLE_PERIOD_S):
             self.sample()
 
     def sample(self) -> None:
-        below = descendants(self.server_pid)
+        children = _children_by_parent()
+        below = descendants(self.server_pid, children)
+        server_tree = {self.server_pid, *below}
+        browser = [pid for pid in descendants(os.getpid(), children) if pid not in server_tree]
         workers = [pid for pid in below if is_training_worker(pid)]
+        with_tensorflow = [pid for pid in workers if has_tensorflow(pid)]
+        training = [pid for pid in with_tensorflow if is_training(pid)]
         self.worker_pids.update(workers)
-        self.most_workers = max(self.most_workers, len(workers))
-        total = sum(memory_mb(pid)[0] for pid in [self.server_pid, *below])
+        self.most_alive_workers = max(self.most_alive_workers, len(workers))
+        self.most_training_workers = max(self.most_training_workers, len(training))
+        self.most_tensorflow_workers = max(self.most_tensorflow_workers, len(with_tensorflow))
+        server_rss = memory_mb(self.server_pid)[0]
+        self.peak_server_rss_mb = max(self.peak_server_rss_mb, server_rss)
+        total = server_rss + sum(memory_mb(pid)[0] for pid in below)
         self.peak_total_rss_mb = max(self.peak_total_rss_mb, total)
+        browser_pss = sum(proportional_mb(pid) for pid in browser)
+        self.peak_browser_pss_mb = max(self.peak_browser_pss_mb, browser_pss)
         for pid in workers:
             self.peak_worker_hwm_mb = max(self.peak_worker_hwm_mb, memory_mb(pid)[1])
+        groups = {self.server_pid: "server"} | {pid: "server" for pid in below if pid not in workers}
+        groups |= {pid: "training workers" for pid in workers} | {pid: "browser" for pid in browser}
+        for pid, group in groups.items():
+            if (seconds := cpu_seconds(pid)) is not None:
+                self.cpu_by_pid[pid] = (group, seconds)
+        self.latest = (f"server RSS {server_rss:,.0f} MB, workers {len(workers)} alive / {len(training)} "
+                       f"training, browser Pss {browser_pss:,.0f} MB, {machine_load()}")
+        if not self.quiet and time.monotonic() - self._last_progress >= PROGRESS_PERIOD_S:
+            self._last_progress = time.monotonic()
+            progress(self.started, f"[machine] {self.latest}")
+
+    def cpu_by_group(self) -> dict[str, float]:
+        """CPU seconds per group (server, training workers, browser, rest of the machine) since the start."""
+        totals: dict[str, float] = defaultdict(float)
+        for group, seconds in self.cpu_by_pid.values():
+            totals[group] += seconds
+        ours = sum(totals.values())
+        # Our processes started after the sampler; the rest is everything else on the machine meanwhile.
+        totals["rest of the machine"] = max(0.0, machine_busy_seconds() - self.machine_busy_at_start - ours)
+        return dict(totals)
 
     def finish(self) -> None:
         """Stop sampling, after one last sample."""
@@ -173,20 +362,36 @@ class ServerSampler(threading.Thread):
         self.sample()
 
 
+def progress(started: float, message: str) -> None:
+    """One line on stderr, stamped with the seconds since `started`."""
+    print(f"[{time.monotonic() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------- the server
 
 
-def prepare_folders(folder: Path, data_dir: Path | None) -> dict[str, str]:
-    """Runs, models (a copy of the checkout's) and data folders for the server; its extra environment."""
+def prepare_folders(folder: Path, config: LoadConfig) -> dict[str, str]:
+    """Runs, models (a copy of the checkout's, with their stored predictions) and data folders for the
+    server; its extra environment."""
     runs, models = folder / "runs", folder / "models"
     runs.mkdir()
     models.mkdir()
-    for path in sorted((ROOT / "models").glob("*")):
-        if path.suffix in (".keras", ".json"):
-            shutil.copy2(path, models / path.name)
-    if data_dir is None:
-        data_dir = make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=200)
-    return {"CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models), "CIFAR10_DIR": str(data_dir)}
+    for path in sorted((ROOT / "models").iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy2(path, models / path.name)  # .keras, .json and .predictions.npz alike
+    data_dir = config.data_dir or make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=200)
+    environment = {"CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models), "CIFAR10_DIR": str(data_dir)}
+    if config.max_workers is not None:
+        environment["CNN_MAX_WORKERS"] = str(config.max_workers)
+    return environment
+
+
+def queue_limit(environment: dict[str, str]) -> int:
+    """The training queue's worker limit that the server will apply (as cnn.jobs computes it)."""
+    from cnn import jobs
+
+    setting = environment.get(jobs.MAX_WORKERS_ENV) or os.environ.get(jobs.MAX_WORKERS_ENV)
+    return int(setting) if setting else jobs.default_max_workers()
 
 
 def stop_training_workers(pids: set[int]) -> None:
@@ -203,189 +408,274 @@ def model_loads(log_text: str) -> Counter:
     return Counter(Path(path).stem for path in MODEL_LOAD_LINE.findall(log_text))
 
 
+def await_trainings(runs_dir: Path, config: LoadConfig, measured: Measurements, started: float) -> None:
+    """Wait until no started training is active (at most --training-wait seconds); record how each ended.
+
+    A failed training, and one still active when the wait ends, is an error.
+    """
+    from cnn.errors import UserError
+    from cnn.runs import run_state
+
+    def states() -> dict[str, object]:
+        found = {}
+        for folder in sorted(runs_dir.iterdir()):
+            if folder.is_dir() and not folder.name.startswith("."):
+                try:
+                    found[folder.name] = run_state(folder)
+                except UserError as error:
+                    found[folder.name] = error
+        return found
+
+    deadline = time.monotonic() + config.training_wait_s
+    shown = None
+    while True:
+        current = states()
+        active = [name for name, state in current.items() if not isinstance(state, Exception) and state.active]
+        if not active or time.monotonic() >= deadline:
+            break
+        if len(active) != shown and not config.quiet:
+            shown = len(active)
+            progress(started, f"waiting for {len(active)} training(s) to end")
+        time.sleep(2.0)
+    for name, state in current.items():
+        if isinstance(state, Exception):
+            measured.training_ends["unreadable"] += 1
+            measured.errors.append(f"training {name}: its run folder cannot be read: {state}")
+        elif state.active:
+            measured.training_ends[f"still {state.state}"] += 1
+            if config.training_wait_s > 0:
+                measured.errors.append(f"training {name}: still {state.state} after the "
+                                       f"{config.training_wait_s:g} s training wait (timeout)")
+        else:
+            measured.training_ends[state.state] += 1
+            if state.state != "finished":
+                measured.errors.append(f"training {name}: {state.state}: {state.message}")
+
+
 # --------------------------------------------------------------------------- one student
 
 
-def photos(session: int) -> list[dict]:
-    """PHOTOS_PER_UPLOAD JPEG 'photos': bundled CIFAR-10 test images scaled up to a phone size."""
+def photos(session: int, round_number: int) -> list[dict]:
+    """PHOTOS_PER_UPLOAD JPEG 'photos': bundled CIFAR-10 test images scaled up to a phone size.
+
+    Other pictures in every round: the Predict page shows a picture given twice only once.
+    """
     from cnn.data import load_sample
 
     sample = load_sample()
     files = []
     for number in range(PHOTOS_PER_UPLOAD):
-        index = (session * PHOTOS_PER_UPLOAD + number) % len(sample)
+        index = (session * 31 + round_number * PHOTOS_PER_UPLOAD + number) % len(sample)
         buffer = io.BytesIO()
         Image.fromarray(sample.images[index]).resize(PHOTO_SIZE, Image.BICUBIC).save(buffer, "JPEG", quality=90)
-        files.append({"name": f"photo_{session}_{number}.jpg", "mimeType": "image/jpeg",
+        files.append({"name": f"photo_{session}_{round_number}_{number}.jpg", "mimeType": "image/jpeg",
                       "buffer": buffer.getvalue()})
     return files
 
 
-async def settle(page) -> None:
-    """Wait until the app is connected and its script has finished running."""
-    await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached")
-    await page.wait_for_selector("[data-testid=stStatusWidget]", state="detached")
+class Student:
+    """One browser session: its page, its number, the round it is in and the step it is waiting for."""
+
+    def __init__(self, page, number: int, server: StreamlitServer, config: LoadConfig, measured: Measurements,
+                 started: float):
+        self.page = page
+        self.number = number
+        self.server = server
+        self.config = config
+        self.measured = measured
+        self.started = started
+        self.round = 0
+        self.step = "starting"
+
+    async def waiting_for(self, step: str, awaitable):
+        """Await `awaitable`, remembering `step` so that a timeout names what was awaited."""
+        self.step = step
+        return await awaitable
+
+    async def settle(self) -> None:
+        """Wait until the app is connected and its script has finished running."""
+        await self.waiting_for("the script run to end", self.page.wait_for_selector(
+            "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"))
+        await self.waiting_for("the running indicator to go", self.page.wait_for_selector(
+            "[data-testid=stStatusWidget]", state="detached"))
+
+    async def rerun(self, what: str, trigger) -> None:
+        """Await `trigger` (a click that reruns the script), then the end of the run it caused."""
+        before = await self.page.evaluate(RUNS_ENDED)
+        await self.waiting_for(what, trigger)
+        await self.waiting_for(f"the script run after {what}", self.page.wait_for_function(
+            MORE_RUNS_ENDED, arg=before, polling=POLL_MS))
+        await self.settle()
+
+    async def open_from_menu(self, title: str, ready: str) -> None:
+        """Click `title` in the sidebar menu, then wait for the page's run to end and the element `ready`."""
+        await self.rerun(f"the menu entry {title!r}", self.page.locator(NAV_LINK).filter(has_text=title).first.click())
+        await self.waiting_for(f"{ready} on the {title} page", self.page.locator(ready).first.wait_for())
+        await self.settle()
+
+    async def choose_option(self, box: str, number: int) -> str:
+        """Pick option `number` (modulo their count) of the selectbox with CSS selector `box`, and wait
+        for the rerun it causes (none when it was chosen already); the option's text."""
+        combobox = self.page.locator(f"{box} [role=combobox]").first
+        # The shown value may sit in the search input (its value, not its text): read both.
+        current = (await self.page.locator(box).first.inner_text()).strip()
+        for search in await self.page.locator(f"{box} input").all():
+            current += " " + await search.input_value()
+        await self.waiting_for(f"the selectbox {box}", combobox.click())
+        options = self.page.get_by_role("option")
+        await self.waiting_for(f"the options of {box}", options.first.wait_for())
+        option = options.nth(number % await options.count())
+        text = (await option.inner_text()).strip()
+        # Choosing the option already chosen causes no run to wait for.
+        if await option.get_attribute("aria-selected") == "true" or text in current:
+            await self.page.keyboard.press("Escape")
+        else:
+            await self.rerun(f"the option {text!r} of {box}", option.click())
+        return text
+
+    async def open_home(self) -> None:
+        await self.waiting_for("Home", self.page.goto(f"{self.server.url}/", wait_until="domcontentloaded"))
+        await self.waiting_for("Home's title", self.page.locator(f"{MAIN} h1").first.wait_for())
+        await self.settle()
+
+    async def predict_upload(self) -> None:
+        """Predict with the session's model (round robin over the saved ones) on freshly uploaded photos."""
+        await self.open_from_menu("Predict", PREDICT_MODEL)
+        await self.choose_option(PREDICT_MODEL, self.number)
+        shown = await self.page.locator(MAIN).inner_text()
+        expected = shown.count(ANSWERED_CARD_TEXT) + PHOTOS_PER_UPLOAD
+        files = photos(self.number, self.round)
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            await self.waiting_for("the upload", self.page.locator(UPLOAD_INPUT).set_input_files(files))
+            try:  # the uploader lists the files at once, in the tab, before they reach the server
+                await self.page.wait_for_function(UPLOADER_SHOWS, arg=files[-1]["name"], polling=POLL_MS,
+                                                  timeout=UPLOAD_SHOWN_S * 1000)
+                break
+            except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the uploader came back empty
+                self.measured.uploads_repeated += 1
+                progress(self.started, f"session {self.number} round {self.round}: the uploader did not list "
+                                       f"the files after {UPLOAD_SHOWN_S} s (attempt {attempt}): uploading again")
+        await self.waiting_for(f"{PHOTOS_PER_UPLOAD} answered cards", self.page.wait_for_function(
+            ANSWERS_AND_PROBLEMS, arg=[ANSWERED_CARD_TEXT, expected], polling=POLL_MS))
+        await self.settle()
+
+    async def open_evaluate(self) -> None:
+        await self.open_from_menu("Evaluate", EVALUATE_LAST)
+
+    async def open_inspect(self) -> None:
+        await self.open_from_menu("Inspect", INSPECT_LAST)
+
+    async def start_training(self) -> str:
+        """Start one short training (the session's zoo model); the state its run panel shows first."""
+        config = self.config
+        await self.open_from_menu("Train", TRAIN_MODEL)
+        model = (await self.choose_option(TRAIN_MODEL, self.number)).split(":")[0]
+        form = self.page.locator(f".st-key-train_settings_{model}, [data-testid=stForm]").first
+        await self.fill_number(f".st-key-train_epochs_{model}", config.train_epochs)
+        await self.fill_number(f".st-key-train_subset_{model}", config.train_images)
+        await self.waiting_for("the expander 'Validation and saving'",
+                               form.locator("[data-testid=stExpander] summary").first.click())
+        await self.fill_number(f".st-key-train_val_{model}", config.validation_images)
+        run_name = await self.waiting_for("the run's name", self.page.locator(
+            f".st-key-train_out_{model} input").input_value())
+        await self.waiting_for("Start training", form.get_by_role("button", name="Start training").click())
+        handle = await self.waiting_for(f"the run panel of {run_name}", self.page.wait_for_function(
+            RUN_PANEL_STATE, arg=[run_name], polling=POLL_MS))
+        outcome = await handle.json_value()
+        if outcome == "refused":
+            texts = await self.page.locator(PROBLEM_BOXES).all_inner_texts()
+            raise RuntimeError("the start was refused: " + " / ".join(text.strip() for text in texts))
+        return outcome
+
+    async def fill_number(self, box: str, value: int) -> None:
+        field = self.page.locator(f"{box} input").first
+        await self.waiting_for(f"the field {box}", field.fill(str(value)))
+        await field.press("Tab")  # Enter would submit the form
+
+    async def page_problems(self) -> list[str]:
+        """Exceptions and error boxes on the page now, first line of each."""
+        found = await self.page.locator(PROBLEM_BOXES).all_inner_texts()
+        return [text.strip().splitlines()[0] if text.strip() else "(empty)" for text in found]
+
+    async def timed(self, name: str, action):
+        """Run one action; record its latency, or an error when it fails, times out or shows an error box."""
+        started = time.monotonic()
+        self.step = "the action to begin"
+        try:
+            result = await asyncio.wait_for(action(), self.config.action_timeout_s)
+        except Exception as error:  # noqa: BLE001 - every failure of a session is a measured error
+            await self.record_error(name, error, time.monotonic() - started)
+            return None
+        seconds = time.monotonic() - started
+        self.measured.latencies[name].append(seconds)
+        problems = await self.page_problems()
+        for problem in problems:
+            await self.record_error(name, RuntimeError(f"error box: {problem}"), seconds)
+        if not self.config.quiet:
+            detail = f" ({result})" if isinstance(result, str) else ""
+            server_rss = memory_mb(self.server.process.pid)[0]
+            progress(self.started, f"session {self.number} round {self.round}: {name} {seconds:.1f} s{detail}; "
+                                   f"server RSS now {server_rss:,.0f} MB")
+        return result
+
+    async def record_error(self, name: str, error: Exception, seconds: float) -> None:
+        if isinstance(error, (asyncio.TimeoutError, TimeoutError)) or type(error).__name__ == "TimeoutError":
+            message = f"timeout after {seconds:.0f} s waiting for {self.step}"
+        else:
+            message = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+        line = f"session {self.number} round {self.round}, {name}: {message}"
+        self.measured.errors.append(line)
+        progress(self.started, "ERROR " + line)
+        if self.config.screenshots:
+            path = self.config.screenshots / f"session{self.number}_round{self.round}_{name.replace(' ', '_')}.png"
+            try:
+                await asyncio.wait_for(self.page.screenshot(path=str(path), full_page=True), 60)
+            except Exception:  # noqa: BLE001 - a screenshot is a debugging aid, never a second error
+                pass
+
+    async def attend(self) -> None:
+        """The session's whole visit: Home, then rounds of Predict, Evaluate, Inspect (and Train once)."""
+        await self.timed("open home", self.open_home)
+        while self.round == 0 or time.monotonic() - self.started < self.config.duration_s:
+            for name, action in [("predict upload", self.predict_upload), ("open evaluate", self.open_evaluate),
+                                 ("open inspect", self.open_inspect)]:
+                await self.timed(name, action)
+            if self.round == 0:
+                outcome = await self.timed("start training", self.start_training)
+                if outcome is not None:
+                    self.measured.training_starts[outcome] += 1
+            self.round += 1
 
 
-async def open_from_menu(page, title: str, heading: str) -> None:
-    """Click `title` in the sidebar menu and wait for the page's heading and its run to end."""
-    await page.locator("[data-testid=stSidebarNavLink]").filter(has_text=title).first.click()
-    await page.get_by_role("heading", name=heading).first.wait_for()
-    await settle(page)
-
-
-async def choose_option(page, box_name: str, option) -> None:
-    await page.get_by_role("combobox", name=box_name, exact=True).click()
-    await option(page).click()
-    await settle(page)
-
-
-async def open_home(page, server: StreamlitServer, session: int) -> None:
-    await page.goto(f"{server.url}/", wait_until="domcontentloaded")
-    await page.get_by_role("heading").first.wait_for()
-    await settle(page)
-
-
-async def predict_upload(page, server: StreamlitServer, session: int) -> None:
-    """Predict with the session's model (round robin over the saved ones) on freshly uploaded photos."""
-    await open_from_menu(page, "Predict", "Predict: what is in this picture?")
-    model_box = "Model (the best one is first)"
-    models = await count_options(page, model_box)
-    await choose_option(page, model_box, lambda page: page.get_by_role("option").nth(session % models))
-    shown = await page.get_by_text("Top guess:").count()
-    await page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(photos(session))
-    await wait_until(lambda: page.get_by_text("Top guess:").count(), shown + PHOTOS_PER_UPLOAD)
-    await settle(page)
-
-
-async def wait_until(count, expected: int) -> None:
-    """Poll an async count until it reaches `expected` (the action's timeout bounds the wait)."""
-    while await count() < expected:
-        await asyncio.sleep(0.25)
-
-
-async def count_options(page, box_name: str) -> int:
-    box = page.get_by_role("combobox", name=box_name, exact=True)
-    await box.click()
-    await page.get_by_role("option").first.wait_for()
-    count = await page.get_by_role("option").count()
-    await page.keyboard.press("Escape")
-    return count
-
-
-async def open_evaluate(page, server: StreamlitServer, session: int) -> None:
-    await open_from_menu(page, "Evaluate", "Evaluate a model")
-    await page.get_by_text("Most confused pairs").first.wait_for()  # the last part the page draws
-    await settle(page)
-
-
-async def open_inspect(page, server: StreamlitServer, session: int) -> None:
-    await open_from_menu(page, "Inspect", "Inspect: inside a trained CNN")
-    await page.get_by_role("heading", name="Grad-CAM: where the model looks").first.wait_for()
-    await settle(page)
-
-
-async def start_training(page, server: StreamlitServer, session: int, config: LoadConfig) -> str:
-    """Start one short training on the Train page as it is now; returns the outcome's name.
-
-    "started" means the page accepted the run (Start became disabled), "queued" that it says the
-    run waits in the machine's queue ("2nd in line"), "refused" that it showed an error, "busy"
-    that Start was already disabled.
-    """
-    await open_from_menu(page, "Train", "Train a CNN")
-    zoo = await count_options(page, "Model")
-    await choose_option(page, "Model", lambda page: page.get_by_role("option").nth(session % zoo))
-    start = page.get_by_role("button", name="Start training")
-    if not await start.is_enabled():
-        return "busy"
-    for label, value in [("Epochs (passes over the images)", config.train_epochs),
-                         ("Training images (first N of the training set)", config.train_images)]:
-        await fill_number(page, label, value)
-    await page.get_by_text("Validation and saving").click()
-    await fill_number(page, "Validation images (the last N training images)", config.validation_images)
-    await start.click()
-    error_box = page.locator("[data-testid=stMain] [data-testid=stAlertContentError]")
-    await page.wait_for_function(
-        "() => { const button = [...document.querySelectorAll('button')].find("
-        "b => b.innerText.includes('Start training'));"
-        " const main = document.querySelector('[data-testid=stMain]');"
-        " return (button && button.disabled) || /in line|Waiting/.test(main ? main.innerText : '') ||"
-        " document.querySelector('[data-testid=stMain] [data-testid=stAlertContentError]'); }")
-    await settle(page)
-    if await error_box.count():
-        return "refused: " + " / ".join(await error_box.all_inner_texts())
-    return "queued" if await page.get_by_text(re.compile(r"in line|queue", re.I)).count() else "started"
-
-
-async def fill_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    await field.fill(str(value))
-    await field.press("Tab")  # Enter would submit the form
-
-
-async def page_problems(page, *, with_error_boxes: bool) -> list[str]:
-    """Exceptions, and unless told otherwise error boxes, on the page now."""
-    found = await page.locator("[data-testid=stException]").all_inner_texts()
-    if with_error_boxes:
-        found += await page.locator("[data-testid=stMain] [data-testid=stAlertContentError]").all_inner_texts()
-    return [text.strip().splitlines()[0] if text.strip() else "(empty)" for text in found]
-
-
-async def timed(name: str, action, page, session: int, measured: Measurements, timeout_s: float):
-    """Run one action; record its latency, or an error when it fails, times out or shows an error."""
-    started = time.monotonic()
-    try:
-        result = await asyncio.wait_for(action(), timeout_s)
-    except Exception as error:  # noqa: BLE001 - every failure of a session is a measured error
-        kind = "timeout" if isinstance(error, (asyncio.TimeoutError, TimeoutError)) else type(error).__name__
-        first_line = (str(error).splitlines() or [""])[0][:200]  # a TimeoutError has no message
-        measured.errors.append(f"session {session}, {name}: {kind}: {first_line}")
-        return None
-    measured.latencies[name].append(time.monotonic() - started)
-    # A refused training start is an outcome, counted apart; an exception is an error everywhere.
-    problems = await page_problems(page, with_error_boxes=name != "start training")
-    measured.errors += [f"session {session}, {name}: {problem}" for problem in problems]
-    return result
-
-
-async def student(browser, server: StreamlitServer, session: int, config: LoadConfig,
-                  measured: Measurements, started: float) -> None:
-    """One browser session doing what a student does, until the duration is over."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+async def student(browser, server: StreamlitServer, number: int, config: LoadConfig, measured: Measurements,
+                  started: float) -> None:
+    """One browser context (its own Streamlit session), started `number` staggers after the first."""
+    await asyncio.sleep(number * config.stagger_s)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    await context.add_init_script(COUNT_RUNS)
     context.set_default_timeout(config.action_timeout_s * 1000)
     page = await context.new_page()
-    page.on("pageerror", lambda error: measured.errors.append(f"session {session}, JavaScript: {error}"))
-    timeout = config.action_timeout_s
+    page.on("pageerror", lambda error: measured.errors.append(f"session {number}, JavaScript: {error}"))
     try:
-        await timed("open home", lambda: open_home(page, server, session), page, session, measured, timeout)
-        first_round = True
-        while first_round or time.monotonic() - started < config.duration_s:
-            for name, action in [("predict upload", predict_upload), ("open evaluate", open_evaluate),
-                                 ("open inspect", open_inspect)]:
-                await timed(name, lambda action=action: action(page, server, session), page, session,
-                            measured, timeout)
-            if first_round:
-                outcome = await timed("start training", lambda: start_training(page, server, session, config),
-                                      page, session, measured, timeout)
-                if outcome is not None:
-                    measured.training_outcomes[outcome.split(":")[0]] += 1
-                    if outcome.startswith("refused"):
-                        print(f"session {session}: training {outcome}", flush=True)
-            first_round = False
+        await Student(page, number, server, config, measured, started).attend()
     finally:
         await context.close()
 
 
-async def drive_sessions(server: StreamlitServer, config: LoadConfig) -> Measurements:
+async def drive_sessions(server: StreamlitServer, config: LoadConfig, started: float) -> Measurements:
+    """All sessions at once in one chromium; their measurements."""
     from playwright.async_api import async_playwright
 
     measured = Measurements()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        started = time.monotonic()
-        await asyncio.gather(*(student(browser, server, session, config, measured, started)
-                               for session in range(config.sessions)))
-        await browser.close()
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                   args=CHROMIUM_ARGS + LOAD_CHROMIUM_ARGS)
+        try:
+            await asyncio.gather(*(student(browser, server, number, config, measured, started)
+                                   for number in range(config.sessions)))
+        finally:
+            await browser.close()
+    measured.sessions_wall_s = time.monotonic() - started
     return measured
 
 
@@ -394,7 +684,7 @@ async def drive_sessions(server: StreamlitServer, config: LoadConfig) -> Measure
 
 def latency_table(latencies: dict[str, list[float]]) -> list[str]:
     lines = [f"{'action':<16} {'n':>4} {'p50 s':>7} {'p95 s':>7} {'max s':>7}"]
-    for name in ["open home", "predict upload", "open evaluate", "open inspect", "start training"]:
+    for name in ACTIONS:
         values = latencies.get(name)
         if values:
             lines.append(f"{name:<16} {len(values):>4} {np.percentile(values, 50):>7.2f} "
@@ -402,82 +692,154 @@ def latency_table(latencies: dict[str, list[float]]) -> list[str]:
     return lines
 
 
-def report(config: LoadConfig, data_note: str, measured: Measurements, sampler: ServerSampler,
-           server_hwm_mb: float, loads: Counter, wall_s: float) -> str:
-    load_average = os.getloadavg()[0]
+@dataclass(frozen=True)
+class ServerFigures:
+    """What the server went through, read when the sessions and trainings are over."""
+
+    peak_rss_mb: float  # VmHWM of the streamlit process
+    loads: Counter  # model file stem -> loads
+    limit: int  # the training queue's worker limit
+    wall_s: float  # from the first session's start to the end of the training wait
+
+
+def report(config: LoadConfig, command: str, load_at_start: str, data_note: str, measured: Measurements,
+           sampler: ServerSampler, server: ServerFigures, started_at: datetime) -> str:
+    cpu = sampler.cpu_by_group()
     lines = [
-        f"classroom load: {config.sessions} sessions at once, duration {config.duration_s:g} s "
-        f"(at least one round each), wall time {wall_s:.0f} s",
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load_average:.1f} at the end; "
-        f"the server and {config.sessions} chromium tabs share these CPUs",
+        f"command: {command}",
+        f"started {started_at:%Y-%m-%d %H:%M} UTC, ended {datetime.now(timezone.utc):%H:%M} UTC; machine: "
+        f"{platform.machine()}, "
+        f"{os.cpu_count()} CPUs",
+        f"machine load at the start: {load_at_start}",
+        f"machine load at the end:   {machine_load()}",
+        f"classroom load: {config.sessions} sessions in one chromium, started {config.stagger_s:g} s apart, "
+        f"duration {config.duration_s:g} s (at least one round each); sessions' wall time "
+        f"{measured.sessions_wall_s:.0f} s, with the training wait {server.wall_s:.0f} s",
         f"data: {data_note}; training per session: {config.train_epochs} epoch(s), {config.train_images} images, "
         f"{config.validation_images} validation images",
         "",
         *latency_table(measured.latencies),
         "",
         f"errors: {len(measured.errors)}",
-        *(f"  {error}" for error in measured.errors[:20]),
-        f"server peak RSS (VmHWM of the streamlit process): {server_hwm_mb:,.0f} MB",
+        *(f"  {error}" for error in measured.errors[:30]),
+        *([f"  ... and {len(measured.errors) - 30} more"] if len(measured.errors) > 30 else []),
+        f"server peak RSS (VmHWM of the streamlit process): {server.peak_rss_mb:,.0f} MB",
         f"server + training workers, largest sampled total RSS: {sampler.peak_total_rss_mb:,.0f} MB "
-        f"(largest worker VmHWM {sampler.peak_worker_hwm_mb:,.0f} MB)",
+        f"(largest worker VmHWM {sampler.peak_worker_hwm_mb:,.0f} MB); browser (chromium and its driver, "
+        f"summed Pss): {sampler.peak_browser_pss_mb:,.0f} MB",
+        f"uploads given again because the uploader did not list the files within {UPLOAD_SHOWN_S} s: "
+        f"{measured.uploads_repeated}",
         "model loads (from the server log): "
-        + (", ".join(f"{name} {count}" for name, count in sorted(loads.items())) or "none"),
-        "training starts: " + (", ".join(f"{name} {count}" for name, count in
-                                         sorted(measured.training_outcomes.items())) or "none")
-        + f"; most training workers at once: {sampler.most_workers} (sampled every {SAMPLE_PERIOD_S:g} s), "
-        f"{len(sampler.worker_pids)} in all",
-        "goals: 0 errors {}; server RSS under 3 GB {}; 1 load per model {}".format(
+        + (", ".join(f"{name} {count}" for name, count in sorted(server.loads.items())) or "none"),
+        "training starts (first state shown): " + (", ".join(f"{name} {count}" for name, count in
+                                                          sorted(measured.training_starts.items())) or "none"),
+        "training ends: " + (", ".join(f"{name} {count}" for name, count in sorted(measured.training_ends.items()))
+                             or "none") + f" (waited up to {config.training_wait_s:g} s)",
+        f"training workers: at most {sampler.most_training_workers} training at once (the queue's limit: "
+        f"{server.limit}; {sampler.most_tensorflow_workers} with TensorFlow loaded, counting finished ones still "
+        f"exiting), at most {sampler.most_alive_workers} alive at once (training or waiting in line), "
+        f"{len(sampler.worker_pids)} in all; sampled every {SAMPLE_PERIOD_S:g} s",
+        "CPU seconds used meanwhile: " + ", ".join(f"{name} {seconds:,.0f}" for name, seconds in cpu.items()),
+        "goals: 0 errors {}; server RSS under 3 GB {}; 1 load per model {}; workers within the queue's limit {}".format(
             *("met" if ok else "MISSED" for ok in (
-                not measured.errors, server_hwm_mb < GOALS_SERVER_RSS_MB,
-                bool(loads) and set(loads.values()) == {1}))),
+                not measured.errors, server.peak_rss_mb < GOAL_SERVER_RSS_MB,
+                bool(server.loads) and set(server.loads.values()) == {1},
+                sampler.most_training_workers <= server.limit))),
     ]
     return "\n".join(lines)
 
 
-def run(config: LoadConfig) -> int:
+def run(config: LoadConfig, command: str) -> int:
+    load_at_start, started_at = machine_load(), datetime.now(timezone.utc)
+    print(f"command: {command}\nmachine load at the start: {load_at_start}", file=sys.stderr, flush=True)
+    if config.screenshots:
+        config.screenshots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="classroom_load_") as temporary:
         folder = Path(temporary)
-        environment = prepare_folders(folder, config.data_dir)
+        environment = prepare_folders(folder, config)
         data_note = (str(config.data_dir) if config.data_dir
                      else "synthetic CIFAR-10, 1,000 training and 50 test images (not classroom figures)")
         server = StreamlitServer(ROOT / "streamlit_app.py", folder / "server.log", env=environment,
                                  port=config.port)
-        sampler = ServerSampler(server.process.pid)
+        sampler = ServerSampler(server.process.pid, config.quiet)
         try:
             server.wait_healthy()
             sampler.start()
-            started = time.monotonic()
-            measured = asyncio.run(drive_sessions(server, config))
+            started = sampler.started = time.monotonic()
+            measured = asyncio.run(drive_sessions(server, config, started))
+            # With --training-wait 0 this only reads how the trainings stand.
+            await_trainings(Path(environment["CNN_RUNS_DIR"]), config, measured, started)
             wall_s = time.monotonic() - started
             sampler.finish()
-            server_hwm_mb = memory_mb(server.process.pid)[1]
-            log_text = server.log_tail(characters=10**8)
+            figures = ServerFigures(memory_mb(server.process.pid)[1], model_loads(server.log_tail(10**8)),
+                                    queue_limit(environment), wall_s)
+            log_text = server.log_tail(characters=3000)
         finally:
             sampler.finish()
             stop_training_workers(sampler.worker_pids)
             server.stop()
-    print(report(config, data_note, measured, sampler, server_hwm_mb, model_loads(log_text), wall_s))
+    print(report(config, command, load_at_start, data_note, measured, sampler, figures, started_at))
     if measured.errors:
-        print(f"\nserver log, last lines:\n{log_text[-3000:]}", file=sys.stderr)
+        print(f"\nserver log, last lines:\n{log_text}", file=sys.stderr)
     return 0 if not measured.errors else 1
 
 
 def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=LoadConfig.sessions, help="simultaneous browser sessions")
-    parser.add_argument("--duration", type=float, default=LoadConfig.duration_s,
-                        help="seconds to keep repeating Predict/Evaluate/Inspect after the first round (0: once)")
-    parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
+    defaults = LoadConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=defaults.sessions,
+                        help="browser sessions (students) at once, each a context of one chromium "
+                             "(default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=defaults.duration_s, metavar="SECONDS",
+                        help="keep repeating Predict/Evaluate/Inspect until this many seconds after the first "
+                             "session started (default: %(default)s, one round each)")
+    parser.add_argument("--stagger", type=float, default=defaults.stagger_s, metavar="SECONDS",
+                        help="seconds between two sessions' starts, as students arrive (default: %(default)s)")
+    parser.add_argument("--action-timeout", type=float, default=defaults.action_timeout_s, metavar="SECONDS",
+                        help="longest wait for one action (open a page, upload, start a training); a longer one "
+                             "is an error naming the step it waited for (default: %(default)s)")
+    parser.add_argument("--training-wait", type=float, default=defaults.training_wait_s, metavar="SECONDS",
+                        help="after the sessions, wait this long for the started trainings to end; one still "
+                             "running then, or failed, is an error (0: do not wait, stop them; default: %(default)s)")
+    parser.add_argument("--max-workers", type=int, default=None, metavar="N",
+                        help="CNN_MAX_WORKERS for the server: trainings at once (default: the environment's "
+                             "CNN_MAX_WORKERS, else one per two cores)")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="CIFAR-10 python-layout folder (default: a generated synthetic set)")
-    parser.add_argument("--action-timeout", type=float, default=LoadConfig.action_timeout_s,
-                        help="seconds before one action counts as an error")
+                        help="CIFAR-10 python-layout folder for the server (default: a generated synthetic set)")
+    parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
+    parser.add_argument("--train-epochs", type=int, default=defaults.train_epochs,
+                        help="epochs of each session's training (default: %(default)s)")
+    parser.add_argument("--train-images", type=int, default=defaults.train_images,
+                        help="training images of each session's training (at least 16; default: %(default)s)")
+    parser.add_argument("--validation-images", type=int, default=defaults.validation_images,
+                        help="validation images of each session's training (at least 10; default: %(default)s)")
+    parser.add_argument("--screenshots", type=Path, default=None, metavar="FOLDER",
+                        help="save a screenshot of the page at every error into FOLDER (default: none)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress lines on stderr (one per action, one about the machine every "
+                             f"{PROGRESS_PERIOD_S:g} s)")
     arguments = parser.parse_args(argv)
     if arguments.sessions < 1:
         parser.error("--sessions must be at least 1")
-    return LoadConfig(sessions=arguments.sessions, duration_s=arguments.duration, port=arguments.port,
-                      data_dir=arguments.data_dir, action_timeout_s=arguments.action_timeout)
+    if min(arguments.stagger, arguments.duration, arguments.training_wait) < 0 or arguments.action_timeout <= 0:
+        parser.error("--stagger, --duration and --training-wait must be 0 or more, --action-timeout more than 0")
+    if arguments.max_workers is not None and arguments.max_workers < 1:
+        parser.error("--max-workers must be at least 1")
+    return LoadConfig(sessions=arguments.sessions, duration_s=arguments.duration, stagger_s=arguments.stagger,
+                      action_timeout_s=arguments.action_timeout, training_wait_s=arguments.training_wait,
+                      max_workers=arguments.max_workers, port=arguments.port, data_dir=arguments.data_dir,
+                      train_epochs=arguments.train_epochs, train_images=arguments.train_images,
+                      validation_images=arguments.validation_images, screenshots=arguments.screenshots,
+                      quiet=arguments.quiet)
+
+
+def stop_cleanly_on_signals() -> None:
+    """Ctrl-C, and a kill (SIGTERM), end the run through its clean-up (server and workers stopped), even
+    when started in the background, where a shell ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
 
 
 if __name__ == "__main__":
-    sys.exit(run(parse_arguments()))
+    stop_cleanly_on_signals()
+    sys.exit(run(parse_arguments(), shlex.join(["python", *sys.argv])))
