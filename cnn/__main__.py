@@ -148,7 +148,8 @@ def _models_dir(args) -> Path | None:
 def cmd_models(args) -> int:
     """The zoo (name, parameters, description), then each saved model: usable, or unusable and why."""
     from cnn.artifacts import default_models_dir, scan_models
-    from cnn.models import ZOO, count_parameters
+    from cnn.models import count_parameters
+    from cnn.zoo import ZOO
 
     for entry in ZOO.values():
         print(f"{entry.name:15s} {count_parameters(entry.build()):>10,d}  {entry.description}")
@@ -317,7 +318,8 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
 
 def build_sidecar(result, data, argv: list[str]) -> dict:
     """The sidecar of a freshly trained model (test metrics come later, with `evaluate --record`)."""
-    from cnn.models import count_parameters, get_entry
+    from cnn.models import count_parameters
+    from cnn.zoo import get_entry
 
     return {
         "model": result.config.model,

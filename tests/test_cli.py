@@ -13,6 +13,7 @@ from PIL import Image
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
 from cnn.data import load_cifar10
+from cnn.zoo import ZOO
 from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
     assert status == 0
     zoo, saved = out.split("\n\n")
     names = [line.split()[0] for line in zoo.splitlines()]
-    assert names == ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
+    assert names == list(ZOO)
     assert "1,568" not in zoo and "," in zoo  # parameter counts are printed with separators
     assert saved.splitlines()[0] == f"Saved models in {trained}:"
     assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())

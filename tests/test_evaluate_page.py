@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnn.artifacts import save_model
 from cnn.evaluation import Predictions, predictions_path, store_predictions
-from cnn.models import ZOO
+from cnn.zoo import ZOO
 from ui import evaluation_views, resources
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ def test_compact_predictions_give_the_same_report_as_the_probabilities():
 @pytest.fixture
 def recorded(tmp_path, synthetic_cifar, capsys):
     """An untrained model saved in its own folder, then `evaluate --record` on the synthetic data."""
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     models = tmp_path / "models"
     save_model(ZOO["base"].build(), models / "tiny.keras",
@@ -108,7 +108,7 @@ def test_malformed_predictions_are_refused(recorded):
 
 def test_retraining_drops_the_stored_predictions(recorded):
     """save_model writes a fresh sidecar: the old predictions are no longer recorded, so never shown."""
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     save_model(ZOO["base"].build(), recorded, {"model": "base"})
     assert load_stored_predictions(recorded, read_sidecar(recorded), sha256_of(recorded)) is None

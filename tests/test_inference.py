@@ -60,7 +60,7 @@ def test_to_model_input_refuses_what_is_not_rgb_pixels(bad):
 
 
 def test_the_zoo_takes_and_gives_the_shared_shapes():
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     model = ZOO["base"].build()
     assert tuple(model.input_shape[1:]) == INPUT_SHAPE
@@ -72,13 +72,13 @@ def test_the_zoo_takes_and_gives_the_shared_shapes():
 
 @pytest.fixture(scope="module")
 def model():
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     return ZOO["base"].build()
 
 
 def test_a_model_has_one_lock_and_another_model_its_own(model):
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     assert model_lock(model) is model_lock(model)
     assert Predictor(model).lock is model_lock(model)

@@ -22,7 +22,7 @@ TIMEOUT = 90  # importing TensorFlow and loading a model is slow on a busy machi
 def save_untrained(folder: Path, seed: int = 0) -> Path:
     import keras
 
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     keras.utils.set_random_seed(seed)
     target = folder / "base.keras"

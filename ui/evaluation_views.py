@@ -30,7 +30,7 @@ from cnn.evaluation import (
     predict_split,
     report_from_predictions,
 )
-from cnn.recipes import ZOO_INFO
+from cnn.zoo import report_accuracy, zoo_position
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR
 
@@ -367,22 +367,20 @@ PERCENT_COLUMNS = (VALIDATION, TEST_EXACT, TEST_ALL, REPORTED)
 
 def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.DataFrame:
     """One row per saved model, in the report's order (then ours, then the rest); accuracies in percent."""
-    order = {name: position for position, name in enumerate(ZOO_INFO)}
     rows = []
-    for record in sorted(records, key=lambda r: (order.get(r.get("model"), len(order)), r["name"])):
+    for record in sorted(records, key=lambda r: (zoo_position(r.get("model")), r["name"])):
         metrics = record.get("metrics", {})
         clean, whole = metrics.get("test_clean_accuracy"), metrics.get("test_all_accuracy")
         source = "sidecar" if clean is not None else ""
         if clean is None and record["name"] in measured:
             clean, whole = measured[record["name"]]
             source = "measured here"
-        entry = ZOO_INFO.get(record.get("model"))
         rows.append({
             "model": record["name"], "zoo model": record.get("model"),
             "parameters": record.get("parameters"), "epochs": record.get("epochs"),
             "train (min)": (record.get("wall_time_s") or 0) / 60 or None,
             VALIDATION: _percent(metrics.get("val_accuracy")), TEST_EXACT: _percent(clean),
-            TEST_ALL: _percent(whole), REPORTED: _percent(entry.report_accuracy if entry else None),
+            TEST_ALL: _percent(whole), REPORTED: _percent(report_accuracy(record.get("model"))),
             "figures from": source,
         })
     return pd.DataFrame(rows)
