@@ -354,7 +354,7 @@ def cmd_evaluate(args) -> int:
 
     model, _ = _load(args)
     if args.record:
-        report, source = record_test_figures(args, model)
+        evaluation, source = record_test_figures(args, model)
     else:
         split, source = load_split_or_sample(args.data_dir, args.split)
         if args.indices:
@@ -363,14 +363,15 @@ def cmd_evaluate(args) -> int:
             from cnn.data import jpeg_copy
 
             split = jpeg_copy(split, quality=args.as_jpeg)
-        report = evaluate(model, split)
+        evaluation = evaluate(model, split)
     if args.json:
-        print(json.dumps({**report.to_json(), "data": source}))
+        print(json.dumps({**evaluation.to_json(), "data": source}))
     else:
         from cnn import CLASS_NAMES
-        print(f"{report.split} ({source}): accuracy {report.accuracy:.4f} on {report.n} images, loss {report.loss:.4f}")
+        print(f"{evaluation.split} ({source}): accuracy {evaluation.accuracy:.4f} on {evaluation.n} images, "
+              f"loss {evaluation.loss:.4f}")
         for name in CLASS_NAMES:
-            row = report.report[name]
+            row = evaluation.class_metrics[name]
             print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                   f"f1 {row['f1-score']:.2f}")
     return 0
@@ -383,10 +384,10 @@ def clean_test_metrics(clean) -> dict:
 
 def record_test_figures(args, model):
     """`evaluate --record`: the model's predictions on test (and validation, with the full data) stored beside
-    it, and the test figures drawn from them written to its sidecar. Returns (report of the test set, source)."""
+    it, and the test figures drawn from them written to its sidecar. Returns (evaluation of the test set, source)."""
     from cnn.artifacts import read_sidecar, resolve_model_path
     from cnn.data import CLEAN_TEST_STOP, describe_test_part
-    from cnn.evaluation import predict_split, report_from_predictions, store_predictions
+    from cnn.evaluation import Evaluation, predict_split, store_predictions
 
     if args.split != "test" or args.indices or args.as_jpeg:
         raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
@@ -396,20 +397,21 @@ def record_test_figures(args, model):
     answers = {name: predict_split(model, split, progress=_progress_printer(name)) for name, split in splits.items()}
     test = answers["test"]
     clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
-    clean = report_from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
-    whole = report_from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    clean = Evaluation.from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
+    whole = (Evaluation.from_predictions(test, describe_test_part(splits["test"]))
+             if len(test) > CLEAN_TEST_STOP else None)
     metrics = dict(record.get("metrics", {}))
     new = clean_test_metrics(clean)
     if whole:
         new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
     if "val" in answers:
         _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
-                         report_from_predictions(answers["val"], "val").accuracy, updated=False)
+                         Evaluation.from_predictions(answers["val"], "val").accuracy, updated=False)
     for key in ("test_clean_accuracy", "test_all_accuracy"):
         if key in new:
             _note_if_changed(key, metrics.get(key), new[key], updated=True)
     metrics.update(new)
-    store_predictions(path, answers, source, metrics=metrics, test_report=(whole or clean).to_json())
+    store_predictions(path, answers, source, metrics=metrics, test_evaluation=(whole or clean).to_json())
     return whole or clean, source
 
 

@@ -568,8 +568,8 @@ def _finish(entry, model, config, files: RunFiles, history, state, data: Cifar10
     if len(data.val):
         from cnn.evaluation import evaluate
 
-        report = evaluate(shipped, data.val)
-        val_accuracy, val_loss = report.accuracy, report.loss
+        validation = evaluate(shipped, data.val)
+        val_accuracy, val_loss = validation.accuracy, validation.loss
     stopped = epochs_done < config.epochs or bool(history and history[-1].get("partial_batches"))
     return TrainResult(
         model=shipped, config=config, history=history, epochs_done=epochs_done,

@@ -73,7 +73,7 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
     result = json.loads(out)
     assert status == 0 and result["n"] == 30 and 0 <= result["accuracy"] <= 1
     assert np.array(result["confusion_matrix"]).shape == (10, 10) and np.sum(result["confusion_matrix"]) == 30
-    assert "macro avg" in result["report"]
+    assert "macro avg" in result["class_metrics"]
 
 
 def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
@@ -208,6 +208,6 @@ def test_preprocess_agrees_across_training_evaluation_and_prediction(trained, sy
         buffer = io.BytesIO()
         Image.fromarray(split.images[index]).save(buffer, "PNG")
         encoded.append(decode_image(buffer.getvalue()))
-    from_prediction = Predictor(model).probabilities(encoded)
+    from_prediction = Predictor(model).predict_proba(encoded)
     np.testing.assert_allclose(from_training, from_evaluation, atol=1e-6)
     np.testing.assert_allclose(from_prediction, from_evaluation, atol=1e-6)
