@@ -89,8 +89,8 @@ def fast_training_rate(steps: int = 3) -> tuple[Rate, int]:
     import numpy as np
     import tensorflow as tf
 
-    from cnn.models import ZOO
     from cnn.training import TrainConfig, compile_model
+    from cnn.zoo import ZOO
 
     config = TrainConfig.for_model("fast")
     rng = np.random.default_rng(0)

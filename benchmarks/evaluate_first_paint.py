@@ -3,8 +3,8 @@
 Prints, per model in models/:
   1. page data, cold: everything the page computes before Streamlit draws it, with every Streamlit
      cache empty, as on a fresh server: the stored predictions verified (sha256 of the model and of
-     the predictions file) and decoded, both classification reports and confusion matrices, the
-     report table, the confusion-matrix and per-class figures serialized, the test images read for
+     the predictions file) and decoded, both per-class metrics and confusion matrices, the
+     per-class table, the confusion-matrix and per-class figures serialized, the test images read for
      the gallery and its 12 images enlarged;
   2. page data, warm: the same once the test images are cached (shared by every session: every
      visit after the server's first);
@@ -50,18 +50,18 @@ def page_data(name: str) -> None:
     evaluation = evaluation_views.stored_evaluation(name)
     if evaluation is None:
         raise SystemExit(f"{name} has no stored predictions: run `python -m cnn evaluate {name} --record`")
-    report = evaluation.main
-    evaluation_views.report_table(report)
-    evaluation_views.confusion_figure(report, normalized=False).to_json()
-    evaluation_views.per_class_figure(report).to_json()
-    evaluation_views.confused_pairs_table(report)
+    details = evaluation.main
+    evaluation_views.class_metrics_table(details)
+    evaluation_views.confusion_figure(details, normalized=False).to_json()
+    evaluation_views.per_class_figure(details).to_json()
+    evaluation_views.confused_pairs_table(details)
     split, _ = resources.test_images()
-    true_name, predicted_name, _ = report.most_confused(1)[0]
-    indices = report.mistakes(evaluation_views.CLASS_NAMES.index(true_name),
+    true_name, predicted_name, _ = details.most_confused(1)[0]
+    indices = details.mistakes(evaluation_views.CLASS_NAMES.index(true_name),
                               evaluation_views.CLASS_NAMES.index(predicted_name))
     shown = indices[indices < len(split)][:evaluation_views.MISTAKES_SHOWN]
     [np.kron(split.images[index], np.ones((4, 4, 1), np.uint8)) for index in shown]
-    [report.answers.top(index) for index in shown]
+    [details.answers.top(index) for index in shown]
 
 
 def page_run(name: str) -> None:

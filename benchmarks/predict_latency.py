@@ -45,7 +45,7 @@ JPEG_SIDE = 256  # a typical small photo; the model sees 32x32 either way
 def best_model():
     """(model, description): the best shipped model, else an untrained `fast`."""
     from cnn import artifacts
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     shipped = artifacts.list_models()
     if shipped:

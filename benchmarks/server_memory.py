@@ -80,7 +80,7 @@ def use_model(ledger: Ledger, path: Path, photos, sample, eval_batch: int) -> fl
                 started)
     started = time.monotonic()
     predictor = Predictor(model)
-    predictor.probabilities(photos)
+    predictor.predict_proba(photos)
     ledger.step(f"{path.stem}: Predict grid (3 photos)", started)
     started = time.monotonic()
     explain.explain_prediction(predictor, photos[0])

@@ -69,8 +69,8 @@ def throughput(images: int, epochs: int, batch_size: int) -> tuple[float, float]
 
     from cnn.data import load_cifar10, one_hot
     from cnn.inference import preprocess
-    from cnn.models import ZOO
     from cnn.training import TrainConfig, compile_model, train
+    from cnn.zoo import ZOO
 
     data = load_cifar10(val_size=VAL_IMAGES)
     config = TrainConfig.for_model("base", epochs=epochs, batch_size=batch_size, subset=images,

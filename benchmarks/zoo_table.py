@@ -28,10 +28,9 @@ from cnn.data import CLEAN_TEST_STOP, jpeg_copy, load_cifar10  # noqa: E402
 from cnn.errors import ModelFileError  # noqa: E402
 from cnn.evaluation import evaluate  # noqa: E402
 from cnn.inference import Predictor  # noqa: E402
-from cnn.report import REPORT_ACCURACY  # noqa: E402
 from cnn.training import describe_hardware  # noqa: E402
+from cnn.zoo import report_accuracy, zoo_position  # noqa: E402
 
-ZOO_ORDER = ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
 LATENCY_CALLS = 200
 
 
@@ -55,7 +54,7 @@ def percent(value) -> str:
 def main() -> None:
     data_dir = os.environ.get("CIFAR10_DIR") or (ROOT.parent / "shared" / "data" / "cifar-10-batches-py")
     data = load_cifar10(data_dir)
-    entries = sorted(scan_models(), key=lambda e: ZOO_ORDER.index(e.name) if e.name in ZOO_ORDER else 99)
+    entries = sorted(scan_models(), key=lambda e: zoo_position(e.name))
     print(f"Hardware: {describe_hardware()}; data: {data.identity}")
     print()
     val_jpeg = jpeg_copy(data.val)
@@ -79,7 +78,7 @@ def main() -> None:
         print(f"| {entry.name} | {sidecar.parameters or 0:,} | {sidecar.epochs} "
               f"| {(sidecar.wall_time_s or 0) / 60:.1f} | {percent(val.accuracy)} | {percent(val_as_jpeg.accuracy)} "
               f"| {percent(clean.accuracy)} "
-              f"| {percent(whole.accuracy)} | {percent(REPORT_ACCURACY.get(sidecar.model))} | {latency:.2f} |")
+              f"| {percent(whole.accuracy)} | {percent(report_accuracy(sidecar.model))} | {latency:.2f} |")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def _models_dir(args) -> Path | None:
 def cmd_models(args) -> int:
     """The zoo (name, parameters, description), then each saved model: usable, or unusable and why."""
     from cnn.artifacts import default_models_dir, scan_models
-    from cnn.models import ZOO, count_parameters
+    from cnn.models import count_parameters
+    from cnn.zoo import ZOO
 
     for entry in ZOO.values():
         print(f"{entry.name:15s} {count_parameters(entry.build()):>10,d}  {entry.description}")
@@ -324,7 +325,8 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
 
 def build_sidecar(result, data, argv: list[str]) -> dict:
     """The sidecar of a freshly trained model (test metrics come later, with `evaluate --record`)."""
-    from cnn.models import count_parameters, get_entry
+    from cnn.models import count_parameters
+    from cnn.zoo import get_entry
 
     return {
         "model": result.config.model,
@@ -359,7 +361,7 @@ def cmd_evaluate(args) -> int:
 
     model, _ = _load(args)
     if args.record:
-        report, source = record_test_figures(args, model)
+        evaluation, source = record_test_figures(args, model)
     else:
         split, source = load_split_or_sample(args.data_dir, args.split)
         if args.indices:
@@ -368,14 +370,15 @@ def cmd_evaluate(args) -> int:
             from cnn.data import jpeg_copy
 
             split = jpeg_copy(split, quality=args.as_jpeg)
-        report = evaluate(model, split)
+        evaluation = evaluate(model, split)
     if args.json:
-        print(json.dumps({**report.to_json(), "data": source}))
+        print(json.dumps({**evaluation.to_json(), "data": source}))
     else:
         from cnn import CLASS_NAMES
-        print(f"{report.split} ({source}): accuracy {report.accuracy:.4f} on {report.n} images, loss {report.loss:.4f}")
+        print(f"{evaluation.split} ({source}): accuracy {evaluation.accuracy:.4f} on {evaluation.n} images, "
+              f"loss {evaluation.loss:.4f}")
         for name in CLASS_NAMES:
-            row = report.report[name]
+            row = evaluation.class_metrics[name]
             print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                   f"f1 {row['f1-score']:.2f}")
     return 0
@@ -388,10 +391,10 @@ def clean_test_metrics(clean) -> dict:
 
 def record_test_figures(args, model):
     """`evaluate --record`: the model's predictions on test (and validation, with the full data) stored beside
-    it, and the test figures drawn from them written to its sidecar. Returns (report of the test set, source)."""
+    it, and the test figures drawn from them written to its sidecar. Returns (evaluation of the test set, source)."""
     from cnn.artifacts import read_sidecar, resolve_model_path
     from cnn.data import CLEAN_TEST_STOP, describe_test_part
-    from cnn.evaluation import predict_split, report_from_predictions, store_predictions
+    from cnn.evaluation import Evaluation, predict_split, store_predictions
 
     if args.split != "test" or args.indices or args.as_jpeg:
         raise UserError("--record stores the test figures: use it with --split test, no --indices or --as-jpeg.")
@@ -401,20 +404,21 @@ def record_test_figures(args, model):
     answers = {name: predict_split(model, split, progress=_progress_printer(name)) for name, split in splits.items()}
     test = answers["test"]
     clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
-    clean = report_from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
-    whole = report_from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    clean = Evaluation.from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
+    whole = (Evaluation.from_predictions(test, describe_test_part(splits["test"]))
+             if len(test) > CLEAN_TEST_STOP else None)
     metrics = dict(record.get("metrics", {}))
     new = clean_test_metrics(clean)
     if whole:
         new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
     if "val" in answers:
         _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
-                         report_from_predictions(answers["val"], "val").accuracy, updated=False)
+                         Evaluation.from_predictions(answers["val"], "val").accuracy, updated=False)
     for key in ("test_clean_accuracy", "test_all_accuracy"):
         if key in new:
             _note_if_changed(key, metrics.get(key), new[key], updated=True)
     metrics.update(new)
-    store_predictions(path, answers, source, metrics=metrics, test_report=(whole or clean).to_json())
+    store_predictions(path, answers, source, metrics=metrics, test_evaluation=(whole or clean).to_json())
     return whole or clean, source
 
 

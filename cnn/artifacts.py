@@ -52,7 +52,7 @@ MODEL_NAME_RULE = "letters, digits, _, . and - (starting with a letter or digit,
 MAX_MODEL_ARGUMENT_CHARS = 1024  # a name or a path typed by a user
 
 MAX_SIDECAR_BYTES = 1_000_000  # shipped sidecars are 6-12 KB; a 1,000-epoch history is about 200 KB
-MAX_SIDECAR_DEPTH = 12  # shipped sidecars nest 5 deep (test_report -> report -> class -> value)
+MAX_SIDECAR_DEPTH = 12  # shipped sidecars nest 5 deep (test_evaluation -> class_metrics -> class -> value)
 
 MAX_MODEL_FILE_BYTES = 256 * 2**20  # the largest shipped model is 8 MB
 MAX_EXPANDED_BYTES = 256 * 2**20  # Keras stores members uncompressed: the sum of their sizes
@@ -296,7 +296,7 @@ class Sidecar:
     history: tuple[Epoch, ...] = _known(_history, default=())
     metrics: Metrics = _known(_metrics, default=Metrics())
     data: Mapping[str, Any] | None = _known(_object)
-    test_report: Mapping[str, Any] | None = _known(_object)
+    test_evaluation: Mapping[str, Any] | None = _known(_object)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cnn.artifacts import check_model_name, default_models_dir, read_sidecar
 from cnn.errors import ModelFileError, UserError
-from cnn.recipes import ZOO_INFO
+from cnn.zoo import ZOO
 
 TEACHER_KEY_ENV = "CNN_TEACHER_KEY"
 MAX_NAME_LENGTH = 64
@@ -81,7 +81,7 @@ def suggested_name(model: str, owner: str) -> str:
 
 def is_shipped(name: str) -> bool:
     """Whether `name` is a model that ships with the dashboard (the zoo's own names)."""
-    return name in ZOO_INFO
+    return name in ZOO
 
 
 def output_path(name: str, models_dir: Path | None = None) -> Path:

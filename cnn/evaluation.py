@@ -1,9 +1,9 @@
-"""Predictions over a split, scikit-learn's classification report, confusion matrix, accuracy.
+"""A model evaluated on a split: its predictions, accuracy, loss, per-class metrics and confusion matrix.
 
 A model's answers on a split are kept compactly (`Predictions`: predicted class,
 top-3 classes and probabilities, the probability of the true class), so they
 can ship beside the model (`models/NAME.predictions.npz`, written by
-`python -m cnn evaluate NAME --record`) and every report is drawn from them
+`python -m cnn evaluate NAME --record`) and every evaluation is drawn from them
 without running the model. The sidecar records the file's sha256 and the
 model's sha256 under one key, so predictions of another model file are
 refused, never shown.
@@ -88,15 +88,39 @@ class Predictions:
 
 
 @dataclass(frozen=True)
-class EvalReport:
+class Evaluation:
     """The results of one model on one split: plain data, usable without Streamlit."""
 
     split: str  # e.g. "test[0:1000] (exact images)"
     accuracy: float
     loss: float  # mean categorical cross-entropy
-    report: dict  # sklearn classification_report(output_dict=True), keyed by class name
+    class_metrics: dict  # per class name and averaged: precision, recall, f1-score, support (sklearn's dict)
     confusion: np.ndarray  # (10, 10): row = true class, column = predicted class
     answers: Predictions
+
+    @classmethod
+    def from_predictions(cls, answers: Predictions, split_name: str) -> "Evaluation":
+        """The evaluation of predictions already made (stored beside the model, or cached by the UI)."""
+        from sklearn.metrics import classification_report, confusion_matrix
+
+        labels, predicted = answers.labels.astype(np.int64), answers.predicted.astype(np.int64)
+        # float32 throughout, as from the model's own output: the stored figures equal those of a fresh run.
+        chosen = np.clip(answers.true_probability.astype(np.float32), 1e-7, 1.0)
+        classes = list(range(NUM_CLASSES))
+        return cls(
+            split=split_name,
+            accuracy=float((predicted == labels).mean()) if len(labels) else 0.0,
+            loss=float(-np.log(chosen).mean()) if len(labels) else 0.0,
+            class_metrics=classification_report(labels, predicted, labels=classes, target_names=list(CLASS_NAMES),
+                                                output_dict=True, zero_division=0),
+            confusion=confusion_matrix(labels, predicted, labels=classes),
+            answers=answers,
+        )
+
+    @classmethod
+    def from_probabilities(cls, probabilities: np.ndarray, labels, split_name: str) -> "Evaluation":
+        """The evaluation of (N, 10) probabilities."""
+        return cls.from_predictions(Predictions.from_probabilities(probabilities, labels), split_name)
 
     @property
     def labels(self) -> np.ndarray:
@@ -130,12 +154,12 @@ class EvalReport:
 
     def to_json(self) -> dict:
         return {"split": self.split, "n": self.n, "accuracy": self.accuracy, "loss": self.loss,
-                "report": self.report, "confusion_matrix": self.confusion.tolist()}
+                "class_metrics": self.class_metrics, "confusion_matrix": self.confusion.tolist()}
 
 
-def evaluate(model, split: Split, *, batch_size: int = 512) -> EvalReport:
+def evaluate(model, split: Split, *, batch_size: int = 512) -> Evaluation:
     """Evaluate `model` on every image of `split`."""
-    return report_from_predictions(predict_split(model, split, batch_size=batch_size), describe_test_part(split))
+    return Evaluation.from_predictions(predict_split(model, split, batch_size=batch_size), describe_test_part(split))
 
 
 def predict_split(model, split: Split, *, batch_size: int = 512,
@@ -150,30 +174,6 @@ def predict_split(model, split: Split, *, batch_size: int = 512,
         progress(stop, total)
     probabilities = np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
     return Predictions.from_probabilities(probabilities, split.labels)
-
-
-def report_from_predictions(answers: Predictions, split_name: str) -> EvalReport:
-    """Build an EvalReport from predictions already made (stored beside the model, or cached by the UI)."""
-    from sklearn.metrics import classification_report, confusion_matrix
-
-    labels, predicted = answers.labels.astype(np.int64), answers.predicted.astype(np.int64)
-    # float32 throughout, as from the model's own output: the stored figures equal those of a fresh run.
-    chosen = np.clip(answers.true_probability.astype(np.float32), 1e-7, 1.0)
-    classes = list(range(NUM_CLASSES))
-    return EvalReport(
-        split=split_name,
-        accuracy=float((predicted == labels).mean()) if len(labels) else 0.0,
-        loss=float(-np.log(chosen).mean()) if len(labels) else 0.0,
-        report=classification_report(labels, predicted, labels=classes, target_names=list(CLASS_NAMES),
-                                     output_dict=True, zero_division=0),
-        confusion=confusion_matrix(labels, predicted, labels=classes),
-        answers=answers,
-    )
-
-
-def report_from_probabilities(probabilities: np.ndarray, labels, split_name: str) -> EvalReport:
-    """Build an EvalReport from (N, 10) probabilities."""
-    return report_from_predictions(Predictions.from_probabilities(probabilities, labels), split_name)
 
 
 # ---------------------------------------------------------------- predictions stored beside a model

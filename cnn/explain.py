@@ -462,7 +462,7 @@ def explain_prediction(predictor, image, *, policy: str = "squash") -> Explained
     made by `cnn.inference.to_model_input`, as `preprocess` makes it.
     """
     model_input = to_model_input(image, policy)
-    probabilities = predictor.probabilities(model_input[None])[0]
+    probabilities = predictor.predict_proba(model_input[None])[0]
     top = top_k(probabilities, TOP_K)
     cam = grad_cam(predictor.model, model_input, top[0].label)
     return Explained(model_input, probabilities, top, top[0].probability < LOW_CONFIDENCE, cam)

@@ -1,4 +1,4 @@
-"""The one way into a model: `to_model_input()`, `preprocess()`, probabilities, top-k, a fast single-image path.
+"""The one way into a model: `to_model_input()`, `preprocess()`, `predict_proba`, top-k, a fast single-image path.
 
 Training, evaluation, prediction and explanation all call `preprocess()`, so a
 model sees exactly the same kind of input everywhere (a test proves it); an
@@ -139,16 +139,20 @@ class Predictor:
             reduce_retracing=True,
         )
 
-    def probabilities(self, images, *, policy: str = "squash") -> np.ndarray:
-        """Probabilities (N, 10) for a few images of any size (resized with `policy`)."""
+    def predict_proba(self, images, *, policy: str = "squash") -> np.ndarray:
+        """Class probabilities (N, 10) for a few images of any size (resized with `policy`)."""
         inputs = preprocess(images, policy=policy)
         with self.lock:
             return np.asarray(self._call(inputs), dtype=np.float32)
 
+    def predict(self, images, *, policy: str = "squash") -> np.ndarray:
+        """The most probable class (N,) of each image, as in scikit-learn: the argmax of `predict_proba`."""
+        return self.predict_proba(images, policy=policy).argmax(axis=1)
+
     def top(self, images: Iterable, k: int = 3, *, policy: str = "squash") -> list[list[Ranked]]:
-        """Top-k classes for each image."""
+        """The `k` most probable classes of each image, best first (`predict_proba` ranked by `top_k`)."""
         batch = images if isinstance(images, np.ndarray) else list(images)  # a generator has no len()
-        return [top_k(row, k) for row in self.probabilities(batch, policy=policy)]
+        return [top_k(row, k) for row in self.predict_proba(batch, policy=policy)]
 
 
 @dataclass(frozen=True)

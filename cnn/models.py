@@ -1,16 +1,15 @@
-"""The model zoo: the report's six CNNs and our fast residual network.
+"""The zoo's Keras builders: the report's six CNNs, our fast network and its wider `best` variant.
 
-Every entry is a small builder returning a Functional `keras.Model`
-(`keras.Input` first, so feature-map sub-models work), registered in `ZOO`
-with the training recipe it ships with. The report's six models are specs
-(`cnn.spec.REPORT_SPECS`, the data the Build page edits); `fast` is Python.
+Every builder returns a Functional `keras.Model` (`keras.Input` first, so
+feature-map sub-models work); the registry `cnn.zoo.ZOO` names them with each
+model's description and recipe. The report's six models are specs
+(`cnn.spec.REPORT_SPECS`, the data the Build page edits); `fast` and `best` are Python.
 No Lambda layers: the few custom layers are registered serializable classes,
 so models load with `safe_mode=True`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
@@ -19,8 +18,7 @@ import numpy as np
 from keras import layers
 
 from cnn import INPUT_SHAPE, NUM_CLASSES
-from cnn.recipes import ZOO_INFO, get_info
-from cnn.spec import BUILD_RECIPE, REPORT_SPECS, Limits, build_model, check_spec, describe_spec
+from cnn.spec import REPORT_SPECS, Limits, build_model
 from cnn.whitening import CIFAR_MEAN, CIFAR_STD, WHITEN_KERNEL, whitening_filters
 
 PACKAGE = "cnn"
@@ -161,7 +159,7 @@ FAST_WIDTHS = (64, 256, 256)  # airbench94 block widths
 BEST_WIDTHS = (128, 384, 384)  # airbench95 block widths: about 2.5x the multiply-adds per image
 BN_MOMENTUM = 0.4  # Keras convention (keep 40% of the old mean): airbench's torch momentum 0.6
 # ReLU in the conv groups (airbench uses GELU): 1.5x faster steps on this CPU, which buys more epochs
-# in the same minutes (evidence: the `fast` recipe's note in cnn/recipes.py).
+# in the same minutes (evidence: the `fast` recipe's note in cnn/zoo.py).
 FAST_ACTIVATION = "relu"
 OUTPUT_SCALE = 1 / 9  # airbench's logit scaling
 
@@ -249,66 +247,19 @@ def build_best(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_ima
     return with_view_averaging(build_best_trunk(input_shape, num_classes, calibration_images))
 
 
-# ---------------------------------------------------------------- the registry
+# ---------------------------------------------------------------- shipping a trained network
 
 
-@dataclass(frozen=True)
-class ZooEntry:
-    """One zoo model: its builder, what it is, its default recipe and the report's figure."""
-
-    name: str
-    build: Callable[..., keras.Model]
-    description: str
-    recipe: dict = field(default_factory=dict)  # TrainConfig overrides for this model
-    report_accuracy: float | None = None  # the report's test accuracy, when it states one
-    build_for_training: Callable[..., keras.Model] | None = None  # when training differs from shipping
-    needs_calibration: bool = False  # the builder wants training images
-
-    def build_trainable(self, calibration_images=None) -> keras.Model:
-        """The network that `fit` trains."""
-        builder = self.build_for_training or self.build
-        return builder(calibration_images=calibration_images) if self.needs_calibration else builder()
-
-    def export(self, trained: keras.Model) -> keras.Model:
-        """A float32 copy of the trained network, in its shipped form (no optimizer, no bf16)."""
-        import keras as keras_module
-
-        previous = keras_module.config.dtype_policy()
-        keras_module.config.set_dtype_policy("float32")
-        try:
-            clean = self.build_trainable()
-        finally:
-            keras_module.config.set_dtype_policy(previous)
-        clean.set_weights(trained.get_weights())
-        return with_view_averaging(clean) if self.build_for_training else clean
-
-
-# Keras builders of the zoo entries in cnn.recipes: (shipped builder, training builder, needs images).
-_BUILDERS = {
-    **{name: (partial(build_report_model, name), None, False) for name in REPORT_SPECS},
-    "fast": (build_fast, build_fast_trunk, True),
-    "best": (build_best, build_best_trunk, True),
-}
-
-ZOO: dict[str, ZooEntry] = {
-    name: ZooEntry(name, _BUILDERS[name][0], info.description, info.recipe, info.report_accuracy,
-                   _BUILDERS[name][1], _BUILDERS[name][2])
-    for name, info in ZOO_INFO.items()
-}
-
-
-def get_entry(name: str, spec: dict | None = None) -> ZooEntry:
-    """The zoo entry called `name` (UserError listing the names when unknown), or, given a `spec`
-    (a Build-page model, cnn.spec), an entry that builds that spec under the student's name."""
-    if spec is not None:
-        return spec_entry(name, spec)
-    return ZOO[get_info(name).name]
-
-
-def spec_entry(name: str, spec: dict) -> ZooEntry:
-    """A zoo-like entry for a model built from a spec (checked here: SpecError when invalid)."""
-    canonical = check_spec(spec)
-    return ZooEntry(name, partial(build_model, canonical, name=name), describe_spec(canonical), dict(BUILD_RECIPE))
+def float32_copy(trained: keras.Model, build: Callable[[], keras.Model]) -> keras.Model:
+    """The weights of `trained` in a fresh float32 network from `build` (no optimizer, no bf16 policy)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        clean = build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    clean.set_weights(trained.get_weights())
+    return clean
 
 
 def count_parameters(model: keras.Model) -> int:

@@ -13,7 +13,7 @@ found by the shape inference here, with the same output-size formula as the
 Learn pages (`cnn.ops`) and the same parameter formulas as Inspect
 (`cnn.explain`). Only a valid spec reaches `build_model`, the one place that
 imports Keras. The report's six models are specs too (`REPORT_SPECS`): the zoo
-builds them from here. No Streamlit, no TensorFlow at import.
+builds them from here (`cnn.zoo`). No Streamlit, no TensorFlow at import.
 """
 
 from __future__ import annotations
@@ -532,12 +532,12 @@ def spec_to_text(spec: dict) -> str:
 
 def check_model_name(name: str) -> str:
     """A student's model name: letters, digits, _ and -; not a zoo model's name or a Train-page output."""
-    from cnn.recipes import ZOO_INFO
+    from cnn.zoo import ZOO
 
     if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
         raise SpecError(f"The model name {str(name)[:70]!r} may use only letters, digits, _ and - "
                         "(at most 64 characters, not starting with _ or -).")
-    if name in ZOO_INFO or name.endswith(RESERVED_SUFFIX):
+    if name in ZOO or name.endswith(RESERVED_SUFFIX):
         raise SpecError(f"{name!r} is the name of a zoo model or of its Train-page run; choose another name.")
     return name
 
@@ -567,12 +567,12 @@ def spec_of(record: dict) -> dict | None:
 
 
 def describe_spec(spec: dict) -> str:
-    """One line saying what a built model is, for its sidecar and the model pickers."""
+    """What a built model is, in a few words (its zoo entry's summary, cnn.zoo.spec_entry)."""
     counts: dict[str, int] = {}
     for layer in spec["layers"]:
         counts[layer["type"]] = counts.get(layer["type"], 0) + 1
     parts = ", ".join(f"{count} {kind}" for kind, count in counts.items())
-    return f"Built on the Build page: {len(spec['layers'])} layers ({parts}) + softmax output"
+    return f"{len(spec['layers'])} layers ({parts}) + softmax output"
 
 
 def minutes_per_epoch(spec: dict, multiply_adds: int, train_images: int, val_images: int) -> float:

@@ -119,10 +119,10 @@ class TrainConfig:
         With a `spec` (a Build-page model), `model` is the student's name and the recipe is
         `cnn.spec.BUILD_RECIPE`.
         """
-        from cnn.recipes import get_info
         from cnn.spec import BUILD_RECIPE
+        from cnn.zoo import get_entry
 
-        recipe = dict(BUILD_RECIPE if overrides.get("spec") is not None else get_info(model).recipe)
+        recipe = dict(BUILD_RECIPE if overrides.get("spec") is not None else get_entry(model).recipe)
         recipe.update({key: value for key, value in overrides.items() if value is not None})
         return cls(model=model, **recipe)
 
@@ -480,7 +480,7 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     import keras
 
     from cnn.distribute import check_batch_split, check_workers_agree
-    from cnn.models import get_entry
+    from cnn.zoo import get_entry
 
     entry = get_entry(config.model, config.spec)
     check_batch_split(config.batch_size, placement.replicas)
@@ -502,7 +502,8 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
             model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
                                                                  steps_per_epoch * config.epochs)
         if config.whiten_bias_epochs is not None and WHITEN_BIAS not in {layer.name for layer in model.layers}:
-            raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies to 'fast' only.")
+            raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies only to a "
+                            "network that starts with one (fast, best).")
         write_status(files, state="running", pid=os.getpid(), model=config.model, epoch=initial_epoch,
                      epochs=config.epochs, batch=0, batches=steps_per_epoch, message="", config=config.to_dict())
         started = time.time()
@@ -567,8 +568,8 @@ def _finish(entry, model, config, files: RunFiles, history, state, data: Cifar10
     if len(data.val):
         from cnn.evaluation import evaluate
 
-        report = evaluate(shipped, data.val)
-        val_accuracy, val_loss = report.accuracy, report.loss
+        validation = evaluate(shipped, data.val)
+        val_accuracy, val_loss = validation.accuracy, validation.loss
     stopped = epochs_done < config.epochs or bool(history and history[-1].get("partial_batches"))
     return TrainResult(
         model=shipped, config=config, history=history, epochs_done=epochs_done,

@@ -1,4 +1,4 @@
-"""Evaluate page: one model's report, confusion matrix and mistakes; then every saved model compared."""
+"""Evaluate page: one model's per-class metrics, confusion matrix and mistakes; then every saved model compared."""
 
 import streamlit as st
 
@@ -34,35 +34,35 @@ with model_tab:
         if evaluation.whole:
             whole_column.metric(f"Accuracy, {evaluation.whole.split}", f"{evaluation.whole.accuracy:.1%}")
         loss_column.metric("Mean cross-entropy loss", f"{evaluation.main.loss:.3f}")
-        report = evaluation.main
+        details = evaluation.main
         if evaluation.whole:
             part = st.radio("Details for", [views.WHOLE_LABEL, views.CLEAN_LABEL], horizontal=True,
                             key="eval_part")
-            report = evaluation.clean if part == views.CLEAN_LABEL else evaluation.whole
+            details = evaluation.clean if part == views.CLEAN_LABEL else evaluation.whole
 
         st.subheader("Classification report")
-        table = views.report_table(report)
+        table = views.class_metrics_table(details)
         st.dataframe(table, height=views.table_height(len(table)), column_config={
             column: st.column_config.NumberColumn(column, format="%.2f")
             for column in ("precision", "recall", "f1-score")})
-        st.caption(f"scikit-learn's classification report on the {report.split} ({report.n:,} images): precision "
+        st.caption(f"scikit-learn's classification report on the {details.split} ({details.n:,} images): precision "
                    "= share of the predictions of a class that are right; recall = share of the class's images "
                    "found; f1 = their harmonic mean; support = images of the class.")
 
         st.subheader("Confusion matrix")
         mode = st.segmented_control("Cells show", ["counts", "row-normalized"], default="counts",
                                     key="eval_confusion_mode") or "counts"
-        views.confusion_matrix(report, normalized=mode == "row-normalized")
-        true_label, predicted_label = views.pair_picker(report)
-        views.mistakes_gallery(report, true_label, predicted_label)
+        views.confusion_matrix(details, normalized=mode == "row-normalized")
+        true_label, predicted_label = views.pair_picker(details)
+        views.mistakes_gallery(details, true_label, predicted_label)
 
         st.subheader("Per class")
         bars, pairs = st.columns([3, 2])
-        bars.plotly_chart(views.per_class_figure(report), key="eval_per_class")
+        bars.plotly_chart(views.per_class_figure(details), key="eval_per_class")
         bars.caption("Each bar is the share of one class's test images that the model classified correctly; "
                      "the value is written at its end.")
         pairs.markdown("**Most confused pairs**")
-        pairs.dataframe(views.confused_pairs_table(report), hide_index=True,
+        pairs.dataframe(views.confused_pairs_table(details), hide_index=True,
                         column_config={views.PAIR_SHARE: st.column_config.NumberColumn(format="%.1f")})
 
 with compare_tab:
@@ -75,7 +75,7 @@ with compare_tab:
             for record in records:
                 if record.get("metrics", {}).get("test_clean_accuracy") is None:
                     try:
-                        measured[record["name"]] = views.cached_accuracies(record)
+                        measured[record["name"]] = views.cached_accuracies(record["name"])
                     except UserError as error:
                         resources.show_user_error(error)
         table = views.comparison_table(records, measured)
@@ -83,10 +83,10 @@ with compare_tab:
         st.caption(
             "Every saved model. Test accuracy on images 0-999 is on exact CIFAR-10 images; the whole-set figure "
             "includes test images 1000-9999, which are JPEG-derived in the shared copy. The report's figure is "
-            "the accuracy the report states (base 64.0%, dropout 70.0%, augmented 90.0%); 'figures from' says "
+            f"the accuracy the report states ({views.report_figures_text()}); 'figures from' says "
             "whether the test figures were recorded with the model (sidecar) or measured in this session. "
             "Every accuracy is in percent, with one decimal."
         )
         st.plotly_chart(views.story_figure(table), key="eval_story")
         st.caption("Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
-                   "figures. The report's progression goes from 64.0% (model 1) to 90.0% (model 6).")
+                   f"figures. The report's progression goes {views.report_progression_text()}.")

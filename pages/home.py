@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import resources
-from ui.model_summary import COLUMN_CONFIG, model_descriptions, models_table, split_shipped, unusable_table
+from ui.home_views import COLUMN_CONFIG, model_descriptions, models_table, split_shipped, unusable_table
 
 st.title("How a convolutional neural network learns to see")
 st.markdown(

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnn import data
 from cnn.artifacts import list_models
-from cnn.recipes import ZOO_INFO
+from cnn.zoo import ZOO
 from ui import training_views
 
 st.title("Train a CNN")
@@ -22,7 +22,7 @@ owner = training_views.session_owner()
 train_tab, saved_tab = st.tabs(["Train a model", "Curves of saved models"])
 
 with train_tab:
-    model = st.selectbox("Model", list(ZOO_INFO), format_func=lambda name: f"{name}: {ZOO_INFO[name].description}",
+    model = st.selectbox("Model", list(ZOO), format_func=lambda name: f"{name}: {ZOO[name].description}",
                          key="train_model")
     training_views.machine_queue(teacher=teacher)
     run_dir = training_views.shown_run_dir(model, owner)

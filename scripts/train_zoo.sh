@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(fast best base dropout augmented batchnorm deeper deeper_dropout)
+[ ${#models[@]} -gt 0 ] || mapfile -t models < <("$PY" -c 'from cnn.zoo import ZOO; print(*ZOO, sep="\n")')
 for model in "${models[@]}"; do
   "$PY" -m cnn train --model "$model" --resume
   "$PY" -m cnn evaluate "$model" --split test --record

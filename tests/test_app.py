@@ -35,8 +35,8 @@ def test_train_and_evaluate_pages_open_without_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, streamlit; import cnn.recipes, cnn.training, cnn.jobs, ui.training_views, "
-            "ui.evaluation_views, ui.model_summary; "
+    code = ("import sys, streamlit; import cnn.zoo, cnn.training, cnn.jobs, ui.training_views, "
+            "ui.evaluation_views, ui.home_views, ui.build_views; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_every_page_imports_ui_before_drawing(page):
 
 def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
     from cnn.artifacts import save_model
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
     save_model(ZOO["base"].build(), models_dir / "base.keras", {

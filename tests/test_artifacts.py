@@ -465,7 +465,7 @@ def test_a_real_kill_between_the_two_renames_leaves_the_new_pair(models_dir, tin
 @pytest.fixture
 def mixed_models(models_dir, monkeypatch, tmp_path):
     """A usable untrained `base`, every bad sidecar and two bad names; the bundled sample as test data."""
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     save_model(ZOO["base"].build(), models_dir / "good.keras", {"model": "base", "metrics": {"val_accuracy": 0.6}})
     write_bad_models(models_dir)

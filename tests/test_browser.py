@@ -140,9 +140,9 @@ def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
     path = folder / "upload.png"
     for start in range(0, 200, 50):
         images, labels = sample.images[start:start + 50], sample.labels[start:start + 50]
-        for index in np.flatnonzero(predictor.probabilities(images).argmax(axis=1) == labels):
+        for index in np.flatnonzero(predictor.predict(images) == labels):
             Image.fromarray(images[index]).resize((128, 128), Image.NEAREST).save(path)
-            probabilities = predictor.probabilities([decode_image(path.read_bytes())], policy="squash")[0]
+            probabilities = predictor.predict_proba([decode_image(path.read_bytes())], policy="squash")[0]
             if probabilities.argmax() == labels[index] and probabilities.max() > 0.9:
                 return path, CLASS_NAMES[int(labels[index])], name, float(probabilities.max())
     pytest.fail(f"none of the first 200 bundled test images is a confident right answer of {name}")

@@ -13,6 +13,7 @@ from PIL import Image
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
 from cnn.data import load_cifar10
+from cnn.zoo import ZOO
 from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +48,7 @@ def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
     assert status == 0
     zoo, saved = out.split("\n\n")
     names = [line.split()[0] for line in zoo.splitlines()]
-    from cnn.recipes import ZOO_INFO
-
-    assert names == list(ZOO_INFO)
+    assert names == list(ZOO)
     assert "1,568" not in zoo and "," in zoo  # parameter counts are printed with separators
     assert saved.splitlines()[0] == f"Saved models in {trained}:"
     assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())
@@ -74,7 +73,7 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
     result = json.loads(out)
     assert status == 0 and result["n"] == 30 and 0 <= result["accuracy"] <= 1
     assert np.array(result["confusion_matrix"]).shape == (10, 10) and np.sum(result["confusion_matrix"]) == 30
-    assert "macro avg" in result["report"]
+    assert "macro avg" in result["class_metrics"]
 
 
 def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
@@ -219,6 +218,6 @@ def test_preprocess_agrees_across_training_evaluation_and_prediction(trained, sy
         buffer = io.BytesIO()
         Image.fromarray(split.images[index]).save(buffer, "PNG")
         encoded.append(decode_image(buffer.getvalue()))
-    from_prediction = Predictor(model).probabilities(encoded)
+    from_prediction = Predictor(model).predict_proba(encoded)
     np.testing.assert_allclose(from_training, from_evaluation, atol=1e-6)
     np.testing.assert_allclose(from_prediction, from_evaluation, atol=1e-6)

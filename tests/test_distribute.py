@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:  # run as a script (the mirrored checks), without 
 from cnn.__main__ import build_parser, main  # noqa: E402
 from cnn.distribute import STRATEGIES, ClusterTask, check_batch_split, read_tf_config  # noqa: E402
 from cnn.errors import UserError  # noqa: E402
-from cnn.recipes import ZOO_INFO  # noqa: E402
 from cnn.training import TrainConfig  # noqa: E402
+from cnn.zoo import ZOO  # noqa: E402
 
 # Each slow test takes 15-25 CPU-seconds, but minutes on a 2-core machine loaded 8x over (nice 19): a run
 # past this has hung.
@@ -93,7 +93,7 @@ def test_the_chief_is_the_chief_task_else_the_first_worker():
 
 
 def test_strategy_settings_are_checked_and_the_shipped_recipes_use_one_device():
-    assert all(TrainConfig.for_model(name).strategy is None for name in ZOO_INFO)
+    assert all(TrainConfig.for_model(name).strategy is None for name in ZOO)
     config = TrainConfig.for_model("base", strategy="mirrored", cpu_devices=2)
     assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config  # the sidecar keeps it
     for settings, message in [

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnn.artifacts import save_model
 from cnn.evaluation import Predictions, predictions_path, store_predictions
-from cnn.models import ZOO
+from cnn.zoo import ZOO
 from ui import evaluation_views, resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +71,9 @@ def test_evaluate_on_the_bundled_sample(saved_models, tmp_path, monkeypatch):
     assert app.metric[0].label == "Accuracy, bundled sample (exact test images 0-999)"
     assert len(app.metric) == 2  # no whole-set figure on the sample
     assert "eval_whole" not in [button.key for button in app.button]  # the sample has no images 1000-9999
-    report = app.dataframe[0].value
-    assert list(report.columns) == ["precision", "recall", "f1-score", "support"]
-    assert report.loc["weighted avg", "support"] == 1000
+    class_metrics = app.dataframe[0].value
+    assert list(class_metrics.columns) == ["precision", "recall", "f1-score", "support"]
+    assert class_metrics.loc["weighted avg", "support"] == 1000
 
     counts = confusion_z(app)
     assert counts.sum() == 1000
@@ -221,17 +221,17 @@ def test_a_clicked_cell_selects_its_pair():
 def test_the_click_targets_take_part_in_hovering():
     """Plotly selects on click the points found by hovering: hoverinfo='skip' made every click select nothing."""
     from cnn.data import load_sample
-    from cnn.evaluation import report_from_predictions
+    from cnn.evaluation import Evaluation
 
-    report = report_from_predictions(crafted_predictions(load_sample().labels), "test")
+    evaluation = Evaluation.from_predictions(crafted_predictions(load_sample().labels), "test")
     import json
 
-    figure = json.loads(evaluation_views.confusion_figure(report, normalized=False).to_json())
+    figure = json.loads(evaluation_views.confusion_figure(evaluation, normalized=False).to_json())
     targets = figure["data"][1]
     assert targets.get("hoverinfo") != "skip"
     # Plain lists: a typed array (numpy's "bdata") comes back from a click as a dict, not a pair.
     assert isinstance(targets["customdata"], list) and targets["customdata"][19] == [1, 9]
 
 
-def test_the_report_table_is_tall_enough_for_every_row():
+def test_the_class_metrics_table_is_tall_enough_for_every_row():
     assert evaluation_views.table_height(12) >= 13 * evaluation_views.TABLE_ROW_PX

@@ -11,11 +11,10 @@ from cnn.artifacts import read_sidecar, save_model, sha256_of, update_sidecar
 from cnn.errors import ModelFileError
 from cnn.evaluation import (
     PREDICTIONS_KEY,
+    Evaluation,
     Predictions,
     load_stored_predictions,
     predictions_path,
-    report_from_predictions,
-    report_from_probabilities,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +26,12 @@ def random_probabilities(count: int, seed: int = 0) -> np.ndarray:
     return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
 
-def test_compact_predictions_give_the_same_report_as_the_probabilities():
+def test_compact_predictions_give_the_same_evaluation_as_the_probabilities():
     probabilities = random_probabilities(500)
     labels = np.arange(500) % 10
-    full = report_from_probabilities(probabilities, labels, "test")
-    compact = report_from_predictions(Predictions.from_probabilities(probabilities, labels), "test")
-    assert compact.accuracy == full.accuracy and compact.report == full.report
+    full = Evaluation.from_probabilities(probabilities, labels, "test")
+    compact = Evaluation.from_predictions(Predictions.from_probabilities(probabilities, labels), "test")
+    assert compact.accuracy == full.accuracy and compact.class_metrics == full.class_metrics
     assert compact.loss == pytest.approx(float(-np.log(probabilities[np.arange(500), labels]).mean()), rel=1e-6)
     ranked = compact.answers.top(7)
     assert [row.label for row in ranked] == list(np.argsort(probabilities[7])[::-1][:3])
@@ -42,7 +41,7 @@ def test_compact_predictions_give_the_same_report_as_the_probabilities():
 @pytest.fixture
 def recorded(tmp_path, synthetic_cifar, capsys):
     """An untrained model saved in its own folder, then `evaluate --record` on the synthetic data."""
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     models = tmp_path / "models"
     save_model(ZOO["base"].build(), models / "tiny.keras",
@@ -61,7 +60,7 @@ def test_record_stores_predictions_tied_to_the_model(recorded):
     stored = load_stored_predictions(recorded, record, sha256_of(recorded))
     assert set(stored) == {"test", "val"} and len(stored["test"]) == 50
     # The recorded test figure is the one the stored predictions give.
-    assert record["metrics"]["test_clean_accuracy"] == report_from_predictions(stored["test"], "test").accuracy
+    assert record["metrics"]["test_clean_accuracy"] == Evaluation.from_predictions(stored["test"], "test").accuracy
 
 
 def test_a_changed_predictions_file_is_refused(recorded):
@@ -108,7 +107,7 @@ def test_malformed_predictions_are_refused(recorded):
 
 def test_retraining_drops_the_stored_predictions(recorded):
     """save_model writes a fresh sidecar: the old predictions are no longer recorded, so never shown."""
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     save_model(ZOO["base"].build(), recorded, {"model": "base"})
     assert load_stored_predictions(recorded, read_sidecar(recorded), sha256_of(recorded)) is None
@@ -122,9 +121,10 @@ def test_shipped_predictions_give_the_sidecars_figures(model_path):
     assert stored is not None, f"{model_path.stem} has no stored predictions: python -m cnn evaluate NAME --record"
     metrics = record["metrics"]
     test = stored["test"]
-    assert report_from_predictions(test.subset(0, 1000), "test").accuracy == metrics["test_clean_accuracy"]
-    assert report_from_predictions(test, "test").accuracy == metrics["test_all_accuracy"]
-    assert report_from_predictions(stored["val"], "val").accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+    assert Evaluation.from_predictions(test.subset(0, 1000), "test").accuracy == metrics["test_clean_accuracy"]
+    assert Evaluation.from_predictions(test, "test").accuracy == metrics["test_all_accuracy"]
+    validation = Evaluation.from_predictions(stored["val"], "val")
+    assert validation.accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-9)
 
 
 def test_the_test_split_alone_equals_the_test_split_of_the_whole_load(synthetic_cifar, tmp_path):

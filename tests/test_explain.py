@@ -7,7 +7,8 @@ import pytest
 from cnn import explain
 from cnn.errors import UserError
 from cnn.inference import preprocess
-from cnn.models import ZOO, count_parameters
+from cnn.models import count_parameters
+from cnn.zoo import ZOO
 
 
 @pytest.fixture(scope="module")

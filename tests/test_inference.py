@@ -13,7 +13,7 @@ from PIL import Image
 from cnn import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE, NUM_CLASSES
 from cnn.errors import UserError
 from cnn.images import to_model_size
-from cnn.inference import Predictor, model_lock, preprocess, to_model_input
+from cnn.inference import Predictor, model_lock, predict_proba, preprocess, to_model_input, top_k
 
 # Long enough for a warmed-up call of a tiny model to finish on a very loaded machine,
 # so a call that did not finish was blocked.
@@ -60,7 +60,7 @@ def test_to_model_input_refuses_what_is_not_rgb_pixels(bad):
 
 
 def test_the_zoo_takes_and_gives_the_shared_shapes():
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     model = ZOO["base"].build()
     assert tuple(model.input_shape[1:]) == INPUT_SHAPE
@@ -72,13 +72,24 @@ def test_the_zoo_takes_and_gives_the_shared_shapes():
 
 @pytest.fixture(scope="module")
 def model():
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     return ZOO["base"].build()
 
 
+def test_the_predictor_speaks_scikit_learn_and_agrees_with_the_batch_path(model):
+    """predict_proba as model.predict gives it, predict its argmax, top the same probabilities ranked."""
+    images = [picture(32, 32), picture(40, 24)]
+    predictor = Predictor(model)
+    probabilities = predictor.predict_proba(images)
+    assert probabilities.shape == (2, NUM_CLASSES)
+    np.testing.assert_allclose(probabilities, predict_proba(model, images), atol=1e-5)
+    np.testing.assert_array_equal(predictor.predict(images), probabilities.argmax(axis=1))
+    assert predictor.top(images, k=2) == [top_k(row, 2) for row in probabilities]
+
+
 def test_a_model_has_one_lock_and_another_model_its_own(model):
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     assert model_lock(model) is model_lock(model)
     assert Predictor(model).lock is model_lock(model)
@@ -109,7 +120,7 @@ def finishes_only_after_release(model, action) -> None:
 
 def test_prediction_holds_the_model_lock(model):
     predictor = Predictor(model)
-    finishes_only_after_release(model, lambda: predictor.probabilities(picture(40, 40)))
+    finishes_only_after_release(model, lambda: predictor.predict_proba(picture(40, 40)))
 
 
 def test_feature_maps_hold_the_same_lock(model):

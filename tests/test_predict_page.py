@@ -37,7 +37,7 @@ def picture(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 def save_untrained(folder: Path, name: str, accuracy: float) -> None:
     from cnn.artifacts import save_model
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     save_model(ZOO[name].build(), folder / f"{name}.keras",
                {"builder": name, "metrics": {"val_accuracy": accuracy}})
@@ -298,7 +298,7 @@ def test_the_page_never_reaches_a_local_server_even_on_its_port(shipped, monkeyp
 def test_fetch_image_and_explain_through_a_real_local_server():
     from cnn.explain import explain_prediction
     from cnn.inference import Predictor
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
     from ui.prediction_views import fetch_image
 
     with ScriptedServer() as server:

@@ -22,7 +22,7 @@ TIMEOUT = 90  # importing TensorFlow and loading a model is slow on a busy machi
 def save_untrained(folder: Path, seed: int = 0) -> Path:
     import keras
 
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     keras.utils.set_random_seed(seed)
     target = folder / "base.keras"
@@ -46,6 +46,16 @@ def hashes(monkeypatch) -> list[str]:
 @pytest.fixture
 def base_model(models_dir) -> Path:
     return save_untrained(models_dir)
+
+
+def test_pages_name_a_model_and_a_path_is_refused(base_model, hashes):
+    """Paths belong to the CLI (`artifacts.resolve_model_path`); the UI's getters take the name the folder lists."""
+    for path in (str(base_model), f"{base_model.parent.name}/base", "./base.keras"):
+        with pytest.raises(ModelFileError, match="model name"):
+            resources.get_model(path)
+        with pytest.raises(ModelFileError, match="model name"):
+            resources.get_predictor(path)
+    assert hashes == [], "refused before any file is read"
 
 
 def test_many_gets_hash_the_file_once(base_model, hashes):

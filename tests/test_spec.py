@@ -103,7 +103,7 @@ def summary(model) -> dict:
 
 @pytest.mark.parametrize("name", list(REPORT_SPECS))
 def test_zoo_report_models_are_identical_to_the_former_builders(name):
-    from cnn.models import ZOO
+    from cnn.zoo import ZOO
 
     assert summary(ZOO[name].build()) == REFERENCE[name]
 

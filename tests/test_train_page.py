@@ -17,6 +17,7 @@ from cnn import classroom, jobs, runs
 from cnn.artifacts import save_model
 from cnn.runs import RunFiles, RunRequest
 from cnn.training import TrainConfig
+from cnn.zoo import ZOO
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "train.py")
@@ -75,6 +76,11 @@ def chart_points(app: AppTest, name: str) -> int:
 
 def buttons(app: AppTest) -> list[str]:
     return [button.label for button in app.button]
+
+
+def test_the_model_list_is_the_zoo_with_its_descriptions(page_env):
+    app = open_page()
+    assert app.selectbox(key="train_model").options == [f"{name}: {entry.description}" for name, entry in ZOO.items()]
 
 
 @pytest.mark.slow
@@ -210,8 +216,6 @@ def test_a_run_in_use_elsewhere_is_refused(busy_machine):
 def test_shipped_models_are_read_only_and_limits_hold_without_the_teacher_key(page_env):
     history = [{"epoch": epoch, "loss": 2.0 / epoch, "accuracy": 0.3 + 0.1 * epoch,
                 "val_loss": 2.2 / epoch + 0.1 * epoch, "val_accuracy": 0.3 + 0.05 * epoch} for epoch in (1, 2, 3)]
-    from cnn.models import ZOO
-
     for name in ("base", "dropout"):
         save_model(ZOO[name].build(), page_env / f"{name}.keras",
                    {"model": name, "history": history, "metrics": {"val_accuracy": 0.5}})

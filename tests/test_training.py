@@ -13,9 +13,10 @@ import pytest
 from cnn.artifacts import load_model, read_sidecar, resolve_model_path, save_model
 from cnn.data import load_cifar10
 from cnn.errors import ModelFileError, TrainingError, UserError
-from cnn.models import ZOO, count_parameters
+from cnn.models import count_parameters
 from cnn.runs import RunFiles, read_history, request_stop
 from cnn.training import TrainConfig, train
+from cnn.zoo import ZOO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

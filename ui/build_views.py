@@ -17,9 +17,8 @@ from cnn import classroom, data, runs
 from cnn import spec as specs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
-from cnn.recipes import ZOO_INFO
-from cnn.report import REPORT_ACCURACY
 from cnn.training import TrainConfig
+from cnn.zoo import ZOO, report_accuracy, report_models
 from ui.training_views import TrainRequest
 
 STACK = "build_stack"  # session key of the layer list
@@ -29,8 +28,8 @@ DEFAULT_NAME = "my_cnn"
 FIELDS_PER_ROW = 3  # settings side by side in a layer's box (half the page wide)
 DEFAULT_EPOCHS = 3
 DEFAULT_SUBSET = 5_000  # training images of a classroom run (as on the Train page)
-REPORT_NUMBERS = {"base": 1, "dropout": 2, "deeper": 3, "deeper_dropout": 4, "batchnorm": 5, "augmented": 6}
-REFERENCE_MODELS = ("base", "dropout", "augmented", "fast")  # the report's three figures and our fast model
+# Raced against the built models: the report's models with a figure in the report, and ours.
+REFERENCE_MODELS = tuple(name for name, entry in ZOO.items() if entry.report_accuracy or not entry.report_number)
 FIELD_LABELS = {"filters": "filters", "kernel": "kernel size", "stride": "stride", "padding": "padding",
                 "activation": "activation", "use_bias": "bias", "size": "pool size", "rate": "dropout rate",
                 "units": "units"}
@@ -117,8 +116,8 @@ def _widget_key(uid: int, field: str) -> str:
 
 def starting_points() -> dict[str, dict]:
     """{label: spec} of the report's six models and of every saved model built on this page."""
-    points = {f"Report model {REPORT_NUMBERS[name]}: {name} ({ZOO_INFO[name].description.split(': ', 1)[-1]})": spec
-              for name, spec in specs.REPORT_SPECS.items()}
+    points = {f"Report model {entry.report_number}: {entry.name} ({entry.summary})": specs.REPORT_SPECS[entry.name]
+              for entry in report_models()}
     for record in list_models():
         spec = specs.spec_of(record)
         if spec is not None:
@@ -342,7 +341,7 @@ def run_dir_of(name: str):
 
 
 def race_records(records: Sequence[dict]) -> list[dict]:
-    """Models built on this page, and the reference models (the report's figures, our fast model)."""
+    """Models built on this page, and the reference models (the report's models with a figure, and ours)."""
     return [record for record in records
             if specs.spec_of(record) is not None
             or (record["name"] in REFERENCE_MODELS and record.get("model") == record["name"])]
@@ -355,18 +354,18 @@ def leaderboard(records: Sequence[dict]) -> pd.DataFrame:
         metrics = record.get("metrics") or {}
         spec = specs.spec_of(record) or specs.REPORT_SPECS.get(record.get("model"))
         built = specs.spec_of(record) is not None
-        report = REPORT_ACCURACY.get(record["name"])
+        entry = ZOO.get(record["name"])
         rows.append({
             "Model": record["name"],
-            "Kind": "built here" if built else (f"report model {REPORT_NUMBERS[record['name']]}"
-                                                if record["name"] in REPORT_NUMBERS else "ours (fast)"),
+            "Kind": "built here" if built else (f"report model {entry.report_number}" if entry.report_number
+                                                else "ours"),
             "Layers": len(spec["layers"]) + 1 if spec else None,
             "Parameters": record.get("parameters"),
             "Epochs": record.get("epochs"),
             "Train (min)": round((record.get("wall_time_s") or 0) / 60, 1),
             "Validation (%)": _percent(metrics.get("val_accuracy")),
             "Test 0-999 (%)": _percent(metrics.get("test_clean_accuracy")),
-            "Report (%)": _percent(report),
+            "Report (%)": _percent(report_accuracy(record["name"])),
         })
     frame = pd.DataFrame(rows)
     return frame.sort_values("Validation (%)", ascending=False, na_position="last") if len(frame) else frame

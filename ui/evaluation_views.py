@@ -1,4 +1,4 @@
-"""Evaluate page pieces: a model's predictions, report table, confusion matrix, mistakes, model comparison.
+"""Evaluate page pieces: a model's predictions, per-class metrics, confusion matrix, mistakes, model comparison.
 
 A shipped model's predictions are stored beside it (`models/NAME.predictions.npz`,
 verified against the model's sha256), so its page draws at once without
@@ -23,14 +23,13 @@ from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import (
     Estimate,
-    EvalReport,
+    Evaluation,
     Predictions,
     ProgressClock,
     load_stored_predictions,
     predict_split,
-    report_from_predictions,
 )
-from cnn.recipes import ZOO_INFO
+from cnn.zoo import report_accuracy, report_models, zoo_position
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR
 
@@ -39,7 +38,7 @@ TRUE_KEY, PREDICTED_KEY = "eval_true", "eval_predicted"
 GALLERY_PAGE_KEY = "eval_gallery_page"
 MISTAKES_SHOWN = 12  # images per gallery page
 GALLERY_COLUMNS = 4  # images per row: room for each one's three-line caption
-TABLE_ROW_PX = 35  # st.dataframe's row height: the report's table is sized to show every row
+TABLE_ROW_PX = 35  # st.dataframe's row height: the per-class table is sized to show every row
 CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
 SAMPLE_LABEL = "bundled sample (exact test images 0-999)"
@@ -50,35 +49,35 @@ STORED_DESCRIPTION = ("the whole CIFAR-10 test set, from the predictions stored 
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """A model's results on the test data: stored beside the model, or measured on this machine's data."""
+class TestEvaluation:
+    """A model's evaluations on the test data (exact part, whole set): stored beside the model, or measured here."""
 
-    clean: EvalReport  # test images 0-999: exact
-    whole: EvalReport | None  # the whole test set, when stored or measured
+    clean: Evaluation  # test images 0-999: exact
+    whole: Evaluation | None  # the whole test set, when stored or measured
     data_description: str
 
     @property
-    def main(self) -> EvalReport:
+    def main(self) -> Evaluation:
         return self.whole or self.clean
 
 
 # ---------------------------------------------------------------- stored predictions
 
 
-def stored_evaluation(name: str) -> Evaluation | None:
+def stored_evaluation(name: str) -> TestEvaluation | None:
     """The evaluation drawn from the predictions stored beside the model; None when it has none.
 
     Raises ModelFileError (a UserError) when they are stale or damaged: the page then says so and measures.
     """
-    path = artifacts.resolve_model_path(name)
+    path = resources.model_path(name)
     # Verified on every run, like the model file: two small files, a few milliseconds.
     stored = load_stored_predictions(path, artifacts.read_sidecar(path), artifacts.sha256_of(path))
     answers = None if stored is None else stored.get("test")
     if answers is None:
         return None
-    clean = report_from_predictions(answers.subset(0, CLEAN_TEST_STOP), CLEAN_LABEL)
-    whole = report_from_predictions(answers, WHOLE_LABEL) if len(answers) > CLEAN_TEST_STOP else None
-    return Evaluation(clean, whole, STORED_DESCRIPTION.format(name=path.stem))
+    clean = Evaluation.from_predictions(answers.subset(0, CLEAN_TEST_STOP), CLEAN_LABEL)
+    whole = Evaluation.from_predictions(answers, WHOLE_LABEL) if len(answers) > CLEAN_TEST_STOP else None
+    return TestEvaluation(clean, whole, STORED_DESCRIPTION.format(name=name))
 
 
 # ---------------------------------------------------------------- predictions measured here
@@ -101,22 +100,22 @@ def _measured() -> dict:
 
 
 def _measured_key(name: str, data_key: str, stop: int) -> tuple:
-    path = artifacts.resolve_model_path(name)
+    path = resources.model_path(name)
     return str(path), artifacts.sha256_of(path), data_key, stop
 
 
-def measured_evaluation(name: str) -> Evaluation | None:
+def measured_evaluation(name: str) -> TestEvaluation | None:
     """The evaluation measured here so far: images 0-999, and the whole set once it has been measured."""
     split, description, data_key, is_full = test_data()
     store = _measured()["answers"]
     clean_answers = store.get(_measured_key(name, data_key, min(CLEAN_TEST_STOP, len(split))))
     if clean_answers is None:
         return None
-    clean = report_from_predictions(clean_answers, CLEAN_LABEL if is_full else SAMPLE_LABEL)
+    clean = Evaluation.from_predictions(clean_answers, CLEAN_LABEL if is_full else SAMPLE_LABEL)
     whole_answers = store.get(_measured_key(name, data_key, len(split)))
-    whole_report = (report_from_predictions(whole_answers, WHOLE_LABEL)
-                    if whole_answers is not None and len(split) > CLEAN_TEST_STOP else None)
-    return Evaluation(clean, whole_report, description)
+    whole = (Evaluation.from_predictions(whole_answers, WHOLE_LABEL)
+             if whole_answers is not None and len(split) > CLEAN_TEST_STOP else None)
+    return TestEvaluation(clean, whole, description)
 
 
 def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictions:
@@ -143,7 +142,7 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
 
 def seconds_per_image(name: str) -> float | None:
     """The pace measured on this machine for the model, for the whole-set button's estimate."""
-    path = artifacts.resolve_model_path(name)
+    path = resources.model_path(name)
     return _measured()["pace_s"].get((str(path), artifacts.sha256_of(path)))
 
 
@@ -165,7 +164,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def evaluation_measured_here(name: str) -> Evaluation:
+def evaluation_measured_here(name: str) -> TestEvaluation:
     """A model without stored predictions: test images 0-999 first (progress bar and estimate), the whole
     test set when asked (a button with its estimated time)."""
     split, _, _, _ = test_data()
@@ -191,21 +190,22 @@ def measure_with_progress(name: str, stop: int) -> None:
     bar.empty()
 
 
-def cached_accuracies(record: dict) -> tuple[float | None, float | None]:
+def cached_accuracies(name: str) -> tuple[float | None, float | None]:
     """(clean, whole) test accuracy: stored beside the model, else measured here (images 0-999 at least)."""
-    evaluation = stored_evaluation(record["path"])
+    evaluation = stored_evaluation(name)
     if evaluation is None:
-        measure(record["path"], CLEAN_TEST_STOP, show=lambda estimate: None)
-        evaluation = measured_evaluation(record["path"])
+        measure(name, CLEAN_TEST_STOP, show=lambda estimate: None)
+        evaluation = measured_evaluation(name)
     return evaluation.clean.accuracy, evaluation.whole.accuracy if evaluation.whole else None
 
 
 # ---------------------------------------------------------------- one model
 
 
-def report_table(report: EvalReport) -> pd.DataFrame:
-    """scikit-learn's classification report as a table: one row per class, then the averages."""
-    rows = {name: report.report[name] for name in (*CLASS_NAMES, "macro avg", "weighted avg")}
+def class_metrics_table(evaluation: Evaluation) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class (scikit-learn's classification_report) as a table: one row
+    per class, then the averages."""
+    rows = {name: evaluation.class_metrics[name] for name in (*CLASS_NAMES, "macro avg", "weighted avg")}
     table = pd.DataFrame(rows).T[["precision", "recall", "f1-score", "support"]]
     table["support"] = table["support"].astype(int)
     return table
@@ -216,9 +216,9 @@ def table_height(rows: int) -> int:
     return (rows + 1) * TABLE_ROW_PX + 3
 
 
-def confusion_figure(report: EvalReport, normalized: bool) -> go.Figure:
+def confusion_figure(evaluation: Evaluation, normalized: bool) -> go.Figure:
     """The confusion matrix: rows true class, columns predicted class, every cell's value written in it."""
-    counts = report.confusion.astype(float)
+    counts = evaluation.confusion.astype(float)
     totals = counts.sum(axis=1, keepdims=True)
     values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) if normalized else counts
     text = [[f"{value:.0%}" if normalized else f"{int(value)}" for value in row] for row in values]
@@ -268,18 +268,18 @@ def _select_clicked_pair() -> None:
         st.session_state[TRUE_KEY], st.session_state[PREDICTED_KEY] = pair
 
 
-def confusion_matrix(report: EvalReport, normalized: bool) -> None:
-    st.plotly_chart(confusion_figure(report, normalized), key=CONFUSION_KEY, on_select=_select_clicked_pair,
+def confusion_matrix(evaluation: Evaluation, normalized: bool) -> None:
+    st.plotly_chart(confusion_figure(evaluation, normalized), key=CONFUSION_KEY, on_select=_select_clicked_pair,
                     selection_mode="points")
-    st.caption(f"Rows: the true class; columns: the class the model predicted; {report.n:,} images of the "
-               f"{report.split}. The diagonal holds the correct answers; the colour scale (Cividis) is readable "
+    st.caption(f"Rows: the true class; columns: the class the model predicted; {evaluation.n:,} images of the "
+               f"{evaluation.split}. The diagonal holds the correct answers; the colour scale (Cividis) is readable "
                "with colour-blindness, and every cell's value is written in it. Click a cell to see its images.")
 
 
-def pair_picker(report: EvalReport) -> tuple[int, int]:
+def pair_picker(evaluation: Evaluation) -> tuple[int, int]:
     """Two selectboxes (true, predicted), preset to the most confused pair; returns class indices."""
     if TRUE_KEY not in st.session_state:
-        worst = report.most_confused(1)
+        worst = evaluation.most_confused(1)
         st.session_state[TRUE_KEY], st.session_state[PREDICTED_KEY] = (
             worst[0][:2] if worst else (CLASS_NAMES[3], CLASS_NAMES[5]))
     left, right = st.columns(2)
@@ -288,11 +288,11 @@ def pair_picker(report: EvalReport) -> tuple[int, int]:
     return CLASS_NAMES.index(true_name), CLASS_NAMES.index(predicted_name)
 
 
-def gallery_images(report: EvalReport, shown: int) -> np.ndarray | None:
+def gallery_images(evaluation: Evaluation, shown: int) -> np.ndarray | None:
     """This machine's test images for the gallery; None (with a note) when they are not the evaluated ones."""
     split, _ = resources.test_images()
-    count = min(len(split), report.n)
-    if not np.array_equal(split.labels[:count], report.labels[:count]):
+    count = min(len(split), evaluation.n)
+    if not np.array_equal(split.labels[:count], evaluation.labels[:count]):
         st.warning("The test images on this machine are not the ones these predictions were made on, so the "
                    "images are not shown.", icon=":material/warning:")
         return None
@@ -301,20 +301,20 @@ def gallery_images(report: EvalReport, shown: int) -> np.ndarray | None:
     return split.images
 
 
-def mistakes_gallery(report: EvalReport, true_label: int, predicted_label: int) -> None:
+def mistakes_gallery(evaluation: Evaluation, true_label: int, predicted_label: int) -> None:
     """The images of `true_label` predicted as `predicted_label`, 12 a page, each with the model's top-3."""
-    indices = report.mistakes(true_label, predicted_label)
+    indices = evaluation.mistakes(true_label, predicted_label)
     true_name, predicted_name = CLASS_NAMES[true_label], CLASS_NAMES[predicted_label]
     verb = "correctly classified" if true_label == predicted_label else f"predicted as {predicted_name}"
-    images = gallery_images(report, int(indices.max()) + 1 if len(indices) else 0)
+    images = gallery_images(evaluation, int(indices.max()) + 1 if len(indices) else 0)
     if images is None:
         return
     indices = indices[indices < len(images)]
     pages = max(1, -(-len(indices) // MISTAKES_SHOWN))
     heading, pager = st.columns([3, 1], vertical_alignment="bottom")
-    # One page number per pair and report, so a new cell starts at its first page.
+    # One page number per pair and evaluation, so a new cell starts at its first page.
     page = pager.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1,
-                              key=f"{GALLERY_PAGE_KEY}_{true_label}_{predicted_label}_{report.n}",
+                              key=f"{GALLERY_PAGE_KEY}_{true_label}_{predicted_label}_{evaluation.n}",
                               disabled=pages == 1)
     first = (int(page) - 1) * MISTAKES_SHOWN
     shown = indices[first:first + MISTAKES_SHOWN]
@@ -324,7 +324,7 @@ def mistakes_gallery(report: EvalReport, true_label: int, predicted_label: int) 
     for position, index in enumerate(shown):
         # One line per class ("  \n" is a Markdown line break), so the top-3 reads as a short list.
         caption = f"**#{index}**" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "  \n" + "  \n".join(
-            f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in report.answers.top(index))
+            f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in evaluation.answers.top(index))
         # 4x nearest-neighbour enlargement keeps the 32x32 pixels sharp.
         columns[position % GALLERY_COLUMNS].image(np.kron(images[index], np.ones((4, 4, 1), np.uint8)),
                                                   caption=caption)
@@ -333,8 +333,8 @@ def mistakes_gallery(report: EvalReport, true_label: int, predicted_label: int) 
                    f"model's three most probable classes. {MISTAKES_SHOWN} images a page.")
 
 
-def per_class_figure(report: EvalReport) -> go.Figure:
-    accuracy = report.per_class_accuracy()
+def per_class_figure(evaluation: Evaluation) -> go.Figure:
+    accuracy = evaluation.per_class_accuracy()
     figure = go.Figure(go.Bar(
         x=list(accuracy.values()), y=list(accuracy), orientation="h", marker=dict(color=LINE_COLOR),
         text=[f"{value:.1%}" for value in accuracy.values()], textposition="outside",
@@ -349,13 +349,13 @@ def per_class_figure(report: EvalReport) -> go.Figure:
 PAIR_SHARE = "% of the true class"
 
 
-def confused_pairs_table(report: EvalReport, count: int = 8) -> pd.DataFrame:
+def confused_pairs_table(evaluation: Evaluation, count: int = 8) -> pd.DataFrame:
     """The pairs with the most mistakes, each with its share of the true class's images in percent."""
-    totals = report.confusion.sum(axis=1)
+    totals = evaluation.confusion.sum(axis=1)
     return pd.DataFrame(
         [{"true class": true, "predicted as": predicted, "images": images,
           PAIR_SHARE: 100 * images / max(1, totals[CLASS_NAMES.index(true)])}
-         for true, predicted, images in report.most_confused(count)])
+         for true, predicted, images in evaluation.most_confused(count)])
 
 
 # ---------------------------------------------------------------- comparing models
@@ -367,22 +367,20 @@ PERCENT_COLUMNS = (VALIDATION, TEST_EXACT, TEST_ALL, REPORTED)
 
 def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.DataFrame:
     """One row per saved model, in the report's order (then ours, then the rest); accuracies in percent."""
-    order = {name: position for position, name in enumerate(ZOO_INFO)}
     rows = []
-    for record in sorted(records, key=lambda r: (order.get(r.get("model"), len(order)), r["name"])):
+    for record in sorted(records, key=lambda r: (zoo_position(r.get("model")), r["name"])):
         metrics = record.get("metrics", {})
         clean, whole = metrics.get("test_clean_accuracy"), metrics.get("test_all_accuracy")
         source = "sidecar" if clean is not None else ""
         if clean is None and record["name"] in measured:
             clean, whole = measured[record["name"]]
             source = "measured here"
-        entry = ZOO_INFO.get(record.get("model"))
         rows.append({
             "model": record["name"], "zoo model": record.get("model"),
             "parameters": record.get("parameters"), "epochs": record.get("epochs"),
             "train (min)": (record.get("wall_time_s") or 0) / 60 or None,
             VALIDATION: _percent(metrics.get("val_accuracy")), TEST_EXACT: _percent(clean),
-            TEST_ALL: _percent(whole), REPORTED: _percent(entry.report_accuracy if entry else None),
+            TEST_ALL: _percent(whole), REPORTED: _percent(report_accuracy(record.get("model"))),
             "figures from": source,
         })
     return pd.DataFrame(rows)
@@ -408,6 +406,18 @@ def comparison_column_config() -> dict:
         "figures from", help="sidecar: recorded by `python -m cnn evaluate NAME --record`; "
                              "measured here: run in this session.")
     return config
+
+
+def report_figures_text() -> str:
+    """The course report's test accuracies from the zoo, e.g. "base 64.0%, dropout 70.0%, augmented 90.0%"."""
+    return ", ".join(f"{entry.name} {entry.report_accuracy:.1%}" for entry in report_models() if entry.report_accuracy)
+
+
+def report_progression_text() -> str:
+    """The report's first and last figures, e.g. "from 64.0% (model 1) to 90.0% (model 6)"."""
+    first, *_, last = [entry for entry in report_models() if entry.report_accuracy]
+    return (f"from {first.report_accuracy:.1%} (model {first.report_number}) "
+            f"to {last.report_accuracy:.1%} (model {last.report_number})")
 
 
 def story_figure(table: pd.DataFrame) -> go.Figure:

@@ -14,14 +14,15 @@ from cnn import CLASS_NAMES, explain
 from cnn.errors import UserError
 from cnn.images import decode_image
 from cnn.inference import to_model_input
+from cnn.zoo import ZOO
 from ui import plots, resources
 from ui.prediction_views import UPLOAD_TYPES, enlarged
 from ui.resources import get_sample, show_user_error
 
 # Zoo models whose first convolution is not learned: `fast` and `best` start with a frozen 2x2 whitening
-# layer (cnn.models.build_fast_trunk), whose filters are flat colour blocks. Inspect opens on a model whose
-# first filters were learned instead.
-FIXED_FIRST_LAYER = ("fast", "best")
+# layer computed from training images (cnn.models.build_fast_trunk), whose filters are flat colour blocks.
+# Inspect opens on a model whose first filters were learned instead.
+FIXED_FIRST_LAYER = tuple(name for name, entry in ZOO.items() if entry.needs_calibration)
 SAMPLE = "A CIFAR-10 test image"
 UPLOAD = "My own image"
 PREDICTED = "the model's top class"
@@ -46,7 +47,7 @@ def model_choice(key: str = "inspect_model") -> str | None:
     if zoo_name(record) in FIXED_FIRST_LAYER:
         alternative = learned_first_layer_model(resources.shipped_models())
         st.info(
-            f"'{name}' is one of our airbench-style networks. Its first layer, 'whiten', is fixed, not learned: "
+            f"'{name}' is our {zoo_name(record)} network. Its first layer, 'whiten', is fixed, not learned: "
             "24 2x2 filters computed from CIFAR-10 statistics before training and never changed by it, so its "
             "first filters below are flat colour blocks. Its learned filters start at 'block1_conv1' (pick it "
             "under Feature maps)."

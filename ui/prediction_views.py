@@ -259,11 +259,10 @@ class Guess:
 def guess(item: InputImage, predictor, policy: str) -> Guess:
     """Load and predict one picture without Grad-CAM (the grid shows none). Raises UserError."""
     from cnn.explain import LOW_CONFIDENCE, TOP_K, to_model_input
-    from cnn.inference import top_k
 
     image = item.load()
     model_input = to_model_input(image, policy)
-    top = top_k(predictor.probabilities(model_input[None])[0], TOP_K)
+    top = predictor.top(model_input[None], TOP_K)[0]
     return Guess(image, model_input, top, top[0].probability < LOW_CONFIDENCE)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 from streamlit.logger import get_logger
@@ -48,9 +49,18 @@ class ModelFile:
     mtime_ns: int
 
 
+def model_path(name: str) -> Path:
+    """The file of the saved model called `name`, as the models folder lists it ("fast"), never a path.
+
+    Pages name models; a path typed by a user goes through the CLI (`artifacts.resolve_model_path`).
+    ModelFileError when `name` is not a model name or no such model is saved.
+    """
+    return artifacts.resolve_model_path(artifacts.check_model_name(name))
+
+
 def model_file(name: str) -> ModelFile:
-    """The named model's file (checked by `artifacts.resolve_model_path`) and its identity, without reading it."""
-    path = artifacts.resolve_model_path(name)
+    """The named model's file (`model_path`) and its identity, without reading it."""
+    path = model_path(name)
     stat = path.stat()
     return ModelFile(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
@@ -63,7 +73,8 @@ def _load_model(file: ModelFile):
 
 
 def get_model(name: str):
-    """(model, sidecar) for a model in `models/`, verified and loaded in safe mode; UserError if not."""
+    """(model, sidecar) of the saved model called `name` (not a path), verified and loaded in safe mode;
+    UserError if not."""
     return _load_model(model_file(name))
 
 

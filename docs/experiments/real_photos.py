@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
     for label, path in labelled:
         image = decode_image(Path(path).read_bytes())
         for folder, predictor in predictors.items():
-            probabilities = predictor.probabilities([image])[0]
+            probabilities = predictor.predict_proba([image])[0]
             top = predictor.top([image])[0]
             right[folder] += top[0].class_name == label
             ranked = ", ".join(f"{entry.class_name} {entry.probability:.0%}" for entry in top)

@@ -1,4 +1,4 @@
-"""Tables of saved models for the Home page (no TensorFlow): short headers, so they fit at 1280 px."""
+"""Home page pieces: tables of the saved models (no TensorFlow), short headers so they fit at 1280 px."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from cnn.artifacts import SavedModel, display_name
-from cnn.report import REPORT_ACCURACY
+from cnn.zoo import report_accuracy
 from ui.resources import plain_markdown
 
 TEST_EXACT = "Test 0-999 (exact)"
@@ -45,7 +45,7 @@ def models_table(entries: list[SavedModel]) -> pd.DataFrame:
             "Validation": _percent(metrics.val_accuracy),
             TEST_EXACT: _percent(metrics.test_clean_accuracy),
             TEST_ALL: _percent(metrics.test_all_accuracy),
-            "Report": _percent(REPORT_ACCURACY.get(sidecar.model)),
+            "Report": _percent(report_accuracy(sidecar.model)),
         })
     return pd.DataFrame(rows)
 
