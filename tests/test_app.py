@@ -16,14 +16,27 @@ def test_router_lists_every_page_file_once():
     assert sorted(PAGES) == files
 
 
-def test_home_page_opens_with_the_navigation():
-    app = AppTest.from_file(str(ENTRY), default_timeout=60).run()
-    assert not app.exception
-    assert app.title[0].value.startswith("How a convolutional neural network")
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """What the pages open on: one untrained report model (so Evaluate measures a small network, not the
+    six-view `fast` one), the bundled 1,000-image sample as data, and an empty runs folder."""
+    from cnn.artifacts import save_model
+    from cnn.models import ZOO
+
+    folder = tmp_path_factory.mktemp("tiny_setup")
+    for name in ("models", "runs", "no-data"):
+        (folder / name).mkdir()
+    save_model(ZOO["base"].build(), folder / "models" / "base.keras",
+               {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.1}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNN_MODELS_DIR", str(folder / "models"))
+        patch.setenv("CNN_RUNS_DIR", str(folder / "runs"))
+        patch.setenv("CIFAR10_DIR", str(folder / "no-data"))
+        yield folder
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_opens_without_an_exception(page):
+def test_every_page_opens_without_an_exception(page, tiny_setup):
     app = AppTest.from_file(str(ENTRY), default_timeout=120).run()
     app.switch_page(page).run()
     assert not app.exception, f"{page}: {app.exception}"
@@ -76,20 +89,3 @@ def test_every_page_imports_ui_before_drawing(page):
         elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # the docstring
             pytest.fail(f"{page} runs {ast.unparse(node)[:60]!r} before importing ui")
     pytest.fail(f"{page} never imports ui")
-
-
-def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
-    from cnn.artifacts import save_model
-    from cnn.models import ZOO
-
-    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(ZOO["base"].build(), models_dir / "base.keras", {
-        "model": "base", "epochs": 1, "history": history,
-        "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}})
-    save_model(ZOO["base"].build(), models_dir / "base_classroom.keras", {
-        "model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}})
-    app = AppTest.from_file(str(ENTRY), default_timeout=60).run()  # Home is the default page
-    assert not app.exception
-    shipped, trained_here = (table.value for table in app.dataframe)
-    assert list(shipped["Model"]) == ["base"] and list(trained_here["Model"]) == ["base_classroom"]
-    assert [header.value for header in app.subheader][-2:] == ["Models that ship with the dashboard", "Trained here"]
