@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from cnn.errors import UserError
 from cnn.report import REPORT_ACCURACY
 
+FLIPS = ("random", "alternate")  # how augmentation mirrors images; see cnn.augment.alternating_flip
+
 
 @dataclass(frozen=True)
 class ZooInfo:

@@ -13,6 +13,7 @@ from PIL import Image
 from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
 from cnn.data import load_cifar10
+from cnn.models import ZOO
 from tests.helpers_http import ScriptedServer, allow_only_the_port_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
     assert status == 0
     zoo, saved = out.split("\n\n")
     names = [line.split()[0] for line in zoo.splitlines()]
-    assert names == ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
+    assert names == list(ZOO)
     assert "1,568" not in zoo and "," in zoo  # parameter counts are printed with separators
     assert saved.splitlines()[0] == f"Saved models in {trained}:"
     assert any(line.startswith("  tiny: validation ") for line in saved.splitlines())
@@ -91,16 +92,6 @@ def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_ci
     with pytest.raises(SystemExit) as exit_info:
         main(["--models-dir", str(models), "train", "--model", "base", "--flip", "sideways"])
     assert exit_info.value.code == 2 and "alternate" in capsys.readouterr().err
-
-
-def test_flip_choices_are_the_trainers_own():
-    """The CLI lists them without importing cnn.training (a fast --help): they must not drift apart."""
-    from cnn.__main__ import build_parser
-    from cnn.training import FLIPS
-
-    train = next(action for action in build_parser()._actions if action.dest == "command").choices["train"]
-    flip = next(action for action in train._actions if action.dest == "flip")
-    assert tuple(flip.choices) == FLIPS
 
 
 def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):
