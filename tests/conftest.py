@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The browser fixtures, defined here once so that a session has one chromium and one server of each kind.
+from browser_support import browser, page, shipped_models_server, training_server  # noqa: E402,F401
+
 from cnn import CLASS_NAMES  # noqa: E402
 
 SYNTHETIC_PER_BATCH = 40
