@@ -1,5 +1,7 @@
 """The entry file routes to every page: AppTest of streamlit_app.py plus switch_page, no exception."""
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -43,16 +45,39 @@ def test_every_page_opens_without_an_exception(page, tiny_setup):
     assert app.title, f"{page} has no title"
 
 
-def test_train_and_evaluate_pages_open_without_tensorflow():
-    """Listing and configuring models needs no TensorFlow: those pages must open fast."""
+# In a fresh interpreter: the modules with which Home, Train, Evaluate and Build list and configure models,
+# then each page that needs no model, run in turn; after each, whether TensorFlow (or Keras) is loaded.
+_NO_TENSORFLOW_PROBE = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+loaded = lambda: 'tensorflow' in sys.modules or 'keras' in sys.modules
+import cnn.recipes, cnn.training, cnn.jobs, ui.training_views, ui.evaluation_views, ui.model_summary, ui.build_views
+found = {'the modules of Home, Train, Evaluate and Build': [True, loaded()]}
+for page in sys.argv[1:]:
+    app = AppTest.from_file(page, default_timeout=120).run()
+    found[page] = [not app.exception, loaded()]
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_pages_without_a_model_never_import_tensorflow(tmp_path):
+    """TensorFlow takes 10-60 s to import: the Learn and Data pages, and listing and configuring models
+    on the others, must open without it. The Data page runs on the bundled sample (no CIFAR10_DIR, and
+    a HOME without Keras's cache)."""
     import subprocess
     import sys
 
-    code = ("import sys, streamlit; import cnn.recipes, cnn.training, cnn.jobs, ui.training_views, "
-            "ui.evaluation_views, ui.model_summary; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    pages = [str(path) for path in sorted((ROOT / "pages").glob("learn_*.py"))] + [str(ROOT / "pages" / "dataset.py")]
+    env = {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"} | {"HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW_PROBE, *pages], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found) == 1 + len(pages)
+    for what, (ran_cleanly, imported_tensorflow) in found.items():
+        assert ran_cleanly, f"{what} raised an exception"
+        assert not imported_tensorflow, f"{what} imported TensorFlow"
 
 
 def test_a_deep_link_opened_first_goes_through_the_router():
