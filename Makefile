@@ -30,9 +30,9 @@ install-dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
 
-## Run the whole test suite; "no tests collected" (pytest exit 5) is a failure.
+## Run the whole test suite (the 15 slowest tests listed last); "no tests collected" (pytest exit 5) is a failure.
 test: $(VENV)/.installed-dev
-	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest --durations=15 $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 ## The quick part of the suite (no browser, worker, full-model or other slow tests), for the edit-test loop.

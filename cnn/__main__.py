@@ -17,7 +17,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
 
+from cnn.distribute import STRATEGIES  # noqa: E402 (standard library only: --help stays fast)
 from cnn.errors import UserError  # noqa: E402
+from cnn.zoo import FLIPS  # noqa: E402 (no TensorFlow, no NumPy)
 
 EXIT_USER_ERROR = 2
 EXIT_SOME_FAILED = 1
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("--flip", choices=("random", "alternate"),  # cnn.training.FLIPS, without importing it
+    train.add_argument("--flip", choices=FLIPS,
                        help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
                             "(the recipe's by default)")
     train.add_argument("--whiten-bias-epochs", type=int, metavar="N",
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bf16 compute (default: on when the CPU has native bf16, else float32)")
     train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
-    train.add_argument("--strategy", choices=("mirrored", "multiworker"),  # cnn.distribute.STRATEGIES
+    train.add_argument("--strategy", choices=STRATEGIES,
                        help="train with tf.distribute: on this machine's GPUs (or --cpu-devices), or on the "
                             "workers of TF_CONFIG; --batch-size stays the global batch")
     train.add_argument("--cpu-devices", type=_positive_int, metavar="N",

@@ -26,10 +26,10 @@ from cnn.data import Cifar10, one_hot
 from cnn.errors import TrainingError, UserError
 from cnn.inference import preprocess
 from cnn.runs import RunFiles, read_history, read_json, write_status
+from cnn.zoo import FLIPS
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
 LR_SCHEDULES = ("constant", "cosine", "warmup_linear")
-FLIPS = ("random", "alternate")  # how augmentation mirrors images; see cnn.augment.alternating_flip
 STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
 LOOKAHEAD_EVERY = 5  # optimizer steps between two weight averages (airbench)
 WHITEN_BIAS = "whiten_bias"  # the layer that TrainConfig.whiten_bias_epochs freezes

@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 from cnn.errors import UserError
 
+FLIPS = ("random", "alternate")  # how augmentation mirrors images; see cnn.augment.alternating_flip
+
 
 def _resolve(reference: str) -> Callable:
     """The function a "module:function" reference names (imports its module: TensorFlow for cnn.models)."""

@@ -1,5 +1,9 @@
 """Helpers for the browser tests: the pages the router registers, a real Streamlit server, chromium.
 
+conftest.py imports the fixtures here, so a test session has one chromium and one server of each kind
+however many browser test files run: `shipped_models_server` (read-only: the shipped models, the bundled
+sample) and `training_server` (synthetic data, its own runs and models folders, for flows that train).
+
 Modelled on Streamlit's own e2e suite (e2e_playwright/conftest.py): start
 `streamlit run` headless on a free port, poll `/_stcore/health` until it says
 "ok", then wait in the page for `stApp` to report `notRunning`.
@@ -23,6 +27,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+APP_ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))  # another router file may stand in
+TRAINING_SYNTHETIC_PER_BATCH = 400  # the training server's data: five batches, 2,000 training images
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -151,30 +157,49 @@ def running_server(entry: Path, folder: Path, env: dict | None = None):
         app.stop()
 
 
-_CHROMIUM: dict = {"users": 0}  # one Playwright and one chromium per test session, however many modules
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium (never a Playwright-downloaded browser), one for the whole test session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Headless Debian chromium (never a Playwright-downloaded browser), shared by the session.
+def shipped_models_server(tmp_path_factory):
+    """The app on the shipped models/ and the bundled sample images, with an empty runs folder of its own:
+    the pages never show (or lock) whatever the developer is training in runs/. For tests that only read."""
+    missing = [page.path for page in registered_pages(APP_ENTRY) if not (APP_ENTRY.parent / page.path).is_file()]
+    if missing:
+        pytest.fail(f"{APP_ENTRY.name} registers pages that do not exist yet, so the app cannot start: {missing}")
+    folder = tmp_path_factory.mktemp("shipped_models_server")
+    (folder / "runs").mkdir()
+    (folder / "no-data").mkdir()  # no CIFAR-10 here: the pages use the bundled sample, as a fresh install does
+    with running_server(APP_ENTRY, folder, env={"CNN_RUNS_DIR": str(folder / "runs"),
+                                                 "CIFAR10_DIR": str(folder / "no-data")}) as app:
+        yield app
 
-    Each test module that imports this fixture gets its own session-scoped instance, and a second
-    `sync_playwright()` cannot start while one runs: so all of them share one, closed by the last.
-    """
-    if not _CHROMIUM["users"]:
-        from playwright.sync_api import sync_playwright
 
-        _CHROMIUM["manager"] = sync_playwright()
-        playwright = _CHROMIUM["manager"].__enter__()
-        _CHROMIUM["browser"] = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    _CHROMIUM["users"] += 1
-    try:
-        yield _CHROMIUM["browser"]
-    finally:
-        _CHROMIUM["users"] -= 1
-        if not _CHROMIUM["users"]:
-            _CHROMIUM.pop("browser").close()
-            _CHROMIUM.pop("manager").__exit__(None, None, None)
+@pytest.fixture(scope="session")
+def training_server(tmp_path_factory):
+    """The app with synthetic data (2,000 training images) and empty runs and models folders of its own:
+    nothing of the developer's is read or replaced. Two workers may train at once, so a run left behind
+    by a failed test does not hold the next test's run in line."""
+    from conftest import make_synthetic_cifar
+
+    folder = tmp_path_factory.mktemp("training_server")
+    synthetic_cifar = make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=TRAINING_SYNTHETIC_PER_BATCH)
+    runs, models = folder / "runs", folder / "models"
+    runs.mkdir()
+    models.mkdir()
+    env = {"CIFAR10_DIR": str(synthetic_cifar), "CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models),
+           "CNN_MAX_WORKERS": "2"}
+    with running_server(ROOT / "streamlit_app.py", folder, env=env) as app:
+        app.runs_dir, app.models_dir = runs, models
+        yield app
 
 
 @pytest.fixture
@@ -231,3 +256,24 @@ def screenshot_whole_page(page, path: Path, max_height: int = 9000) -> None:
     page.wait_for_timeout(800)  # plotly charts resize to the new layout
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(viewport)
+
+
+# Points of the live loss chart's training line ("this run: training"), or -1 when it is not drawn yet.
+LIVE_LOSS_POINTS = """() => {
+    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+        const title = plot.layout && plot.layout.title && plot.layout.title.text || '';
+        const trace = (plot.data || []).find(trace => trace.name === 'this run: training');
+        if (title.includes('Loss') && trace) return trace.x.length;
+    }
+    return -1;
+}"""
+# The circle markers plotly drew for that line (what the reader sees).
+LIVE_LOSS_MARKERS = """() => {
+    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+        const title = plot.layout && plot.layout.title && plot.layout.title.text || '';
+        const index = (plot.data || []).findIndex(trace => trace.name === 'this run: training');
+        if (title.includes('Loss') && index >= 0)
+            return plot.querySelectorAll('.scatterlayer .trace')[index].querySelectorAll('.points path').length;
+    }
+    return -1;
+}"""

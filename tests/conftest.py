@@ -1,4 +1,19 @@
-"""Shared fixtures: a tiny synthetic CIFAR-10 folder, the real data when present, a models folder."""
+"""Shared fixtures: a tiny synthetic CIFAR-10 folder, the real data when present, a models folder, and the
+browser fixtures (one chromium and one server of each kind per session, from browser_support.py).
+
+Where each kind of test lives:
+- tests/test_MODULE.py: cnn/MODULE.py (test_artifacts, test_data, test_models, test_training, ...) or
+  ui/MODULE.py (test_resources, test_training_views); test_cli.py: the command line, cnn/__main__.py.
+- tests/test_PAGE_page.py: AppTest of pages/PAGE.py (test_home_page, test_train_page, ...);
+  test_learn_pages.py: the five pages/learn_*.py; test_app.py: the router, streamlit_app.py, and every
+  page opened through it.
+- tests/test_browser*.py: end to end in headless chromium (marked `browser`).
+- tests/test_gpu_sweep.py and tests/test_run_all.py: scripts in docs/experiments/ and benchmarks/.
+- Helpers, not tests: browser_support.py, helpers_http.py, hostile_jpeg.py, data/.
+
+Marks: `slow` (worker processes, training in the browser, full-size models, multi-worker tf.distribute),
+`browser`, `realdata` (skipped without the real CIFAR-10). `make test-fast` runs the rest.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +28,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The browser fixtures, defined here once so that a session has one chromium and one server of each kind.
+from browser_support import browser, page, shipped_models_server, training_server  # noqa: E402,F401
 
 from cnn import CLASS_NAMES  # noqa: E402
 

@@ -1,5 +1,7 @@
 """The entry file routes to every page: AppTest of streamlit_app.py plus switch_page, no exception."""
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -16,30 +18,66 @@ def test_router_lists_every_page_file_once():
     assert sorted(PAGES) == files
 
 
-def test_home_page_opens_with_the_navigation():
-    app = AppTest.from_file(str(ENTRY), default_timeout=60).run()
-    assert not app.exception
-    assert app.title[0].value.startswith("How a convolutional neural network")
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """What the pages open on: one untrained report model (so Evaluate measures a small network, not the
+    six-view `fast` one), the bundled 1,000-image sample as data, and an empty runs folder."""
+    from cnn.artifacts import save_model
+    from cnn.zoo import ZOO
+
+    folder = tmp_path_factory.mktemp("tiny_setup")
+    for name in ("models", "runs", "no-data"):
+        (folder / name).mkdir()
+    save_model(ZOO["base"].build(), folder / "models" / "base.keras",
+               {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.1}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNN_MODELS_DIR", str(folder / "models"))
+        patch.setenv("CNN_RUNS_DIR", str(folder / "runs"))
+        patch.setenv("CIFAR10_DIR", str(folder / "no-data"))
+        yield folder
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_opens_without_an_exception(page):
+def test_every_page_opens_without_an_exception(page, tiny_setup):
     app = AppTest.from_file(str(ENTRY), default_timeout=120).run()
     app.switch_page(page).run()
     assert not app.exception, f"{page}: {app.exception}"
     assert app.title, f"{page} has no title"
 
 
-def test_train_and_evaluate_pages_open_without_tensorflow():
-    """Listing and configuring models needs no TensorFlow: those pages must open fast."""
+# In a fresh interpreter: the modules with which Home, Train, Evaluate and Build list and configure models,
+# then each page that needs no model, run in turn; after each, whether TensorFlow (or Keras) is loaded.
+_NO_TENSORFLOW_PROBE = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+loaded = lambda: 'tensorflow' in sys.modules or 'keras' in sys.modules
+import cnn.zoo, cnn.training, cnn.jobs, ui.training_views, ui.evaluation_views, ui.home_views, ui.build_views
+found = {'the modules of Home, Train, Evaluate and Build': [True, loaded()]}
+for page in sys.argv[1:]:
+    app = AppTest.from_file(page, default_timeout=120).run()
+    found[page] = [not app.exception, loaded()]
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_pages_without_a_model_never_import_tensorflow(tmp_path):
+    """TensorFlow takes 10-60 s to import: the Learn and Data pages, and listing and configuring models
+    on the others, must open without it. The Data page runs on the bundled sample (no CIFAR10_DIR, and
+    a HOME without Keras's cache)."""
     import subprocess
     import sys
 
-    code = ("import sys, streamlit; import cnn.zoo, cnn.training, cnn.jobs, ui.training_views, "
-            "ui.evaluation_views, ui.home_views, ui.build_views; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    pages = [str(path) for path in sorted((ROOT / "pages").glob("learn_*.py"))] + [str(ROOT / "pages" / "dataset.py")]
+    env = {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"} | {"HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW_PROBE, *pages], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found) == 1 + len(pages)
+    for what, (ran_cleanly, imported_tensorflow) in found.items():
+        assert ran_cleanly, f"{what} raised an exception"
+        assert not imported_tensorflow, f"{what} imported TensorFlow"
 
 
 def test_a_deep_link_opened_first_goes_through_the_router():
@@ -76,20 +114,3 @@ def test_every_page_imports_ui_before_drawing(page):
         elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # the docstring
             pytest.fail(f"{page} runs {ast.unparse(node)[:60]!r} before importing ui")
     pytest.fail(f"{page} never imports ui")
-
-
-def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
-    from cnn.artifacts import save_model
-    from cnn.zoo import ZOO
-
-    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(ZOO["base"].build(), models_dir / "base.keras", {
-        "model": "base", "epochs": 1, "history": history,
-        "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}})
-    save_model(ZOO["base"].build(), models_dir / "base_classroom.keras", {
-        "model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}})
-    app = AppTest.from_file(str(ENTRY), default_timeout=60).run()  # Home is the default page
-    assert not app.exception
-    shipped, trained_here = (table.value for table in app.dataframe)
-    assert list(shipped["Model"]) == ["base"] and list(trained_here["Model"]) == ["base_classroom"]
-    assert [header.value for header in app.subheader][-2:] == ["Models that ship with the dashboard", "Trained here"]

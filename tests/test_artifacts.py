@@ -459,6 +459,69 @@ def test_a_real_kill_between_the_two_renames_leaves_the_new_pair(models_dir, tin
     assert read_sidecar(models_dir / "m.keras")["metrics"]["val_accuracy"] == NEW
 
 
+class BrokenSave:
+    """A model whose save writes half a file and then fails (disk full)."""
+
+    def save(self, path):
+        with open(path, "wb") as handle:
+            handle.write(b"PK half a zip")
+        raise OSError(28, "No space left on device")
+
+
+def test_failing_save_keeps_the_old_model_and_sidecar(models_dir, tiny_model):
+    import keras
+
+    save_model(tiny_model, models_dir / "m.keras", {"model": "base", "metrics": {"val_accuracy": 0.5}})
+    before = {path.name: path.read_bytes() for path in models_dir.iterdir()}
+    with pytest.raises(OSError):
+        save_model(BrokenSave(), models_dir / "m.keras", {"model": "base"})
+    after = {path.name: path.read_bytes() for path in models_dir.iterdir()}
+    assert after == before  # nothing changed, no temp file left behind
+    loaded, sidecar = load_model("m", models_dir)
+    assert isinstance(loaded, keras.Model) and sidecar["metrics"]["val_accuracy"] == 0.5
+
+
+def test_loading_refuses_anything_outside_or_tampered(models_dir, tmp_path, tiny_model):
+    save_model(tiny_model, models_dir / "good.keras", {"model": "base"})
+    outside = tmp_path / "outside.keras"
+    outside.write_bytes((models_dir / "good.keras").read_bytes())
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path(str(outside), models_dir)
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path("../outside.keras", models_dir)
+    (models_dir / "link.keras").symlink_to(outside)
+    with pytest.raises(ModelFileError, match="not in the models folder"):
+        resolve_model_path("link", models_dir)
+    with pytest.raises(ModelFileError, match=".h5"):
+        resolve_model_path("old.h5", models_dir)
+    (models_dir / "folder.keras").mkdir()
+    with pytest.raises(ModelFileError, match="not a regular"):
+        resolve_model_path("folder", models_dir)
+    with pytest.raises(ModelFileError, match="not from"):
+        resolve_model_path("hf://someone/model.keras", models_dir)
+    with open(models_dir / "good.keras", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model("good", models_dir)
+    (models_dir / "nosidecar.keras").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="no sidecar"):
+        load_model("nosidecar", models_dir)
+
+
+def test_a_model_with_a_lambda_layer_is_refused(models_dir):
+    """Refused by Keras's safe mode itself: the same file loads when safe mode is off, so nothing else failed."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
+    save_model(keras.Model(inputs, outputs), models_dir / "lam.keras", {"model": "lambda"})
+    with pytest.raises(ModelFileError, match=r"^lam\.keras holds Python code \(a Lambda layer.*safe mode refuses"):
+        load_model("lam", models_dir)
+    unsafe = keras.models.load_model(models_dir / "lam.keras", compile=False, safe_mode=False)
+    assert any(isinstance(layer, keras.layers.Lambda) for layer in unsafe.layers)
+    assert read_sidecar(models_dir / "lam.keras")["model"] == "lambda"
+
+
 # ---------------------------------------------------------------- the pages
 
 

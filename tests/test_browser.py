@@ -1,50 +1,32 @@
 """End-to-end: the real app in headless Debian chromium. Every page the router registers opens
 without an exception or error box, there is exactly one navigation menu, and it lists every page.
 
+The server (`shipped_models_server`) runs the shipped models on the bundled sample images.
 Screenshots land in each test's tmp_path (pytest prints where with -rA; or pass --basetemp).
 CNN_BROWSER_APP may name another router file (e.g. a copy listing fewer pages) to test instead.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import (  # noqa: F401 (browser and page are fixtures)
+from browser_support import (
+    APP_ENTRY,
     BROWSER_MARKS,
-    ROOT,
     RegisteredPage,
     StreamlitServer,
-    browser,
     open_path,
-    page,
     registered_pages,
-    running_server,
     screenshot_whole_page,
     wait_for_app_run,
 )
 
-ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))
-PAGES = registered_pages(ENTRY)
+PAGES = registered_pages(APP_ENTRY)
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """The app on the shipped models/, but with an empty runs folder of its own: the pages never show
-    (or lock) whatever the developer is training in runs/."""
-    missing = [page.path for page in PAGES if not (ENTRY.parent / page.path).is_file()]
-    if missing:
-        pytest.fail(f"{ENTRY.name} registers pages that do not exist yet, so the app cannot start: {missing}")
-    folder = tmp_path_factory.mktemp("streamlit")
-    runs = folder / "runs"
-    runs.mkdir()
-    with running_server(ENTRY, folder, env={"CNN_RUNS_DIR": str(runs)}) as app:
-        yield app
 
 
 def open_page(page, server: StreamlitServer, registered: RegisteredPage) -> None:
@@ -60,12 +42,12 @@ def assert_no_errors(page, server: StreamlitServer, where: str) -> None:
 
 
 def test_router_registers_pages():
-    assert PAGES, f"no st.Page('pages/...') found in {ENTRY}"
+    assert PAGES, f"no st.Page('pages/...') found in {APP_ENTRY}"
     assert sum(page.default for page in PAGES) == 1, "exactly one page must be the default"
 
 
-def test_one_navigation_menu_lists_every_page(server, page, tmp_path):
-    open_page(page, server, next(registered for registered in PAGES if registered.default))
+def test_one_navigation_menu_lists_every_page(shipped_models_server, page, tmp_path):
+    open_page(page, shipped_models_server, next(registered for registered in PAGES if registered.default))
     assert page.locator("[data-testid=stSidebarNav]").count() == 1, "a second (legacy pages/) menu appeared"
     more = page.locator("[data-testid=stSidebarNavViewButton]")
     if more.count() and "more" in more.inner_text().lower():
@@ -82,14 +64,14 @@ def test_one_navigation_menu_lists_every_page(server, page, tmp_path):
     links.filter(has_text=target.title).first.click()
     page.wait_for_url(f"**/{target.url_path}")
     wait_for_app_run(page)
-    assert_no_errors(page, server, f"{target.title} via the menu")
+    assert_no_errors(page, shipped_models_server, f"{target.title} via the menu")
 
 
 @pytest.mark.parametrize("registered", PAGES, ids=[Path(page.path).stem for page in PAGES])
-def test_page_opens_without_errors(server, page, registered, tmp_path):
-    open_page(page, server, registered)
+def test_page_opens_without_errors(shipped_models_server, page, registered, tmp_path):
+    open_page(page, shipped_models_server, registered)
     screenshot_whole_page(page, tmp_path / f"{Path(registered.path).stem}.png")
-    assert_no_errors(page, server, registered.title)
+    assert_no_errors(page, shipped_models_server, registered.title)
     assert page.locator("[data-testid=stSidebarNav]").count() == 1
     # The page under the URL is the one the menu marks as current.
     active = page.locator("[data-testid=stSidebarNavLink][aria-current=page]")
@@ -97,12 +79,12 @@ def test_page_opens_without_errors(server, page, registered, tmp_path):
         assert registered.title in active.first.inner_text()
 
 
-def test_dataset_page_augmentation_preview(server, page, tmp_path):
+def test_dataset_page_augmentation_preview(shipped_models_server, page, tmp_path):
     """The one browser interaction that starts TensorFlow in the server: the augmentation preview."""
     dataset = next((registered for registered in PAGES if registered.path == "pages/dataset.py"), None)
     if dataset is None:
         pytest.skip("the router does not register pages/dataset.py")
-    open_page(page, server, dataset)
+    open_page(page, shipped_models_server, dataset)
     charts = page.locator("[data-testid=stPlotlyChart]")
     charts.nth(2).wait_for()  # image grid, histogram, class balance
     assert charts.count() == 3, "the preview must wait for its toggle"
@@ -110,7 +92,7 @@ def test_dataset_page_augmentation_preview(server, page, tmp_path):
     page.get_by_text("Original and augmented copies").wait_for()
     wait_for_app_run(page)
     assert charts.count() == 4
-    assert_no_errors(page, server, "augmentation preview")
+    assert_no_errors(page, shipped_models_server, "augmentation preview")
     screenshot_whole_page(page, tmp_path / "dataset_augmentation.png")
 
 
@@ -148,13 +130,13 @@ def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
     pytest.fail(f"none of the first 200 bundled test images is a confident right answer of {name}")
 
 
-def test_upload_through_file_chooser_reads_top1(server, page, tmp_path):
+def test_upload_through_file_chooser_reads_top1(shipped_models_server, page, tmp_path):
     """Uploads a file through the real file chooser and reads the top-1 label."""
     png, expected, model_name, expected_probability = confident_sample_png(tmp_path)
     predict = next((registered for registered in PAGES if registered.path == "pages/predict.py"), None)
     if predict is None:
         pytest.skip("the router does not register pages/predict.py")
-    open_page(page, server, predict)
+    open_page(page, shipped_models_server, predict)
     model = page.get_by_role("combobox", name="Model (the best one is first)")
     assert model.input_value().startswith(model_name), model.input_value()
 
@@ -169,7 +151,7 @@ def test_upload_through_file_chooser_reads_top1(server, page, tmp_path):
     table.wait_for()
     rows = table_rows(table)
     screenshot_whole_page(page, tmp_path / "predict_upload.png")
-    assert_no_errors(page, server, "predict upload")
+    assert_no_errors(page, shipped_models_server, "predict upload")
     assert rows[0] == ["Rank", "Class", "Probability"], rows
     assert len(rows) == 4, rows
     rank, top1, probability = rows[1]

@@ -1,8 +1,8 @@
 """The Build page end to end in headless Debian chromium: add a layer, see the parameter count change,
 start a short training of the built model on a tiny subset and see its loss chart gain a point.
 
-Its own server: synthetic CIFAR-10 and empty runs and models folders (nothing of the developer's
-is read or replaced). Screenshots land in the test's tmp_path.
+The session's `training_server` (browser_support): synthetic CIFAR-10 and empty runs and models folders
+(nothing of the developer's is read or replaced). Screenshots land in the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -11,35 +11,11 @@ import json
 import time
 
 import pytest
-from browser_support import (  # noqa: F401 (browser and page are fixtures)
-    BROWSER_MARKS,
-    ROOT,
-    browser,
-    open_path,
-    page,
-    running_server,
-    screenshot_whole_page,
-    wait_for_app_run,
-)
-from conftest import make_synthetic_cifar
-from test_browser_flows import LIVE_LOSS_POINTS  # the Train page's live chart, shown here too
+from browser_support import BROWSER_MARKS, LIVE_LOSS_POINTS, open_path, screenshot_whole_page, wait_for_app_run
 
 pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 TRAINING_TIMEOUT_S = 240  # the worker imports TensorFlow first: slow on a busy 2-core machine
-
-
-@pytest.fixture
-def build_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("streamlit_build")
-    synthetic_cifar = make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=60)
-    runs, models = folder / "runs", folder / "models"
-    runs.mkdir()
-    models.mkdir()
-    env = {"CIFAR10_DIR": str(synthetic_cifar), "CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models)}
-    with running_server(ROOT / "streamlit_app.py", folder, env=env) as app:
-        app.models_dir = models
-        yield app
 
 
 def parameters_shown(page) -> str:
@@ -54,8 +30,8 @@ def set_number(page, label: str, value: int) -> None:
     wait_for_app_run(page)
 
 
-def test_add_a_layer_and_train_the_built_model(build_server, page, tmp_path):
-    open_path(page, build_server, "build")
+def test_add_a_layer_and_train_the_built_model(training_server, page, tmp_path):
+    open_path(page, training_server, "build")
     assert parameters_shown(page) == "225,610"  # the report's model 1, loaded at the start
 
     chooser = page.get_by_role("combobox", name="Layer type to add")
@@ -85,11 +61,11 @@ def test_add_a_layer_and_train_the_built_model(build_server, page, tmp_path):
     while page.evaluate(LIVE_LOSS_POINTS) < 1:
         failure = page.locator("[data-testid=stAlertContentError]")
         assert failure.count() == 0, failure.all_inner_texts()
-        assert time.monotonic() < deadline, f"no chart point after {TRAINING_TIMEOUT_S} s\n{build_server.log_tail()}"
+        assert time.monotonic() < deadline, f"no chart point after {TRAINING_TIMEOUT_S} s\n{training_server.log_tail()}"
         page.wait_for_timeout(500)
     screenshot_whole_page(page, tmp_path / "build_training.png")
     page.get_by_text("Finished 2 epochs").wait_for(timeout=TRAINING_TIMEOUT_S * 1000)
     wait_for_app_run(page)
-    sidecar = json.loads((build_server.models_dir / "browser_cnn.json").read_text())
+    sidecar = json.loads((training_server.models_dir / "browser_cnn.json").read_text())
     assert [layer["type"] for layer in sidecar["config"]["spec"]["layers"]][-2:] == ["dense", "dense"]
     assert page.js_errors == []

@@ -3,7 +3,8 @@ menu and the wide layout; a click on a confusion-matrix cell shows that cell's i
 report shows all its rows without an inner scroll bar.
 
 The servers use the shipped models (their stored predictions) and the bundled sample images, so no
-model is run and no full data set is needed.
+model is run and no full data set is needed: the deep link starts a server of its own (it must be the
+server's first request), the other tests share the session's `shipped_models_server`.
 """
 
 from __future__ import annotations
@@ -11,15 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_support import (  # noqa: F401 (browser and page are fixtures)
-    BROWSER_MARKS,
-    ROOT,
-    browser,
-    page,
-    registered_pages,
-    running_server,
-    wait_for_app_run,
-)
+from browser_support import BROWSER_MARKS, ROOT, open_path, registered_pages, running_server, wait_for_app_run
 
 ENTRY = ROOT / "streamlit_app.py"
 PAGES = registered_pages(ENTRY)
@@ -83,9 +76,8 @@ def picker_value(page, label: str) -> str:
     return shown or (inputs.first.input_value() if inputs.count() else "")
 
 
-def test_clicking_a_confusion_cell_shows_its_images(fresh_server, page, tmp_path):
-    page.goto(f"{fresh_server.url}/evaluate", wait_until="domcontentloaded")
-    wait_for_app_run(page)
+def test_clicking_a_confusion_cell_shows_its_images(shipped_models_server, page, tmp_path):
+    open_path(page, shipped_models_server, "evaluate")
     before = gallery_heading(page)
     assert "truck image(s) predicted as automobile" not in before
     chart = page.locator("[data-testid=stPlotlyChart]").first
@@ -102,9 +94,8 @@ def test_clicking_a_confusion_cell_shows_its_images(fresh_server, page, tmp_path
     page.screenshot(path=str(tmp_path / "clicked_cell.png"))
 
 
-def test_the_classification_report_shows_every_row(fresh_server, page):
-    page.goto(f"{fresh_server.url}/evaluate", wait_until="domcontentloaded")
-    wait_for_app_run(page)
+def test_the_classification_report_shows_every_row(shipped_models_server, page):
+    open_path(page, shipped_models_server, "evaluate")
     table = page.locator("[data-testid=stDataFrame]").first
     table.scroll_into_view_if_needed()
     scroll = page.evaluate(

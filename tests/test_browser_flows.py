@@ -1,8 +1,9 @@
 """End-to-end flows that change state, in headless Debian chromium: a short training run started
 from the Train page, watched until its loss chart has a point for every epoch.
 
-The server here is its own: a synthetic CIFAR-10 folder as data (2,000 training images),
-and empty temporary runs and models folders, so nothing of the developer's is read or replaced.
+The server is the session's `training_server` (browser_support): a synthetic CIFAR-10 folder as data
+(2,000 training images), and empty temporary runs and models folders, so nothing of the developer's
+is read or replaced.
 Screenshots land in the test's tmp_path (pytest prints where with -rA; or pass --basetemp).
 """
 
@@ -11,62 +12,26 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_support import (  # noqa: F401 (browser and page are fixtures)
+from browser_support import (
     BROWSER_MARKS,
-    ROOT,
-    browser,
+    LIVE_LOSS_MARKERS,
+    LIVE_LOSS_POINTS,
+    TRAINING_SYNTHETIC_PER_BATCH,
     open_path,
-    page,
-    running_server,
     screenshot_whole_page,
     wait_for_app_run,
 )
-from conftest import make_synthetic_cifar
 
-pytestmark = BROWSER_MARKS
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 EPOCHS = 6
 # Small batches of many images, so that each epoch lasts seconds and the panel's 1 s polls see it:
 # 176 images (22 steps) once made six epochs of `base` last under a second on a quick CI machine.
 BATCH_SIZE = 8
-SYNTHETIC_PER_BATCH = 400  # five batches: 2,000 training images
 TRAIN_IMAGES = 1800  # the first 1,800 train (225 steps an epoch) ...
 VALIDATION_IMAGES = 200  # ... and the last 200 validate
+assert TRAIN_IMAGES + VALIDATION_IMAGES == 5 * TRAINING_SYNTHETIC_PER_BATCH
 TRAINING_TIMEOUT_S = 180  # the worker imports TensorFlow first: slow on a busy 2-core machine
-
-# Points of the live loss chart's training line ("this run: training"), or -1 when it is not drawn yet.
-LIVE_LOSS_POINTS = """() => {
-    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
-        const title = plot.layout && plot.layout.title && plot.layout.title.text || '';
-        const trace = (plot.data || []).find(trace => trace.name === 'this run: training');
-        if (title.includes('Loss') && trace) return trace.x.length;
-    }
-    return -1;
-}"""
-# The circle markers plotly drew for that line (what the reader sees).
-LIVE_LOSS_MARKERS = """() => {
-    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
-        const title = plot.layout && plot.layout.title && plot.layout.title.text || '';
-        const index = (plot.data || []).findIndex(trace => trace.name === 'this run: training');
-        if (title.includes('Loss') && index >= 0)
-            return plot.querySelectorAll('.scatterlayer .trace')[index].querySelectorAll('.points path').length;
-    }
-    return -1;
-}"""
-
-
-@pytest.fixture
-def training_server(tmp_path_factory):
-    """The app with synthetic data and empty runs and models folders of its own."""
-    folder = tmp_path_factory.mktemp("streamlit_training")
-    synthetic_cifar = make_synthetic_cifar(folder / "cifar-10-batches-py", per_batch=SYNTHETIC_PER_BATCH)
-    runs, models = folder / "runs", folder / "models"
-    runs.mkdir()
-    models.mkdir()
-    env = {"CIFAR10_DIR": str(synthetic_cifar), "CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models)}
-    with running_server(ROOT / "streamlit_app.py", folder, env=env) as app:
-        app.runs_dir, app.models_dir = runs, models
-        yield app
 
 
 def set_number(page, label: str, value: int) -> None:

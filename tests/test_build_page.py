@@ -184,17 +184,6 @@ def test_a_built_model_works_on_evaluate_inspect_and_predict(models_dir):
     assert layers[1:] == [row.name for row in analyze(spec).rows]
 
 
-def test_build_page_opens_without_tensorflow():
-    """The Build page only edits data: TensorFlow loads in the training worker, not in the page."""
-    import subprocess
-    import sys
-
-    code = ("import sys, streamlit, ui.build_views; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 def test_the_teachers_limits_apply_and_a_bad_one_is_reported(page_env, monkeypatch):
     monkeypatch.setenv("CNN_MAX_PARAMETERS", "100000")
     app = open_page()

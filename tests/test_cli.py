@@ -94,16 +94,6 @@ def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_ci
     assert exit_info.value.code == 2 and "alternate" in capsys.readouterr().err
 
 
-def test_flip_choices_are_the_trainers_own():
-    """The CLI lists them without importing cnn.training (a fast --help): they must not drift apart."""
-    from cnn.__main__ import build_parser
-    from cnn.training import FLIPS
-
-    train = next(action for action in build_parser()._actions if action.dest == "command").choices["train"]
-    flip = next(action for action in train._actions if action.dest == "flip")
-    assert tuple(flip.choices) == FLIPS
-
-
 def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):
     status, out, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
                                str(synthetic_cifar), "--indices", "0:20", "--as-jpeg", "75", "--json")

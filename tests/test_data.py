@@ -142,3 +142,12 @@ def test_committed_sidecars_record_no_path_of_a_machine():
     assert sidecars
     for path in sidecars:
         assert not re.search(r"(?<![\w.])/(work|root|home|tmp|Users)/", path.read_text()), path.name
+
+
+def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
+    from cnn.data import jpeg_copy
+
+    split = load_cifar10(synthetic_cifar, val_size=20).val
+    copy = jpeg_copy(split, quality=75)
+    assert copy.images.shape == split.images.shape and np.array_equal(copy.labels, split.labels)
+    assert "JPEG q75" in copy.name and not np.array_equal(copy.images, split.images)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -184,28 +181,6 @@ def test_download_with_the_wrong_checksum_leaves_nothing(no_dataset, synthetic_c
     assert list(data.KERAS_CACHE.parent.iterdir()) == []
     with pytest.raises(DataError, match="download"):
         data._download_with_progress(lambda done, total: None, url=(tmp_path / "missing").as_uri())
-
-
-_IMPORT_PROBE = """
-import json, sys
-sys.path.insert(0, '.')
-from streamlit.testing.v1 import AppTest
-app = AppTest.from_file('pages/dataset.py', default_timeout=60).run()
-print(json.dumps([not app.exception, 'tensorflow' in sys.modules]))
-"""
-
-
-@pytest.mark.slow
-def test_page_opens_without_tensorflow(tmp_path):
-    env_home = {"HOME": str(tmp_path)}  # also: no Keras cache, so the sample path runs
-    completed = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=ROOT, capture_output=True, text=True,
-                               timeout=120, env={**_clean_env(), **env_home}, check=True)
-    ran_cleanly, imported_tensorflow = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert ran_cleanly and not imported_tensorflow
-
-
-def _clean_env() -> dict:
-    return {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"}
 
 
 @pytest.mark.realdata

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (the mirrored checks), without conftest
     sys.path.insert(0, str(ROOT))
 
-from cnn.__main__ import build_parser, main  # noqa: E402
-from cnn.distribute import STRATEGIES, ClusterTask, check_batch_split, read_tf_config  # noqa: E402
+from cnn.__main__ import main  # noqa: E402
+from cnn.distribute import ClusterTask, check_batch_split, read_tf_config  # noqa: E402
 from cnn.errors import UserError  # noqa: E402
 from cnn.training import TrainConfig  # noqa: E402
 from cnn.zoo import ZOO  # noqa: E402
@@ -112,12 +112,6 @@ def test_a_global_batch_must_split_evenly_over_the_replicas():
     check_batch_split(1024, 8)
     with pytest.raises(UserError, match="batch size 32 does not split evenly over 3 replicas"):
         check_batch_split(32, 3)
-
-
-def test_cli_strategy_choices_are_the_distribute_modules():
-    """The CLI lists them without importing cnn.distribute's callers (a fast --help): they must not drift."""
-    train = next(action for action in build_parser()._actions if action.dest == "command").choices["train"]
-    assert next(action for action in train._actions if action.dest == "strategy").choices == STRATEGIES
 
 
 def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(synthetic_cifar, tmp_path, capsys,

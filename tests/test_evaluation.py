@@ -1,6 +1,7 @@
 """Stored predictions: `evaluate --record` writes them, loading verifies them, the shipped ones match their sidecars."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +39,24 @@ def test_compact_predictions_give_the_same_evaluation_as_the_probabilities():
     assert ranked[0].probability == pytest.approx(probabilities[7].max(), abs=1e-3)
 
 
-@pytest.fixture
-def recorded(tmp_path, synthetic_cifar, capsys):
+@pytest.fixture(scope="module")
+def recorded_once(tmp_path_factory, synthetic_cifar):
     """An untrained model saved in its own folder, then `evaluate --record` on the synthetic data."""
     from cnn.zoo import ZOO
 
-    models = tmp_path / "models"
+    models = tmp_path_factory.mktemp("recorded") / "models"
     save_model(ZOO["base"].build(), models / "tiny.keras",
                {"model": "base", "config": {"val_size": 20}, "metrics": {"val_accuracy": 0.1}})
     status = main(["--models-dir", str(models), "evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--record"])
-    capsys.readouterr()
     assert status == 0
     return models / "tiny.keras"
+
+
+@pytest.fixture
+def recorded(recorded_once, tmp_path):
+    """A copy of the recorded model, its sidecar and its predictions for each test, which may change them."""
+    folder = shutil.copytree(recorded_once.parent, tmp_path / "models")
+    return folder / recorded_once.name
 
 
 def test_record_stores_predictions_tied_to_the_model(recorded):

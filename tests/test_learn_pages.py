@@ -1,22 +1,19 @@
-"""AppTest runs of every Learn page: widgets exercised, no exception, expected elements shown, no TensorFlow."""
+"""AppTest runs of every Learn page: widgets exercised, no exception, expected elements shown.
+(That they never import TensorFlow: test_app.)"""
 
 import importlib.util
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import browser_support
 import numpy as np
 import pytest
-from browser_support import browser, page  # noqa: F401 - fixtures of the browser test
 from streamlit.testing.v1 import AppTest
 
 from ui import learn_widgets, plots
 
 ROOT = Path(__file__).resolve().parents[1]
-LEARN_PAGES = ("learn_pixels", "learn_convolution", "learn_relu", "learn_pooling", "learn_dense_softmax")
 
 
 def run_page(name: str) -> AppTest:
@@ -273,45 +270,12 @@ def test_uploads_are_decoded_and_shrunk_to_fit_256():
     assert learn_widgets.fit_within(small) == (small, False)
 
 
-# Runs every Learn page in a fresh interpreter and reports what it imported.
-_IMPORT_PROBE = """
-import json, sys
-from streamlit.testing.v1 import AppTest
-results = {}
-for page in sys.argv[1:]:
-    app = AppTest.from_file(page, default_timeout=30).run()
-    results[page] = [not app.exception, "tensorflow" in sys.modules or "keras" in sys.modules]
-print(json.dumps(results))
-"""
-
-
-@pytest.mark.slow
-def test_learn_pages_never_import_tensorflow():
-    pages = [str(ROOT / "pages" / f"{name}.py") for name in LEARN_PAGES]
-    completed = subprocess.run(
-        [sys.executable, "-c", _IMPORT_PROBE, *pages],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=240,
-    )
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
-    for page_file, (ran_cleanly, imported_tensorflow) in results.items():
-        assert ran_cleanly, page_file
-        assert not imported_tensorflow, f"{page_file} imported TensorFlow"
-
-
-@pytest.fixture
-def app_server(tmp_path):
-    from browser_support import running_server
-
-    with running_server(ROOT / "streamlit_app.py", tmp_path) as server:
-        yield server
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(not browser_support.CHROMIUM.exists(), reason="chromium is missing")
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed")
-def test_play_moves_the_window_slider_in_a_browser(app_server, page):  # noqa: F811 - page is a fixture
+def test_play_moves_the_window_slider_in_a_browser(shipped_models_server, page):
     """Play's timer (a fragment with run_every) really moves the slider; AppTest has no timer."""
-    browser_support.open_path(page, app_server, "learn_convolution")
+    browser_support.open_path(page, shipped_models_server, "learn_convolution")
     slider = page.get_by_role("slider", name="Window position (reading order)")
     assert slider.get_attribute("aria-valuetext") == "1"
     page.get_by_role("button", name="▶ Play").click()

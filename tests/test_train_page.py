@@ -166,6 +166,7 @@ def busy_machine(page_env):
     os.close(slot)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_waiting_run_says_its_place_in_line_and_can_be_cancelled(busy_machine):
     config = TrainConfig.for_model("base", epochs=2, subset=100, val_size=20, mixed_precision=False)
     started = [classroom.start_run(config, busy_machine / f"{name}.keras", owner="someone", teacher=False)
@@ -193,6 +194,7 @@ def test_a_waiting_run_says_its_place_in_line_and_can_be_cancelled(busy_machine)
     jobs.wait_until_done(started[0], timeout_s=300)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_run_in_use_elsewhere_is_refused(busy_machine):
     config = TrainConfig.for_model("base", epochs=2, subset=100, val_size=20, mixed_precision=False)
     run_dir = classroom.start_run(config, busy_machine / "shared.keras", owner="another", teacher=False)

@@ -1,45 +1,15 @@
-"""cnn.models, cnn.training and cnn.artifacts: the zoo builds and trains, runs resume, saves are atomic."""
+"""cnn.training: the settings, fit with its history and checkpoints, stop and resume, the data pipeline's
+augmentation, lookahead and the whitening bias. (A killed worker's resume: test_jobs; corrupt run files: test_runs.)"""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from cnn.artifacts import load_model, read_sidecar, resolve_model_path, save_model
 from cnn.data import load_cifar10
-from cnn.errors import ModelFileError, TrainingError, UserError
-from cnn.models import count_parameters
+from cnn.errors import UserError
 from cnn.runs import RunFiles, read_history, request_stop
 from cnn.training import TrainConfig, train
-from cnn.zoo import ZOO
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.mark.parametrize("name", list(ZOO))
-def test_every_zoo_model_builds_and_takes_a_training_step(name):
-    from cnn.training import compile_model
-
-    entry = ZOO[name]
-    images = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
-    model = entry.build_trainable(calibration_images=images if entry.needs_calibration else None)
-    compile_model(model, TrainConfig.for_model(name, epochs=1), total_steps=1)
-    before = [weight.copy() for weight in model.get_weights()]
-    model.train_on_batch(images / 255.0, np.eye(10, dtype=np.float32)[np.arange(8)])
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    assert model.output_shape == (None, 10) and count_parameters(model) > 0
-
-
-def test_report_base_model_matches_the_report():
-    model = ZOO["base"].build()
-    shapes = [layer.output.shape for layer in model.layers]
-    assert shapes[1][1:] == (29, 29, 32) and shapes[2][1:] == (14, 14, 32)
-    assert [layer.name for layer in model.layers][-2:] == ["dense", "probabilities"]
 
 
 def test_config_refuses_bad_settings():
@@ -141,28 +111,6 @@ def test_stop_in_the_last_epoch_then_resume_finishes_the_run(synthetic_cifar, tm
     assert not any(row.get("partial_batches") for row in resumed.history)
 
 
-def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_cifar, tmp_path):
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "cnn", "--models-dir", str(tmp_path / "models"), "train", "--model", "base",
-               "--epochs", "40", "--batch-size", "8", "--data-dir", str(synthetic_cifar), "--val-size", "20",
-               "--run-dir", str(run), "--no-mixed-precision", "--out", str(tmp_path / "models" / "b.keras")]
-    worker = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs")})
-    deadline = time.time() + 120
-    while time.time() < deadline and len(read_history(run / "history.jsonl")) < 2:
-        time.sleep(0.2)
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-    # The history may hold one line more than the checkpoint (killed between the two writes).
-    done_before = json.loads((run / "state.json").read_text())["epoch"]
-    assert done_before >= 1
-    data = load_cifar10(synthetic_cifar, val_size=20)
-    config = TrainConfig.for_model("base", epochs=done_before + 1, batch_size=8, mixed_precision=False, val_size=20)
-    result = train(config, data, run, resume=True, verbose=0)
-    epochs = [row["epoch"] for row in result.history]
-    assert epochs == list(range(1, done_before + 2))
-
-
 def test_bf16_is_chosen_only_on_a_cpu_with_native_bf16(tmp_path):
     from cnn.training import cpu_has_native_bf16
 
@@ -171,78 +119,6 @@ def test_bf16_is_chosen_only_on_a_cpu_with_native_bf16(tmp_path):
         cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n")
         assert cpu_has_native_bf16(cpuinfo) is native
     assert cpu_has_native_bf16(tmp_path / "missing") is False
-
-
-def test_corrupt_history_gives_a_clear_error(tmp_path):
-    path = tmp_path / "history.jsonl"
-    path.write_text('{"epoch": 1, "loss": 1.0}\n{not json\n')
-    with pytest.raises(TrainingError, match="line 2 is not valid JSON"):
-        read_history(path)
-
-
-class BrokenSave:
-    """A model whose save writes half a file and then fails (disk full)."""
-
-    def save(self, path):
-        with open(path, "wb") as handle:
-            handle.write(b"PK half a zip")
-        raise OSError(28, "No space left on device")
-
-
-def test_failing_save_keeps_the_old_model_and_sidecar(models_dir):
-    import keras
-
-    model = ZOO["base"].build()
-    save_model(model, models_dir / "m.keras", {"model": "base", "metrics": {"val_accuracy": 0.5}})
-    before = {path.name: path.read_bytes() for path in models_dir.iterdir()}
-    with pytest.raises(OSError):
-        save_model(BrokenSave(), models_dir / "m.keras", {"model": "base"})
-    after = {path.name: path.read_bytes() for path in models_dir.iterdir()}
-    assert after == before  # nothing changed, no temp file left behind
-    loaded, sidecar = load_model("m", models_dir)
-    assert isinstance(loaded, keras.Model) and sidecar["metrics"]["val_accuracy"] == 0.5
-
-
-def test_loading_refuses_anything_outside_or_tampered(models_dir, tmp_path):
-    model = ZOO["base"].build()
-    save_model(model, models_dir / "good.keras", {"model": "base"})
-    outside = tmp_path / "outside.keras"
-    outside.write_bytes((models_dir / "good.keras").read_bytes())
-    with pytest.raises(ModelFileError, match="not in the models folder"):
-        resolve_model_path(str(outside), models_dir)
-    with pytest.raises(ModelFileError, match="not in the models folder"):
-        resolve_model_path("../outside.keras", models_dir)
-    (models_dir / "link.keras").symlink_to(outside)
-    with pytest.raises(ModelFileError, match="not in the models folder"):
-        resolve_model_path("link", models_dir)
-    with pytest.raises(ModelFileError, match=".h5"):
-        resolve_model_path("old.h5", models_dir)
-    (models_dir / "folder.keras").mkdir()
-    with pytest.raises(ModelFileError, match="not a regular"):
-        resolve_model_path("folder", models_dir)
-    with pytest.raises(ModelFileError, match="not from"):
-        resolve_model_path("hf://someone/model.keras", models_dir)
-    with open(models_dir / "good.keras", "ab") as handle:
-        handle.write(b"tampered")
-    with pytest.raises(ModelFileError, match="sha256"):
-        load_model("good", models_dir)
-    (models_dir / "nosidecar.keras").write_bytes(b"x")
-    with pytest.raises(ModelFileError, match="no sidecar"):
-        load_model("nosidecar", models_dir)
-
-
-def test_a_model_with_a_lambda_layer_is_refused(models_dir):
-    """Refused by Keras's safe mode itself: the same file loads when safe mode is off, so nothing else failed."""
-    import keras
-
-    inputs = keras.Input((32, 32, 3))
-    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
-    save_model(keras.Model(inputs, outputs), models_dir / "lam.keras", {"model": "lambda"})
-    with pytest.raises(ModelFileError, match=r"^lam\.keras holds Python code \(a Lambda layer.*safe mode refuses"):
-        load_model("lam", models_dir)
-    unsafe = keras.models.load_model(models_dir / "lam.keras", compile=False, safe_mode=False)
-    assert any(isinstance(layer, keras.layers.Lambda) for layer in unsafe.layers)
-    assert read_sidecar(models_dir / "lam.keras")["model"] == "lambda"
 
 
 def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
@@ -307,49 +183,6 @@ def _mirrored(augmented, image) -> bool:
                    for top in windows for left in windows) for view in (image, image[:, ::-1])]
     assert sum(matches) == 1, "the augmented image is neither the image nor its mirror, shifted"
     return matches[1]
-
-
-def test_jpeg_copy_of_a_split_keeps_labels_and_shapes(synthetic_cifar):
-    from cnn.data import jpeg_copy
-
-    split = load_cifar10(synthetic_cifar, val_size=20).val
-    copy = jpeg_copy(split, quality=75)
-    assert copy.images.shape == split.images.shape and np.array_equal(copy.labels, split.labels)
-    assert "JPEG q75" in copy.name and not np.array_equal(copy.images, split.images)
-
-
-def test_fast_model_averages_six_views_as_airbench_does():
-    from cnn.models import VIEW_WEIGHTS, build_fast_trunk, with_view_averaging
-
-    images = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
-    trunk = build_fast_trunk(calibration_images=images)
-    model = with_view_averaging(trunk)
-    x = images / np.float32(255.0)
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    views = [x, padded[:, :32, :32], padded[:, 2:, 2:]]
-    views += [view[:, :, ::-1] for view in views]
-    expected = sum(weight * np.asarray(trunk(view)) for weight, view in zip(VIEW_WEIGHTS, views))
-    got = np.asarray(model(x))
-    assert got.shape == (5, 10) and sum(VIEW_WEIGHTS) == 1.0
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(got, np.asarray(trunk(x)), atol=1e-6)  # the views do change the answer
-
-
-def test_fast_blocks_start_as_identity_on_their_input_channels():
-    from cnn.models import build_fast_trunk
-
-    trunk = build_fast_trunk()
-    first = np.asarray(trunk.get_layer("block1_conv1").kernel)  # 24 -> 64 channels
-    assert np.array_equal(first[:, :, :, :24], _dirac(24, 24))
-    assert np.abs(first[:, :, :, 24:]).sum() > 0  # the other filters keep their random start
-    assert np.array_equal(np.asarray(trunk.get_layer("block3_conv2").kernel), _dirac(256, 256))
-
-
-def _dirac(channels_in, channels_out):
-    kernel = np.zeros((3, 3, channels_in, channels_out), np.float32)
-    kernel[1, 1, np.arange(channels_in), np.arange(channels_in)] = 1.0
-    return kernel
 
 
 def test_lookahead_schedule_and_slow_weights(synthetic_cifar, tmp_path):
