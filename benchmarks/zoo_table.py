@@ -27,9 +27,9 @@ from cnn.artifacts import load_model, scan_models  # noqa: E402
 from cnn.data import CLEAN_TEST_STOP, jpeg_copy, load_cifar10  # noqa: E402
 from cnn.errors import ModelFileError  # noqa: E402
 from cnn.evaluation import evaluate  # noqa: E402
+from cnn.hardware import describe_hardware  # noqa: E402
 from cnn.inference import Predictor  # noqa: E402
 from cnn.report import REPORT_ACCURACY  # noqa: E402
-from cnn.training import describe_hardware  # noqa: E402
 
 ZOO_ORDER = ["base", "dropout", "deeper", "deeper_dropout", "batchnorm", "augmented", "fast"]
 LATENCY_CALLS = 200

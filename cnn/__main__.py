@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("--flip", choices=("random", "alternate"),  # cnn.training.FLIPS, without importing it
+    train.add_argument("--flip", choices=("random", "alternate"),  # cnn.input_pipeline.FLIPS, without importing it
                        help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
                             "(the recipe's by default)")
     train.add_argument("--whiten-bias-epochs", type=int, metavar="N",
@@ -198,9 +198,10 @@ def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
     from cnn.artifacts import check_model_name, default_models_dir
     from cnn.data import SAMPLE_VAL_SIZE
+    from cnn.hardware import cpu_has_native_bf16
     from cnn.runs import RunRequest, run_dir_for
     from cnn.spec import read_spec_file
-    from cnn.training import TrainConfig, cpu_has_native_bf16
+    from cnn.training import TrainConfig
 
     if not args.model:
         raise UserError("train needs --model NAME (or --job RUN_DIR).")
