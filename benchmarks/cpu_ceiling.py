@@ -114,7 +114,7 @@ def fast_training_rate(steps: int = 3) -> tuple[Rate, int]:
 
 
 def main() -> None:
-    from cnn.training import describe_hardware
+    from cnn.hardware import describe_hardware
 
     print(f"hardware: {describe_hardware()}; load average at start {os.getloadavg()[0]:.1f}")
     bf16, fp32 = matmul_rate("bfloat16"), matmul_rate("float32")

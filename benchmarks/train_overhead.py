@@ -35,7 +35,7 @@ if "CIFAR10_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["CIFAR10_DIR"] = str(SHARED_DATA)
 
 from cnn import jobs, runs  # noqa: E402
-from cnn.training import describe_hardware  # noqa: E402
+from cnn.hardware import describe_hardware  # noqa: E402
 
 VAL_IMAGES = 1_000  # validation images evaluated after every epoch, by both paths
 

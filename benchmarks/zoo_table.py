@@ -27,8 +27,8 @@ from cnn.artifacts import load_model, scan_models  # noqa: E402
 from cnn.data import CLEAN_TEST_STOP, jpeg_copy, load_cifar10  # noqa: E402
 from cnn.errors import ModelFileError  # noqa: E402
 from cnn.evaluation import evaluate  # noqa: E402
+from cnn.hardware import describe_hardware  # noqa: E402
 from cnn.inference import Predictor  # noqa: E402
-from cnn.training import describe_hardware  # noqa: E402
 from cnn.zoo import report_accuracy, zoo_position  # noqa: E402
 
 LATENCY_CALLS = 200

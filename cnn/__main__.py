@@ -208,9 +208,10 @@ def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
     from cnn.artifacts import check_model_name, default_models_dir
     from cnn.data import SAMPLE_VAL_SIZE
+    from cnn.hardware import cpu_has_native_bf16
     from cnn.runs import RunRequest, run_dir_for
     from cnn.spec import read_spec_file
-    from cnn.training import TrainConfig, cpu_has_native_bf16
+    from cnn.training import TrainConfig
 
     if not args.model:
         raise UserError("train needs --model NAME (or --job RUN_DIR).")
@@ -534,7 +535,7 @@ def cmd_latency(args) -> int:
 
     from cnn.artifacts import read_sidecar, resolve_model_path, update_sidecar
     from cnn.inference import PREDICT_BUDGET_MS, Predictor, single_image_latency
-    from cnn.training import describe_hardware
+    from cnn.hardware import describe_hardware
 
     model, _ = _load(args)
     latency = single_image_latency(Predictor(model), runs=args.runs)

@@ -6,6 +6,11 @@ per finished epoch, the checkpoint (the full model with its optimizer after the
 last finished epoch) and its state. Creating the file `STOP` there stops the
 run after the current batch. A killed run resumes from its last checkpoint and
 loses at most one epoch; a run stopped mid-epoch redoes that epoch on resume.
+
+This module holds the run's settings and its orchestration (build or resume,
+compile, fit, finish); the pieces live in their own modules: the callbacks in
+`cnn.callbacks`, the tf.data input in `cnn.input_pipeline`, the learning-rate
+schedules in `cnn.lr_schedules` and the machine's description in `cnn.hardware`.
 """
 
 from __future__ import annotations
@@ -14,25 +19,20 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from cnn.artifacts import atomic_write_text, save_keras_atomic
-from cnn.data import Cifar10, one_hot
+from cnn.artifacts import atomic_write_text
+from cnn.data import Cifar10
 from cnn.errors import TrainingError, UserError
-from cnn.inference import preprocess
+from cnn.hardware import describe_hardware
+from cnn.input_pipeline import training_batches, training_images, validation_data
+from cnn.lr_schedules import LR_SCHEDULES, learning_rate_schedule
 from cnn.runs import RunFiles, read_history, read_json, write_status
 from cnn.zoo import FLIPS
 
 OPTIMIZERS = ("adam", "sgd_nesterov")
-LR_SCHEDULES = ("constant", "cosine", "warmup_linear")
-STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
-LOOKAHEAD_EVERY = 5  # optimizer steps between two weight averages (airbench)
-WHITEN_BIAS = "whiten_bias"  # the layer that TrainConfig.whiten_bias_epochs freezes
 
 
 @dataclass(frozen=True)
@@ -165,199 +165,11 @@ class TrainResult:
     is_chief: bool = True  # False: another worker of a multi-worker run keeps the run folder and saves the model
 
 
-def describe_hardware() -> str:
-    """A one-line description of the machine, for sidecars and benchmarks."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = _gpu_names()
-    return f"{cpu}, {os.cpu_count()} cores" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU computes in bf16 natively (AVX-512 BF16 or AMX): only then is mixed bf16 faster
-    (measured 1.3x faster here; 2.5x slower than float32 on a CPU without it, issue 14)."""
-    try:
-        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[-1].split()))
-
-
-def _gpu_names() -> list[str]:
-    try:
-        import tensorflow as tf
-
-        return [device.name for device in tf.config.list_physical_devices("GPU")]
-    except Exception:  # noqa: BLE001 - hardware description is best effort
-        return []
-
-
-# ---------------------------------------------------------------- callbacks
-
-
-def lookahead_decay(step: int, total_steps: int) -> float:
-    """airbench's lookahead schedule: how much of the slow weights is kept at `step`.
-
-    0 at the start (plain SGD), rising as (step/total)**3 to 0.95**5 at the end,
-    so the last epochs average over many recent weights.
-    """
-    return 0.95 ** 5 * (min(step, total_steps) / total_steps) ** 3
-
-
-def _callbacks(files: RunFiles, config: TrainConfig, steps_per_epoch: int, wall_offset: float, started: float,
-               placement):
-    import keras
-
-    total_epochs = config.epochs
-
-    class Lookahead(keras.callbacks.Callback):
-        """Every few steps, move slow weights towards the current ones and continue from them.
-
-        The slow weights start from the model's (also after a resume: a resumed run
-        loses at most LOOKAHEAD_EVERY steps of averaging); the finished model is the slow copy.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self._slow = None
-
-        def on_train_begin(self, logs=None):
-            self._slow = self.model.get_weights()
-
-        def on_train_batch_end(self, batch, logs=None):
-            step = int(self.model.optimizer.iterations.numpy())
-            if step % LOOKAHEAD_EVERY:
-                return
-            keep = lookahead_decay(step, steps_per_epoch * total_epochs)
-            for slow, current in zip(self._slow, self.model.get_weights()):
-                slow += (1.0 - keep) * (current - slow)
-            self.model.set_weights(self._slow)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == total_epochs:  # before the checkpoint is written: it holds the final weights
-                self.model.set_weights(self._slow)
-
-    class RunRecorder(keras.callbacks.Callback):
-        """Writes history, checkpoint and state after each epoch, and batch progress while training."""
-
-        def __init__(self):
-            super().__init__()
-            self._last_status = 0.0
-            self._epoch_started = time.time()
-            self._batches = 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._epoch_started = time.time()
-            write_status(files, state="running", epoch=epoch, epochs=total_epochs, batch=0)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._batches = batch + 1
-            now = time.time()
-            if now - self._last_status >= STATUS_INTERVAL_S:
-                self._last_status = now
-                write_status(files, batch=batch + 1, batches=self.params.get("steps"))
-
-        def on_epoch_end(self, epoch, logs=None):
-            steps = self.params.get("steps")
-            row = {"epoch": epoch + 1, "seconds": round(time.time() - self._epoch_started, 2),
-                   "learning_rate": _current_lr(self.model)}
-            row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
-            if steps and self._batches < steps:
-                row["partial_batches"] = self._batches  # stopped mid-epoch
-                row["batches_per_epoch"] = steps  # so the charts can say "N of M batches"
-            with files.history.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            save_keras_atomic(self.model, files.checkpoint)
-            atomic_write_text(files.state, json.dumps(
-                {"epoch": epoch + 1, "wall_time_s": wall_offset + time.time() - started}))
-            write_status(files, epoch=epoch + 1, batch=steps, batches=steps)
-
-    class StopFlag(keras.callbacks.Callback):
-        """Stops after the current batch once the STOP file exists (another process creates it).
-
-        On several workers they all stop at the same batch: the chief's flag is shared.
-        """
-
-        def on_train_batch_end(self, batch, logs=None):
-            if placement.any_worker(files.stop_flag.exists()):
-                self.model.stop_training = True
-
-    class FreezeWhitenBias(keras.callbacks.Callback):
-        """From epoch `config.whiten_bias_epochs` on, hold the whitening bias where it is (airbench).
-
-        Written back after every step rather than made untrainable, since a compiled
-        model keeps training what it was compiled with; runs before Lookahead, which
-        then only ever sees the held value.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self._held = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch >= config.whiten_bias_epochs and self._held is None:
-                self._held = np.array(self.model.get_layer(WHITEN_BIAS).bias)
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self._held is not None:
-                self.model.get_layer(WHITEN_BIAS).bias.assign(self._held)
-
-    freeze = [FreezeWhitenBias()] if config.whiten_bias_epochs is not None else []
-    recorders = [RunRecorder(), StopFlag(), keras.callbacks.TerminateOnNaN()]
-    return freeze + ([Lookahead()] if config.lookahead else []) + recorders
-
-
-def _current_lr(model) -> float:
-    optimizer = model.optimizer
-    rate = optimizer.learning_rate
-    return float(np.asarray(rate(optimizer.iterations) if callable(rate) else rate))
-
-
-# ---------------------------------------------------------------- optimizer, data
-
-
-def _learning_rate(config: TrainConfig, total_steps: int):
-    import keras
-
-    if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
-    if config.lr_schedule == "warmup_linear":
-        # airbench: linear warm-up from 0.2x to 1x over 23% of the steps, then linear decay to 0.07x
-        warmup = max(1, int(0.23 * total_steps))
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
-            *_piecewise_linear(config.learning_rate, warmup, total_steps)
-        )
-    return config.learning_rate
-
-
-def _piecewise_linear(peak: float, warmup: int, total: int, points: int = 64):
-    """Boundaries and values approximating the warm-up/decay ramp with `points` steps
-    (a built-in, serializable schedule, so checkpoints load in safe mode)."""
-    steps = np.linspace(0, total, points + 1)[1:-1].astype(int)
-    steps = np.unique(steps)
-    values = [peak * _ramp(0, warmup, total)] + [peak * _ramp(int(step), warmup, total) for step in steps]
-    return [int(step) for step in steps], [float(value) for value in values]
-
-
-def _ramp(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return 0.2 + 0.8 * step / warmup
-    return 1.0 - 0.93 * (step - warmup) / max(1, total - warmup)
-
-
 def compile_model(model, config: TrainConfig, total_steps: int) -> None:
     """Compile `model` with the config's optimizer, learning-rate schedule over `total_steps`, loss and metrics."""
     import keras
 
-    rate = _learning_rate(config, total_steps)
+    rate = learning_rate_schedule(config.lr_schedule, config.learning_rate, total_steps)
     decay = config.weight_decay or None
     if config.optimizer == "sgd_nesterov":
         optimizer = keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True, weight_decay=decay)
@@ -368,78 +180,6 @@ def compile_model(model, config: TrainConfig, total_steps: int) -> None:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-
-
-def training_images(config: TrainConfig, data: Cifar10):
-    """The training split, cut to `config.subset` images when asked."""
-    images, labels = data.train.images, data.train.labels
-    if config.subset is not None:
-        if config.subset > len(labels):
-            raise UserError(f"subset {config.subset} is larger than the {len(labels)} training images.")
-        images, labels = images[: config.subset], labels[: config.subset]
-    return images, labels
-
-
-def _train_dataset(images, labels, config: TrainConfig, initial_epoch: int = 0):
-    """Endless shuffled (x, y) training batches; `initial_epoch` (a resume) sets the alternating flip's phase."""
-    import tensorflow as tf
-
-    from cnn.augment import augment_batch
-
-    if config.augment and config.flip == "alternate":
-        dataset = _flip_planned_batches(images, labels, config, initial_epoch)
-        dataset = dataset.map(lambda x, y, flip: (augment_batch(x, flip=flip), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = _batches(config, preprocess(images), one_hot(labels))
-        if config.augment:
-            dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _batches(config: TrainConfig, *columns):
-    """Batches of (x, y, *extra) rows: shuffled every epoch, repeated endlessly, x maybe re-encoded as JPEG."""
-    import tensorflow as tf
-
-    from cnn.augment import jpeg_image
-
-    dataset = tf.data.Dataset.from_tensor_slices(columns)
-    # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
-    dataset = dataset.shuffle(len(columns[0]), seed=config.seed, reshuffle_each_iteration=True).repeat()
-    if config.jpeg_augment:
-        dataset = dataset.map(lambda x, *rest: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), *rest),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(config.batch_size)
-
-
-def _flip_planned_batches(images, labels, config: TrainConfig, initial_epoch: int = 0):
-    """Un-augmented training batches (x, y, flip), flip saying which images airbench's alternating flip mirrors.
-
-    Each image's random bit (from `config.seed`) travels with it through the shuffle.
-    """
-    import tensorflow as tf
-
-    from cnn.augment import alternating_flip
-
-    count, size = len(labels), config.batch_size
-    bits = np.random.default_rng(config.seed).integers(0, 2, count).astype(bool)
-    dataset = _batches(config, preprocess(images), one_hot(labels), bits)
-
-    # .repeat() of a shuffled dataset concatenates whole epochs and, never ending, only makes
-    # full batches: row i of batch b is element b*size + i, of epoch initial_epoch + that // count
-    # (a batch may straddle two epochs). Counting here rather than per element keeps it vectorized.
-    def plan(b, batch):
-        x, y, bit = batch
-        position = b * size + tf.range(size, dtype=tf.int64)
-        return x, y, alternating_flip(bit, initial_epoch + position // count)
-
-    return dataset.enumerate().map(plan, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _val_data(data: Cifar10):
-    if len(data.val) == 0:
-        return None
-    return preprocess(data.val.images), one_hot(data.val.labels)
 
 
 # ---------------------------------------------------------------- the run
@@ -479,6 +219,7 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
            clear_stop: bool):
     import keras
 
+    from cnn.callbacks import WHITEN_BIAS
     from cnn.distribute import check_batch_split, check_workers_agree
     from cnn.zoo import get_entry
 
@@ -499,8 +240,8 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     try:
         # Building, compiling and fitting in the strategy's scope makes every variable one per replica.
         with placement.scope():
-            model, initial_epoch, wall_offset = _start_or_resume(entry, config, files, images, resume,
-                                                                 steps_per_epoch * config.epochs)
+            model, initial_epoch, wall_offset = start_or_resume(entry, config, files, images, resume,
+                                                                steps_per_epoch * config.epochs)
         if config.whiten_bias_epochs is not None and WHITEN_BIAS not in {layer.name for layer in model.layers}:
             raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies only to a "
                             "network that starts with one (fast, best).")
@@ -510,10 +251,10 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
         if initial_epoch < config.epochs:
             with placement.scope():
                 model.fit(
-                    placement.shard_by_data(_train_dataset(images, labels, config, initial_epoch)),
+                    placement.shard_by_data(training_batches(images, labels, config, initial_epoch)),
                     epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                    validation_data=_val_data(data), validation_batch_size=512, verbose=verbose,
-                    callbacks=_callbacks(files, config, steps_per_epoch, wall_offset, started, placement),
+                    validation_data=validation_data(data), validation_batch_size=512, verbose=verbose,
+                    callbacks=_run_callbacks(config, files, placement, steps_per_epoch, wall_offset, started),
                 )
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -524,13 +265,49 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     return _finish(entry, model, config, files, history, state, data)
 
 
+def _run_callbacks(config: TrainConfig, files: RunFiles, placement, steps_per_epoch: int,
+                   wall_time_before: float, started: float) -> list:
+    """The run's callbacks (cnn.callbacks), in the order they must run at the end of a batch or epoch.
+
+    The whitening-bias hold comes before lookahead (which then only ever sees the held
+    value), and both come before the recorder, which checkpoints the weights they leave.
+    """
+    import keras
+
+    from cnn.callbacks import FreezeWhitenBias, Lookahead, RunRecorder, StopOnRequest
+
+    callbacks = []
+    if config.whiten_bias_epochs is not None:
+        callbacks.append(FreezeWhitenBias(from_epoch=config.whiten_bias_epochs))
+    if config.lookahead:
+        callbacks.append(Lookahead(total_steps=steps_per_epoch * config.epochs, total_epochs=config.epochs))
+    return callbacks + [
+        RunRecorder(files, config.epochs, wall_time_before, started),
+        StopOnRequest(files.stop_flag, placement.any_worker),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
 def _resume_epoch(files: RunFiles, resume: bool) -> int:
-    """The epoch that `_start_or_resume` will continue from (0: a fresh start)."""
+    """The epoch that `start_or_resume` will continue from (0: a fresh start)."""
     return int(read_json(files.state, "run state").get("epoch", 0)) if resume and files.checkpoint.exists() else 0
 
 
-def _start_or_resume(entry, config, files: RunFiles, images, resume: bool, total_steps: int):
-    """A fresh compiled model, or the checkpoint of an interrupted run (epoch and wall time so far)."""
+def start_or_resume(entry, config: TrainConfig, files: RunFiles, images, resume: bool, total_steps: int):
+    """A fresh compiled model, or with `resume` the checkpoint of an interrupted run (call it in the run's scope).
+
+    Args:
+        entry: the model's zoo entry (`cnn.models.get_entry`): builds a fresh model.
+        config: the run's settings.
+        files: the run folder's files; a fresh start deletes its history, checkpoint and state.
+        images: the training images (the fast model's whitening layer is computed from them).
+        resume: continue the folder's checkpoint when it has one. Its history is cut to the
+            checkpoint's epochs, and an epoch that a Stop cut short is done again.
+        total_steps: optimizer steps of the whole run (the learning-rate schedule's length).
+
+    Returns:
+        (model, epoch to continue from, seconds of training recorded so far).
+    """
     import keras
 
     if resume and files.checkpoint.exists():

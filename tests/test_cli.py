@@ -191,12 +191,13 @@ def test_preprocess_agrees_across_training_evaluation_and_prediction(trained, sy
     from cnn.data import load_cifar10
     from cnn.images import decode_image
     from cnn.inference import Predictor, predict_proba
-    from cnn.training import TrainConfig, _train_dataset
+    from cnn.input_pipeline import training_batches
+    from cnn.training import TrainConfig
 
     model, _ = load_model("tiny", trained)
     split = load_cifar10(synthetic_cifar, val_size=20).train
     config = TrainConfig.for_model("base", batch_size=len(split), augment=False, val_size=20)
-    batch, _ = next(iter(_train_dataset(split.images, split.labels, config)))
+    batch, _ = next(iter(training_batches(split.images, split.labels, config)))
     # Training shuffles: find each training input's source image by its content.
     training_inputs = np.asarray(batch)
     order = [int(np.flatnonzero((split.images == np.rint(x * 255).astype(np.uint8)).all(axis=(1, 2, 3)))[0])

@@ -168,14 +168,14 @@ def mirrored_steps(data_dir: str, out: str) -> dict:
     from cnn.errors import TrainingError
 
     built_on = []  # the replicas each trained model's variables were made for
-    start = training._start_or_resume
+    start = training.start_or_resume
 
     def recording_start(*args, **kwargs):
         model, *rest = start(*args, **kwargs)
         built_on.append(model.distribute_strategy.num_replicas_in_sync)
         return (model, *rest)
 
-    training._start_or_resume = recording_start
+    training.start_or_resume = recording_start
     run = tiny_runs(data_dir, out, subset=32, batch_size=32, epochs=5, optimizer="sgd_nesterov", learning_rate=0.05)
     two = run("two", **MIRRORED)  # first: the devices are set up before TensorFlow runs anything
     averaged_two = run("averaged-two", lookahead=True, **MIRRORED)

@@ -16,8 +16,9 @@ import streamlit as st
 
 from cnn import classroom, data, jobs, runs
 from cnn.errors import UserError
+from cnn.hardware import cpu_has_native_bf16
 from cnn.runs import NOT_STARTED_MESSAGE, RunState
-from cnn.training import TrainConfig, cpu_has_native_bf16
+from cnn.training import TrainConfig
 
 POLL_S = 1.0  # seconds between reads of the run folder while a run is active
 # Okabe-Ito: a qualitative palette that colour-blind readers can tell apart.

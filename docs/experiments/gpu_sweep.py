@@ -194,7 +194,7 @@ def build(setting: Setting, whitening: np.ndarray):
 
 
 def ramp(step: int, total: int) -> float:
-    """cnn.training._ramp (the 64-step piecewise-constant approximation is ignored)."""
+    """cnn.lr_schedules.warmup_linear_ramp (the 64-step piecewise-constant approximation is ignored)."""
     warmup = max(1, int(0.23 * total))
     if step < warmup:
         return 0.2 + 0.8 * step / warmup
