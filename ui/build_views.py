@@ -20,6 +20,7 @@ from cnn.errors import UserError
 from cnn.recipes import ZOO_INFO
 from cnn.report import REPORT_ACCURACY
 from cnn.training import TrainConfig
+from ui.resources import show_user_error
 from ui.training_views import TrainRequest
 
 STACK = "build_stack"  # session key of the layer list
@@ -309,7 +310,7 @@ def train_form(analysis: specs.Analysis, *, teacher: bool, disabled: bool) -> Tr
                                        val_size=int(val_size))
         return TrainRequest(config, classroom.output_path(name), replace)
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_user_error(error)
         return None
 
 
