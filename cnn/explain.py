@@ -6,7 +6,8 @@ the image through one nested trunk, averaged), so everything here is computed on
 Functional model that holds the convolutions. Inputs always go through
 `cnn.inference.preprocess`, the one preprocessing of training and prediction,
 and every call of a model holds its `cnn.inference.model_lock`, the lock the
-`Predictor` of the same model holds. No Streamlit here.
+`Predictor` of the same model holds. Pictures of the results (mosaics, the
+viridis overlay) are drawn by `cnn.pictures`. No Streamlit here.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def cam_figure(heatmap: np.ndarray, class_name: str):
     The colour bar lies under the grid, so the grid gets the narrow column's whole width.
     """
     figure = plots.heatmap(heatmap, f"Grad-CAM: {class_name}", colorbar_title="importance", show_values=False,
-                           zmin=0, zmax=1, color_scale="Viridis", colorbar_below=True, height=CAM_HEIGHT)
+                           zmin=0, zmax=1, color_scale=plots.VIRIDIS_SCALE, colorbar_below=True, height=CAM_HEIGHT)
     figure.update_xaxes(dtick=8)
     figure.update_yaxes(dtick=8)
     return figure

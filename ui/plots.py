@@ -23,6 +23,7 @@ from cnn import ops
 from cnn.ops import format_number
 
 COLOR_SCALE = "Cividis"
+VIRIDIS_SCALE = "Viridis"  # plotly's name of the scale `cnn.pictures.viridis` colours pictures with
 # Grids up to this many rows/columns get their values written in the cells. In a half-width
 # column at 1440x900 (a projector) a 12-cell grid gives cells of about 35 px, room for "-255";
 # at 30 or 32 cells (a CIFAR-10 image, its feature maps) the numbers overlapped and could not be read.
@@ -175,7 +176,7 @@ def heatmap(
         show_values: write values in cells; default when at most MAX_TEXT_SIDE
             cells across and down (larger grids: hover a cell to read it).
         zmin, zmax: fixed colour range (default: the data's range).
-        color_scale: a colour-blind-safe plotly scale, e.g. "Viridis" to match
+        color_scale: a colour-blind-safe plotly scale, e.g. VIRIDIS_SCALE to match
             an image coloured with `cnn.pictures.viridis`.
         show_scale: draw the colour bar; a small panel whose numbers are
             written in can leave it out and give the grid its room.
