@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cnn import artifacts, data  # noqa: E402
+from cnn.pictures import enlarge  # noqa: E402
 from ui import evaluation_views, resources  # noqa: E402
 
 PAGE = str(ROOT / "pages" / "evaluate.py")
@@ -60,7 +60,7 @@ def page_data(name: str) -> None:
     indices = details.mistakes(evaluation_views.CLASS_NAMES.index(true_name),
                               evaluation_views.CLASS_NAMES.index(predicted_name))
     shown = indices[indices < len(split)][:evaluation_views.MISTAKES_SHOWN]
-    [np.kron(split.images[index], np.ones((4, 4, 1), np.uint8)) for index in shown]
+    [enlarge(split.images[index], evaluation_views.GALLERY_SCALE) for index in shown]
     [details.answers.top(index) for index in shown]
 
 

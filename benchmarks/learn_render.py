@@ -34,9 +34,9 @@ ALL_PRESETS_AT_7 = [name for name in ops.KERNEL_PRESETS if 7 in ops.preset_sizes
 PAGE_WITH_FIXED_UPLOAD = f"""
 import runpy
 import numpy as np
-from ui import learn_widgets
+from ui import image_widgets
 
-learn_widgets.uploaded_image = lambda key: (
+image_widgets.uploaded_image = lambda key, purpose, max_side=None: (
     np.random.default_rng(0).integers(0, 256, ({SIDE}, {SIDE}, 3), dtype=np.uint8),
     "a random {SIDE}x{SIDE} image",
 )

@@ -534,8 +534,8 @@ def cmd_latency(args) -> int:
     import os
 
     from cnn.artifacts import read_sidecar, resolve_model_path, update_sidecar
-    from cnn.inference import PREDICT_BUDGET_MS, Predictor, single_image_latency
     from cnn.hardware import describe_hardware
+    from cnn.inference import PREDICT_BUDGET_MS, Predictor, single_image_latency
 
     model, _ = _load(args)
     latency = single_image_latency(Predictor(model), runs=args.runs)

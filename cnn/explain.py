@@ -6,7 +6,8 @@ the image through one nested trunk, averaged), so everything here is computed on
 Functional model that holds the convolutions. Inputs always go through
 `cnn.inference.preprocess`, the one preprocessing of training and prediction,
 and every call of a model holds its `cnn.inference.model_lock`, the lock the
-`Predictor` of the same model holds. No Streamlit here.
+`Predictor` of the same model holds. Pictures of the results (mosaics, the
+viridis overlay) are drawn by `cnn.pictures`. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -318,12 +319,39 @@ def grad_cam_layer(model) -> str:
     return before_pooling[-1].name
 
 
-def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, policy: str = "squash") -> GradCam:
-    """Grad-CAM (Selvaraju et al. 2017) of one image for one class.
+def gradcam_heatmap(image_batch, grad_model, class_index: int) -> np.ndarray:
+    """Grad-CAM's core (Selvaraju et al. 2017), as in the keras-io Grad-CAM example.
 
-    The gradient of the class's logit (the value before softmax) with respect
-    to the last convolutional maps, averaged over each map, weights the maps;
-    their sum, with negatives cut, is upsampled to 32x32 and scaled to [0, 1].
+    Args:
+        image_batch: one preprocessed image, shape (1, 32, 32, 3).
+        grad_model: image batch -> (the chosen conv layer's maps, the class logits before softmax).
+        class_index: the class to explain.
+
+    Returns:
+        The heatmap at the maps' size, scaled to [0, 1] by its peak (all zeros when no region raised the class).
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        conv_maps, logits = grad_model(image_batch, training=False)
+        class_score = logits[:, class_index]
+    # How much each position of each map raises the class's score ...
+    gradients = tape.gradient(class_score, conv_maps)
+    # ... averaged over the positions: one weight per channel.
+    pooled_gradients = tf.reduce_mean(gradients, axis=(0, 1, 2))
+    # The maps summed over channels, each weighted by how much it matters.
+    heatmap = conv_maps[0] @ pooled_gradients[..., tf.newaxis]
+    heatmap = tf.squeeze(heatmap, axis=-1)
+    # Keep only the regions that raise the score, scaled to [0, 1].
+    heatmap = tf.nn.relu(heatmap)
+    peak = float(tf.reduce_max(heatmap))
+    if peak <= 0:
+        return np.zeros(tuple(heatmap.shape), dtype=np.float32)
+    return np.asarray(heatmap / peak, dtype=np.float32)
+
+
+def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, policy: str = "squash") -> GradCam:
+    """Grad-CAM of one image for one class, stretched to the 32x32 input (see `gradcam_heatmap`).
 
     Args:
         model: any zoo model. For the view-averaging fast model, the trunk is
@@ -332,39 +360,34 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
         class_index: the class to explain; default: the model's top class.
         policy: resize policy, as in `cnn.inference.preprocess`.
     """
-    import tensorflow as tf
-
-    inputs = preprocess(image_uint8, policy=policy)
-    trunk = conv_trunk(model)
+    image_batch = preprocess(image_uint8, policy=policy)
     layer_name = grad_cam_layer(model)
-    if class_index is None:
-        with model_lock(model):
-            class_index = int(np.argmax(np.asarray(model(inputs, training=False))[0]))
+    with model_lock(model):
+        if class_index is None:
+            class_index = int(np.argmax(np.asarray(model(image_batch, training=False))[0]))
+        _check_class_index(class_index)
+        heatmap = gradcam_heatmap(image_batch, _grad_model(model, layer_name), class_index)
+    return GradCam(upsampled(heatmap), int(class_index), layer_name, heatmap.shape,
+                   _grad_cam_note(model, layer_name, heatmap))
+
+
+def _check_class_index(class_index: int) -> None:
     if not 0 <= class_index < NUM_CLASSES:
         raise UserError(f"The class index must be between 0 and {NUM_CLASSES - 1}, not {class_index}.")
+
+
+def _grad_model(model, layer_name: str):
+    """image batch -> (maps of `layer_name`, class logits), through the conv trunk (`model` itself when flat)."""
+    trunk = conv_trunk(model)
     output_layer = trunk.layers[-1]
-    submodel = _submodel(model, trunk, ("cam", layer_name),
-                         lambda: [trunk.get_layer(layer_name).output, output_layer.input])
-    with model_lock(model):
-        with tf.GradientTape() as tape:
-            maps, before_softmax = submodel(tf.constant(inputs), training=False)
-            score = _logits(output_layer, before_softmax)[0, class_index]
-        gradients = tape.gradient(score, maps)
-    weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
-    cam = tf.nn.relu(tf.reduce_sum(maps * weights[:, None, None, :], axis=-1))[0]
-    cam = tf.image.resize(cam[None, :, :, None], (IMAGE_SIZE, IMAGE_SIZE), method="bilinear")[0, :, :, 0]
-    heatmap = np.asarray(cam, dtype=np.float32)
-    peak = float(heatmap.max())
-    heatmap = heatmap / peak if peak > 0 else np.zeros_like(heatmap)
-    map_size = tuple(int(size) for size in maps.shape[1:3])
-    note = (f"Approximate: computed on the {map_size[0]}x{map_size[1]} maps of {layer_name!r} and "
-            "stretched to 32x32, so it shows roughly where, not exactly which pixels.")
-    if is_view_averaging_wrapper(model):
-        note += (" This model averages its answer over shifted and mirrored copies of the image; the heatmap "
-                 "is computed on the network inside it, with the unshifted, unflipped image only.")
-    if peak <= 0:
-        note += " No region raised this class's score, so the map is empty."
-    return GradCam(np.clip(heatmap, 0.0, 1.0), int(class_index), layer_name, map_size, note)
+    to_maps_and_features = _submodel(model, trunk, ("cam", layer_name),
+                                     lambda: [trunk.get_layer(layer_name).output, output_layer.input])
+
+    def grad_model(image_batch, training=False):
+        maps, features = to_maps_and_features(image_batch, training=training)
+        return maps, _logits(output_layer, features)
+
+    return grad_model
 
 
 def _logits(output_layer, before_softmax):
@@ -377,68 +400,25 @@ def _logits(output_layer, before_softmax):
     return before_softmax  # an Activation("softmax") layer: its input already is the logits
 
 
-# Anchors of matplotlib's viridis (colour-blind-safe, readable in grey).
-_VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
-                     [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
-                    dtype=np.float32)
+def upsampled(heatmap: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A map-size heatmap in [0, 1] stretched (bilinear) to size x size; bilinear stays within [0, 1]."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(heatmap[None, :, :, None], (size, size), method="bilinear")[0, :, :, 0]
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def viridis(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to viridis RGB uint8 (shape + (3,))."""
-    positions = np.clip(np.asarray(values, dtype=np.float32), 0, 1) * (len(_VIRIDIS) - 1)
-    anchors = np.arange(len(_VIRIDIS))
-    channels = [np.interp(positions, anchors, _VIRIDIS[:, channel]) for channel in range(3)]
-    return np.round(np.stack(channels, axis=-1)).astype(np.uint8)
-
-
-def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The heatmap in viridis blended over the image (same height and width), as RGB uint8."""
-    image = np.asarray(image_uint8, dtype=np.float32)
-    if image.shape[:2] != heatmap.shape:
-        raise ValueError(f"The image {image.shape[:2]} and the heatmap {heatmap.shape} differ in size.")
-    blended = (1 - alpha) * image + alpha * viridis(heatmap).astype(np.float32)
-    return np.round(blended).astype(np.uint8)
-
-
-def tile_positions(count: int, height: int, width: int, columns: int = 8, gap: int = 1) -> list[tuple[int, int]]:
-    """(top, left) cell of each channel's tile in a `tile_channels` mosaic, channel 0 first.
-
-    A page writes each tile's channel number at these places.
-    """
-    columns = min(columns, count)
-    return [(row * (height + gap), column * (width + gap)) for row, column in
-            (divmod(channel, columns) for channel in range(count))]
-
-
-def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int = 8, gap: int = 1) -> np.ndarray:
-    """Channels of an (H, W, C) array side by side in one 2-D grid, `gap` NaN rows/columns between tiles.
-
-    Each tile is `activations[:, :, c]` for c = 0.. max_channels-1 (channels-last),
-    left to right then top to bottom, at `tile_positions`.
-    """
-    height, width, channels = activations.shape
-    count = min(channels, max_channels)
-    columns = min(columns, count)
-    rows = -(-count // columns)
-    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
-    for channel, (top, left) in enumerate(tile_positions(count, height, width, columns, gap)):
-        grid[top:top + height, left:left + width] = activations[:, :, channel]
-    return grid
-
-
-def tile_images(images: np.ndarray, columns: int = 8, scale: int = 8, gap: int = 2) -> np.ndarray:
-    """Small RGB images in [0, 1] (N, h, w, 3) enlarged `scale` times and tiled on white, as uint8."""
-    count, height, width, _ = images.shape
-    columns = min(columns, count)
-    rows = -(-count // columns)
-    cell_h, cell_w = height * scale + gap, width * scale + gap
-    mosaic = np.full((rows * cell_h - gap, columns * cell_w - gap, 3), 255, dtype=np.uint8)
-    enlarged = np.repeat(np.repeat(np.round(images * 255).astype(np.uint8), scale, axis=1), scale, axis=2)
-    for index in range(count):
-        row, column = divmod(index, columns)
-        mosaic[row * cell_h:row * cell_h + height * scale, column * cell_w:column * cell_w + width * scale] = \
-            enlarged[index]
-    return mosaic
+def _grad_cam_note(model, layer_name: str, heatmap: np.ndarray) -> str:
+    """What the heatmap is and is not, for the caption under it."""
+    height, width = heatmap.shape
+    note = (f"Approximate: computed on the {height}x{width} maps of {layer_name!r} and "
+            "stretched to 32x32, so it shows roughly where, not exactly which pixels.")
+    if is_view_averaging_wrapper(model):
+        note += (" This model averages its answer over shifted and mirrored copies of the image; the heatmap "
+                 "is computed on the network inside it, with the unshifted, unflipped image only.")
+    if not heatmap.any():
+        note += " No region raised this class's score, so the map is empty."
+    return note
 
 
 # ---------------------------------------------------------------- one prediction, explained

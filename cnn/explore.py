@@ -1,7 +1,7 @@
-"""Numbers behind the Data page: class counts, random picks per class, pixel histograms, mosaics.
+"""Numbers behind the Data page: class counts, random picks per class, pixel histograms, array summaries.
 
 Pure numpy (no TensorFlow, no Streamlit), so the page stays thin and fast and
-every figure it shows is computed by a tested function.
+every figure it shows is computed by a tested function (its mosaics: `cnn.pictures`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn import IMAGE_SIZE, NUM_CLASSES
+from cnn import NUM_CLASSES
 
 CHANNEL_NAMES = ("red", "green", "blue")
 PIXEL_LEVELS = 256  # uint8 pixels take the values 0..255
@@ -100,29 +100,3 @@ def array_summary(array: np.ndarray) -> dict:
         "min": array.min().item() if array.size else None,
         "max": array.max().item() if array.size else None,
     }
-
-
-def mosaic(images: np.ndarray, rows: list[np.ndarray], gap: int = 2, fill: int = 255) -> np.ndarray:
-    """Tile images into one picture: row r holds `images[rows[r]]`, left to right.
-
-    Rows with fewer images are padded with the fill colour; `gap` pixels of it
-    separate the tiles. Returns a uint8 (H, W, 3) array.
-    """
-    images = np.asarray(images)
-    height, width = images.shape[1:3]
-    columns = max((len(row) for row in rows), default=0)
-    if not rows or columns == 0:
-        raise ValueError("A mosaic needs at least one image.")
-    canvas = np.full(
-        (len(rows) * (height + gap) - gap, columns * (width + gap) - gap, 3), fill, dtype=np.uint8
-    )
-    for r, row in enumerate(rows):
-        for c, index in enumerate(row):
-            top, left = r * (height + gap), c * (width + gap)
-            canvas[top:top + height, left:left + width] = images[index]
-    return canvas
-
-
-def tile_centers(count: int, size: int = IMAGE_SIZE, gap: int = 2) -> list[float]:
-    """Pixel coordinates of the centres of `count` tiles along one side of a mosaic (for axis labels)."""
-    return [index * (size + gap) + (size - 1) / 2 for index in range(count)]

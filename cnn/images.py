@@ -48,8 +48,27 @@ class DecodeBusyError(ImageError):
     """No decode slot came free in time: unlike other ImageErrors, worth trying again."""
 
 
+@dataclass(frozen=True)
+class ImageFormat:
+    """One image format an upload may have."""
+
+    pillow_name: str  # what `Image.open(formats=...)` takes
+    shown_name: str  # how people write it
+    extensions: tuple[str, ...]  # the file-name endings an upload widget accepts
+
+
 # The formats Pillow may even try: what people photograph and share.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+IMAGE_FORMATS = (
+    ImageFormat("PNG", "PNG", ("png",)),
+    ImageFormat("JPEG", "JPEG", ("jpg", "jpeg")),
+    ImageFormat("WEBP", "WebP", ("webp",)),
+    ImageFormat("BMP", "BMP", ("bmp",)),
+    ImageFormat("GIF", "GIF", ("gif",)),
+)
+ALLOWED_FORMATS = tuple(image_format.pillow_name for image_format in IMAGE_FORMATS)
+UPLOAD_EXTENSIONS = [extension for image_format in IMAGE_FORMATS for extension in image_format.extensions]
+FORMATS_IN_WORDS = (", ".join(image_format.shown_name for image_format in IMAGE_FORMATS[:-1])
+                    + f" or {IMAGE_FORMATS[-1].shown_name}")  # "PNG, JPEG, WebP, BMP or GIF"
 
 MAX_BYTES = 20_000_000
 # Above what common cameras save by default, and keeps one decoded RGB
@@ -105,9 +124,7 @@ RESIZE_POLICIES = {
 }
 
 MESSAGE_EMPTY = "The file is empty."
-MESSAGE_UNSUPPORTED = (
-    "This file is not a supported image (PNG, JPEG, WebP, BMP or GIF)."
-)
+MESSAGE_UNSUPPORTED = f"This file is not a supported image ({FORMATS_IN_WORDS})."
 MESSAGE_CORRUPT = "The image is corrupt or truncated."
 MESSAGE_TOO_MANY_SCANS = (
     "This JPEG is split into far more progressive scans than any camera or "

@@ -475,17 +475,20 @@ def window_breakdown(x, kernel, spec: ConvSpec, step: int) -> WindowBreakdown:
     )
 
 
-def _number(value: float) -> str:
-    """Short text for a number: integers without decimals, others to 3 significant digits."""
+def format_number(value: float) -> str:
+    """Short text for a number, never in exponent form: integers as they are, others to 3 significant
+    digits (whole numbers from 1000 up), e.g. 1000, 1235, 0.5, -3.14, 0.000123."""
     value = float(value)
     if value.is_integer():
         return str(int(value))
-    return f"{value:.3g}"
+    if abs(value) >= 1000:
+        return str(round(value))
+    return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
 
 
 def _signed(value: float) -> str:
     """A number for a product term: negatives in parentheses, e.g. 3×(-1)."""
-    return f"({_number(value)})" if value < 0 else _number(value)
+    return f"({format_number(value)})" if value < 0 else format_number(value)
 
 
 def dot_product_lines(breakdown: WindowBreakdown, channel_names: Sequence[str] = ("R", "G", "B")) -> list[str]:
@@ -498,16 +501,16 @@ def dot_product_lines(breakdown: WindowBreakdown, channel_names: Sequence[str] =
     lines = []
     for channel in range(channels):
         terms = " + ".join(
-            f"{_number(pixel)}×{_signed(weight)}"
+            f"{format_number(pixel)}×{_signed(weight)}"
             for pixel, weight in zip(
                 breakdown.window[..., channel].ravel(), breakdown.kernel[..., channel].ravel()
             )
         )
         prefix = f"{names[channel]}: " if channels > 1 else ""
-        lines.append(f"{prefix}{terms} = {_number(breakdown.channel_sums[channel])}")
+        lines.append(f"{prefix}{terms} = {format_number(breakdown.channel_sums[channel])}")
     if channels > 1:
-        sums = " + ".join(_number(value) for value in breakdown.channel_sums)
-        lines.append(f"sum of channels: {sums} = {_number(breakdown.total)}")
+        sums = " + ".join(format_number(value) for value in breakdown.channel_sums)
+        lines.append(f"sum of channels: {sums} = {format_number(breakdown.total)}")
     return lines
 
 
@@ -647,12 +650,12 @@ def pool_window(x, size: int, stride: int | None, step: int) -> PoolWindow:
 
 def pool_window_lines(window: PoolWindow) -> list[str]:
     """Max and average of one pooling window, written out as text."""
-    listed = ", ".join(_number(value) for value in window.values.ravel())
-    added = " + ".join(_number(value) for value in window.values.ravel())
+    listed = ", ".join(format_number(value) for value in window.values.ravel())
+    added = " + ".join(format_number(value) for value in window.values.ravel())
     return [
         f"window rows {window.rows[0]}-{window.rows[-1]}, columns {window.cols[0]}-{window.cols[-1]}",
-        f"max({listed}) = {_number(window.max_value)}  (at row {window.max_row}, column {window.max_col})",
-        f"average = ({added}) / {window.values.size} = {_number(window.mean)}",
+        f"max({listed}) = {format_number(window.max_value)}  (at row {window.max_row}, column {window.max_col})",
+        f"average = ({added}) / {window.values.size} = {format_number(window.mean)}",
     ]
 
 

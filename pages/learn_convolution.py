@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnn import ops
 from cnn.errors import UserError
-from ui import convolution_views, learn_widgets, plots
+from ui import convolution_views, learn_widgets, plots, resources
 
 st.title("Convolution")
 st.markdown(
@@ -23,7 +23,7 @@ with controls:
     try:
         chosen_kernels = learn_widgets.kernels("conv")
     except UserError as error:
-        st.error(str(error))
+        resources.show_user_error(error)
         st.stop()
     spec = learn_widgets.conv_settings("conv")
 
@@ -41,7 +41,7 @@ with results:
         feature_maps = ops.feature_maps(image, [kernel for _, kernel in chosen_kernels], spec)
         formulas = ops.output_size_formulas(image.shape, kernel_size, spec)
     except UserError as error:
-        st.error(str(error))
+        resources.show_user_error(error)
         st.stop()
 
     filter_column, play_column = st.columns([3, 1], vertical_alignment="bottom")

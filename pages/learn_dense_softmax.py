@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cnn import CLASS_NAMES, ops
-from ui import learn_widgets, plots
+from ui import image_widgets, plots
 
 st.title("Flatten, fully connected layer and softmax")
 st.markdown(
@@ -27,7 +27,7 @@ st.info("The weights here are random (fixed by the seed) and **untrained**: the 
         "how the numbers flow, not what the picture is. Training is what makes them meaningful.")
 controls, outputs = st.columns([1, 2])
 with controls:
-    image, description = learn_widgets.cifar_image("dense")
+    image, description = image_widgets.sample_image("dense")
     num_filters = st.slider("Convolution filters", 1, 8, 4, key="dense_filters")
     kernel_size = st.select_slider("Filter size", (3, 5), 3, key="dense_kernel_size")
     seed = st.number_input("Random seed of the weights", 0, 9999, 0, key="dense_seed")

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ui import learn_widgets, plots
+from ui import image_widgets, plots
 
 CHANNELS = ("Red", "Green", "Blue")
 ZOOM_RADIUS = 3  # the zoomed grids show 7x7 pixels: numbers large enough for a projector
@@ -50,7 +50,7 @@ def one_pixel(image: np.ndarray, description: str) -> None:
                             f"darker cells hold less {name.lower()}.")
 
 
-image, description = learn_widgets.cifar_image("pixels")
+image, description = image_widgets.sample_image("pixels")
 one_pixel(image, description)
 
 st.subheader("Each channel is a whole grid of numbers")

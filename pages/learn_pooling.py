@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnn import ops
 from cnn.errors import UserError
-from ui import learn_widgets, plots
+from ui import image_widgets, plots, resources
 
 FIGURE_EXAMPLE = "The 4x4 example (report figure 12)"
 FEATURE_MAP = "A feature map of a CIFAR-10 image (edge kernel, then ReLU)"
@@ -24,7 +24,7 @@ with controls:
     if source == FIGURE_EXAMPLE:
         grid, description = ops.POOLING_EXAMPLE_INPUT, "the 4x4 example input"
     else:
-        image, description = learn_widgets.cifar_image("pool")
+        image, description = image_widgets.sample_image("pool")
         grid = ops.relu(ops.feature_maps(image, [ops.kernel_preset("edge", 3)])[..., 0])
     size = st.slider("Window size", 1, 4, 2, key="pool_size")
     stride = st.slider("Stride", 1, 4, 2, key="pool_stride")
@@ -34,7 +34,7 @@ try:
     averages = ops.avg_pool(grid, size, stride)
     formulas = ops.pool_output_size_formulas(grid.shape, size, stride)
 except UserError as error:
-    st.error(str(error))
+    resources.show_user_error(error)
     st.stop()
 
 with explanation:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cnn import ops
-from ui import learn_widgets, plots
+from ui import image_widgets, learn_widgets, plots
 
 SIGNED_KERNELS = ("Sobel x", "Sobel y", "edge", "sharpen")  # kernels whose maps have negatives
 
@@ -19,7 +19,7 @@ st.markdown(
 controls, curve = st.columns([1, 2])
 with controls:
     image, description = learn_widgets.input_image(
-        "relu", sources=(learn_widgets.REPORT_EXAMPLE, learn_widgets.CIFAR_SAMPLE)
+        "relu", sources=(learn_widgets.REPORT_EXAMPLE, image_widgets.SAMPLE)
     )
     kernel_name = st.selectbox("Kernel that makes the feature map", SIGNED_KERNELS, key="relu_kernel")
 with curve:

@@ -1,4 +1,4 @@
-"""cnn.explore: class counts, random picks per class, exact pixel histograms, mosaics."""
+"""cnn.explore: class counts, random picks per class, exact pixel histograms, array summaries."""
 
 import numpy as np
 import pytest
@@ -68,15 +68,3 @@ def test_pixel_histogram_rejects_non_uint8():
 def test_array_summary():
     summary = explore.array_summary(np.array([[3, 9]], np.uint8))
     assert summary == {"shape": "(1, 2)", "dtype": "uint8", "min": 3, "max": 9}
-
-
-def test_mosaic_places_tiles_row_by_row_with_gaps():
-    images = np.stack([np.full((2, 2, 3), value, np.uint8) for value in (10, 20, 30)])
-    picture = explore.mosaic(images, [np.array([0, 1]), np.array([2])], gap=1, fill=255)
-    assert picture.shape == (5, 5, 3)
-    assert (picture[0:2, 0:2] == 10).all() and (picture[0:2, 3:5] == 20).all()
-    assert (picture[3:5, 0:2] == 30).all()
-    assert (picture[2] == 255).all() and (picture[3:5, 3:5] == 255).all()  # gap row, missing tile
-    assert explore.tile_centers(2, size=2, gap=1) == [0.5, 3.5]
-    with pytest.raises(ValueError):
-        explore.mosaic(images, [np.array([], int)])

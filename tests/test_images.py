@@ -22,6 +22,8 @@ from PIL import GifImagePlugin, Image, JpegImagePlugin
 from cnn import images
 from cnn.errors import ImageError
 from cnn.images import (
+    FORMATS_IN_WORDS,
+    IMAGE_FORMATS,
     MAX_CONCURRENT_DECODES,
     MAX_JPEG_COEFFICIENT_BYTES,
     MAX_JPEG_PASSES,
@@ -33,6 +35,7 @@ from cnn.images import (
     MESSAGE_UNSUPPORTED,
     ORIGINAL_SIZE_KEY,
     RESIZE_POLICIES,
+    UPLOAD_EXTENSIONS,
     JpegLoad,
     decode_image,
     jpeg_load,
@@ -322,6 +325,17 @@ def test_squash_keeps_the_whole_picture():
     assert close_to(array[16, 1], BLUE, tolerance=1)
     assert close_to(array[16, 16], RED, tolerance=1)
     assert close_to(array[16, 30], BLUE, tolerance=1)
+
+
+def test_upload_extensions_are_exactly_pillows_names_of_the_allowed_formats():
+    # The upload widgets accept these endings; each must open as the format it claims, in Pillow's own table.
+    registered = Image.registered_extensions()
+    for image_format in IMAGE_FORMATS:
+        assert image_format.extensions, image_format
+        for extension in image_format.extensions:
+            assert registered[f".{extension}"] == image_format.pillow_name
+    assert len(UPLOAD_EXTENSIONS) == sum(len(image_format.extensions) for image_format in IMAGE_FORMATS)
+    assert FORMATS_IN_WORDS == "PNG, JPEG, WebP, BMP or GIF" and FORMATS_IN_WORDS in MESSAGE_UNSUPPORTED
 
 
 def test_resize_policies_explain_themselves():

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnn.images import MESSAGE_UNSUPPORTED
 from tests.test_predict_page import assert_no_exception, save_untrained, shipped  # noqa: F401 - the models-folder fixture
+from ui import image_widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90
@@ -109,7 +110,7 @@ def test_fast_model_expands_its_trunk_and_explains_whitening(shipped):  # noqa: 
 
 def test_uploaded_image_and_a_bad_upload(shipped):  # noqa: F811
     app = run_page()
-    app.radio(key="inspect_image_source").set_value("My own image").run()
+    app.radio(key="inspect_image_source").set_value(image_widgets.UPLOAD).run()
     assert_no_exception(app)
     assert any("Upload an image" in info.value for info in app.info)
     app.file_uploader(key="inspect_image_upload").set_value(("bad.png", b"not an image", "image/png")).run()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui import learn_widgets, plots
+from cnn.images import MESSAGE_UNSUPPORTED
+from ui import image_widgets, plots, resources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def test_pixels_page_shows_the_picture_zoomed_numbers_and_three_channels():
     # 32x32 grids: 1,024 numbers per grid overlapped at 1440x900, so none are written in; the zooms have them.
     assert all(cell_texts(figure) is None for figure in channels)
     assert all(len(cell_texts(figure)) == 7 and len(cell_texts(figure)[0]) == 7 for figure in zooms)
-    image = learn_widgets.sample_images().images[0]
+    image = resources.get_sample().images[0]
     assert cell_texts(zooms[0])[3][3] == str(image[16, 16, 0])  # the chosen pixel sits in the middle
     assert zooms[0]["layout"]["xaxis"]["range"] == [12.5, 19.5]  # the large grid's column numbers
     assert any("point at a cell" in caption.value for caption in app.caption)
@@ -95,9 +96,7 @@ def test_cell_numbers_only_where_cells_are_large_enough():
     assert "%{z" in large.data[0].hovertemplate
 
 
-def test_numbers_are_written_out_never_as_exponents():
-    assert [plots.format_value(value) for value in (1000.0, 1234.7, -0.125, 2.0, 0.000123, 123456.7)] == [
-        "1000", "1235", "-0.125", "2", "0.000123", "123457"]
+def test_colour_bars_write_numbers_out_never_as_exponents():
     figure = plots.heatmap(np.array([[0.0, 1000.0], [2000.0, 3000.0]]), "large values")
     tick_format = figure.data[0].colorbar.tickformat
     assert "e" not in tick_format and "g" not in tick_format  # d3's "g" writes 1000 as "1e+3"
@@ -260,14 +259,16 @@ def test_uploads_are_decoded_and_shrunk_to_fit_256():
 
     from PIL import Image
 
-    from ui import learn_widgets
-
     buffer = io.BytesIO()
     Image.new("RGB", (600, 300), (10, 200, 30)).save(buffer, format="PNG")
-    fitted, shrunk = learn_widgets.fit_within(learn_widgets.decode_image(buffer.getvalue()))
-    assert shrunk and fitted.size == (256, 128)
-    small = Image.new("RGB", (40, 20))
-    assert learn_widgets.fit_within(small) == (small, False)
+    app = run_page("learn_convolution")
+    app.radio(key="conv_source").set_value(image_widgets.UPLOAD).run()
+    app.file_uploader(key="conv_upload").set_value(("wide.png", buffer.getvalue(), "image/png")).run()
+    assert_ok(app)
+    assert any("600x300 image was shrunk to 256x128" in caption.value for caption in app.caption)
+    app.file_uploader(key="conv_upload").set_value(("bad.png", b"not an image", "image/png")).run()
+    assert not app.exception
+    assert [error.value for error in app.error] == [MESSAGE_UNSUPPORTED]
 
 
 @pytest.mark.browser

@@ -209,6 +209,13 @@ def test_pad_supports_symmetric_and_per_side_padding():
     assert padded.shape == (3, 4, 3) and padded[:, :2].sum() == 0 and padded[2].sum() == 0
 
 
+def test_numbers_are_written_out_never_as_exponents():
+    assert [ops.format_number(value) for value in (1000.0, 1234.7, -0.125, 2.0, 0.000123, 123456.7, 1e-5)] == [
+        "1000", "1235", "-0.125", "2", "0.000123", "123457", "0.00001"]
+    window = ops.pool_window(np.array([[1234.5, 0.5], [2.0, 3.0]]), 2, 2, 0)
+    assert ops.pool_window_lines(window)[1].startswith("max(1234, 0.5, 2, 3) = 1234")  # not "1.23e+03"
+
+
 def test_pool_window_writes_out_max_and_average():
     window = ops.pool_window(ops.POOLING_EXAMPLE_INPUT, 2, 2, 1)
     assert (window.max_value, window.max_row, window.max_col, window.mean) == (8, 1, 3, 5.25)

@@ -19,6 +19,7 @@ from cnn.artifacts import list_models
 from cnn.errors import UserError
 from cnn.training import TrainConfig
 from cnn.zoo import ZOO, report_accuracy, report_models
+from ui.resources import show_user_error
 from ui.training_views import TrainRequest
 
 STACK = "build_stack"  # session key of the layer list
@@ -308,7 +309,7 @@ def train_form(analysis: specs.Analysis, *, teacher: bool, disabled: bool) -> Tr
                                        val_size=int(val_size))
         return TrainRequest(config, classroom.output_path(name), replace)
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_user_error(error)
         return None
 
 

@@ -81,7 +81,7 @@ def _step_through(image, description, kernel_name, kernel, spec, feature_map) ->
     # No `value`: the slider's value lives in session state, which Play moves.
     step = st.slider("Window position (reading order)", 1, window_count, key=step_key(window_count))
     breakdown = ops.window_breakdown(image, kernel, spec, step - 1)
-    total = plots.format_value(breakdown.total)
+    total = ops.format_number(breakdown.total)
     st.markdown(f"**Window {step} of {window_count}:** each weight of {kernel_phrase(kernel_name)} times the "
                 f"pixel under it, all added up, gives **{total}**: the feature map's value at row "
                 f"{breakdown.out_row}, column {breakdown.out_col}.")

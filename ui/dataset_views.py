@@ -16,18 +16,19 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from cnn import CLASS_NAMES, augment, data, explore
-from ui.plots import LINE_COLOR, format_value
+from cnn import CLASS_NAMES, augment, data, explore, pictures
+from cnn.ops import format_number
+from ui.plots import LINE_COLOR, OKABE_ITO
 
 MAX_SHIFT = augment.MAX_SHIFT
 PART_TITLES = {"train": "training", "val": "validation", "test": "test"}
 
 # Okabe-Ito colours that also read as the channel they stand for, plus a distinct dash each.
 CHANNEL_STYLES = {
-    "red": dict(color="#D55E00", dash="solid"),
-    "green": dict(color="#009E73", dash="dash"),
-    "blue": dict(color="#0072B2", dash="dot"),
-    "all channels": dict(color="#000000", dash="solid"),
+    "red": dict(color=OKABE_ITO["vermillion"], dash="solid"),
+    "green": dict(color=OKABE_ITO["bluish green"], dash="dash"),
+    "blue": dict(color=OKABE_ITO["blue"], dash="dot"),
+    "all channels": dict(color=OKABE_ITO["black"], dash="solid"),
 }
 TILE = 32  # CIFAR-10 images are 32x32
 GAP = 2  # white pixels between tiles of a mosaic
@@ -42,12 +43,12 @@ def cached_histogram(cache_key: str, _images: np.ndarray, per_channel: bool) -> 
 def image_grid(images: np.ndarray, rows: list[np.ndarray], row_labels: Sequence[str],
                column_labels: Sequence[str], title: str, *, x_title: str, y_title: str) -> go.Figure:
     """A labelled mosaic: row r shows `images[rows[r]]`; hover names the tile."""
-    picture = explore.mosaic(images, rows, gap=GAP)
+    picture = pictures.mosaic(images, rows, gap=GAP)
     figure = go.Figure(go.Image(source=png_data_uri(picture), hoverinfo="skip"))
     figure.update_layout(title=title, height=int(90 + 58 * len(rows)), margin=dict(l=100, r=10, t=50, b=50))
-    figure.update_xaxes(title_text=x_title, tickvals=explore.tile_centers(len(column_labels), TILE, GAP),
+    figure.update_xaxes(title_text=x_title, tickvals=pictures.tile_centers(len(column_labels), TILE, GAP),
                         ticktext=list(column_labels), showgrid=False)
-    figure.update_yaxes(title_text=y_title, tickvals=explore.tile_centers(len(rows), TILE, GAP),
+    figure.update_yaxes(title_text=y_title, tickvals=pictures.tile_centers(len(rows), TILE, GAP),
                         ticktext=list(row_labels), showgrid=False)
     return figure
 
@@ -133,7 +134,7 @@ def channel_stats_table(histogram: explore.PixelHistogram) -> pd.DataFrame:
 
 def pixel_rows(image: np.ndarray, count: int = 3) -> str:
     """The first `count` pixels of row 0 as text, one [R, G, B] per line (like the report's figure 21)."""
-    return "\n".join("[" + ", ".join(format_value(value) if float(value).is_integer() else f"{value:.8f}"
+    return "\n".join("[" + ", ".join(format_number(value) if float(value).is_integer() else f"{value:.8f}"
                                      for value in pixel) + "]" for pixel in image[0, :count])
 
 

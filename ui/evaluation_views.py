@@ -29,15 +29,17 @@ from cnn.evaluation import (
     load_stored_predictions,
     predict_split,
 )
+from cnn.pictures import enlarge
 from cnn.zoo import report_accuracy, report_models, zoo_position
 from ui import resources
-from ui.plots import COLOR_SCALE, LINE_COLOR
+from ui.plots import COLOR_SCALE, LINE_COLOR, OKABE_ITO
 
 CONFUSION_KEY = "eval_confusion"
 TRUE_KEY, PREDICTED_KEY = "eval_true", "eval_predicted"
 GALLERY_PAGE_KEY = "eval_gallery_page"
 MISTAKES_SHOWN = 12  # images per gallery page
 GALLERY_COLUMNS = 4  # images per row: room for each one's three-line caption
+GALLERY_SCALE = 4  # screen pixels per image pixel: square pixels keep the 32x32 images sharp
 TABLE_ROW_PX = 35  # st.dataframe's row height: the per-class table is sized to show every row
 CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
@@ -325,9 +327,7 @@ def mistakes_gallery(evaluation: Evaluation, true_label: int, predicted_label: i
         # One line per class ("  \n" is a Markdown line break), so the top-3 reads as a short list.
         caption = f"**#{index}**" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "  \n" + "  \n".join(
             f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in evaluation.answers.top(index))
-        # 4x nearest-neighbour enlargement keeps the 32x32 pixels sharp.
-        columns[position % GALLERY_COLUMNS].image(np.kron(images[index], np.ones((4, 4, 1), np.uint8)),
-                                                  caption=caption)
+        columns[position % GALLERY_COLUMNS].image(enlarge(images[index], GALLERY_SCALE), caption=caption)
     if len(indices):
         st.caption(f"Test images whose true class is {true_name}, {verb}; under each: its test-set index and the "
                    f"model's three most probable classes. {MISTAKES_SHOWN} images a page.")
@@ -426,11 +426,12 @@ def story_figure(table: pd.DataFrame) -> go.Figure:
     ours = table.dropna(subset=[TEST_EXACT])
     figure.add_trace(go.Bar(
         x=ours["model"], y=ours[TEST_EXACT], name="ours: test images 0-999 (exact)",
-        marker=dict(color="#0072B2"), text=[f"{value:.1f}%" for value in ours[TEST_EXACT]], textposition="outside"))
+        marker=dict(color=OKABE_ITO["blue"]), text=[f"{value:.1f}%" for value in ours[TEST_EXACT]],
+        textposition="outside"))
     reported = table.dropna(subset=[REPORTED])
     figure.add_trace(go.Bar(
         x=reported["model"], y=reported[REPORTED], name="the report's test accuracy",
-        marker=dict(color="#E69F00", pattern=dict(shape="/")),
+        marker=dict(color=OKABE_ITO["orange"], pattern=dict(shape="/")),
         text=[f"{value:.1f}%" for value in reported[REPORTED]], textposition="outside"))
     figure.update_layout(title="Test accuracy: ours and the report's", barmode="group", height=380,
                          margin=dict(l=60, r=20, t=50, b=80), legend=dict(orientation="h", y=-0.3))

@@ -10,21 +10,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnn import CLASS_NAMES, explain
-from cnn.errors import UserError
-from cnn.images import decode_image
+from cnn import CLASS_NAMES, explain, pictures
 from cnn.inference import to_model_input
 from cnn.zoo import ZOO
-from ui import plots, resources
-from ui.prediction_views import UPLOAD_TYPES, enlarged
-from ui.resources import get_sample, show_user_error
+from ui import image_widgets, plots, resources
+from ui.prediction_views import SHOWN_SCALE
 
 # Zoo models whose first convolution is not learned: `fast` and `best` start with a frozen 2x2 whitening
 # layer computed from training images (cnn.models.build_fast_trunk), whose filters are flat colour blocks.
 # Inspect opens on a model whose first filters were learned instead.
 FIXED_FIRST_LAYER = tuple(name for name, entry in ZOO.items() if entry.needs_calibration)
-SAMPLE = "A CIFAR-10 test image"
-UPLOAD = "My own image"
 PREDICTED = "the model's top class"
 
 
@@ -101,7 +96,8 @@ def show_filters(model) -> None:
     filters = explain.first_conv_filters(model)
     height, width = filters.images.shape[1:3]
     scale = max(1, FILTER_SIDE // max(height, width))
-    st.image(explain.tile_images(filters.images, columns=FILTERS_PER_ROW, scale=scale, gap=6))
+    pictures_of_filters = pictures.enlarge(pictures.unit_to_uint8(filters.images), scale)
+    st.image(pictures.mosaic(pictures_of_filters, pictures.grid_rows(len(filters.images), FILTERS_PER_ROW), gap=6))
     st.caption(f"{filters.note} {len(filters.images)} filters, {FILTERS_PER_ROW} per row, numbered from 0 left to "
                f"right then top to bottom. Each {height}x{width} filter is drawn {scale} times larger with square "
                "pixels, its lowest weight black and its highest the brightest colour: the colour shows which "
@@ -109,23 +105,8 @@ def show_filters(model) -> None:
 
 
 def image_chooser(key: str) -> tuple[np.ndarray, str] | None:
-    """A bundled test image or an upload; returns (RGB uint8 array, description) or None."""
-    source = st.radio("Image", [SAMPLE, UPLOAD], horizontal=True, key=f"{key}_source")
-    if source == SAMPLE:
-        sample = get_sample()
-        index = st.number_input(f"Test image number (0-{len(sample) - 1})", 0, len(sample) - 1, 0,
-                                key=f"{key}_sample")
-        return sample.images[index], f"CIFAR-10 test image {index} (a {CLASS_NAMES[int(sample.labels[index])]})"
-    upload = st.file_uploader("Drop an image (PNG, JPEG, WebP, BMP or GIF)", type=UPLOAD_TYPES,
-                              key=f"{key}_upload")
-    if upload is None:
-        st.info("Upload an image to see what the layers make of it.")
-        return None
-    try:
-        return np.asarray(decode_image(upload.getvalue())), "your image"
-    except UserError as error:
-        show_user_error(error)
-        return None
+    """A bundled test image or an upload, side by side; returns (RGB uint8 array, description) or None."""
+    return image_widgets.image_chooser(key, purpose="to see what the layers make of it", horizontal=True)
 
 
 MOSAIC_COLUMNS = 8
@@ -141,14 +122,14 @@ def mosaic_figure(activations: np.ndarray, shown: int, title: str):
     """
     height, width, _ = activations.shape
     gap = max(1, round(height * LABEL_ROOM))
-    grid = explain.tile_channels(activations, shown, columns=MOSAIC_COLUMNS, gap=gap)
-    channel_of_cell = explain.tile_channels(np.broadcast_to(np.arange(activations.shape[2], dtype=np.float32),
+    grid = pictures.tile_channels(activations, shown, columns=MOSAIC_COLUMNS, gap=gap)
+    channel_of_cell = pictures.tile_channels(np.broadcast_to(np.arange(activations.shape[2], dtype=np.float32),
                                                             activations.shape), shown, MOSAIC_COLUMNS, gap)
     figure = plots.heatmap(grid, title, colorbar_title="activation", show_values=False)
     figure.update_traces(customdata=channel_of_cell,
                          hovertemplate="channel %{customdata}: %{z:.3~r}<extra></extra>")
     cell_pixels = MOSAIC_WIDTH / grid.shape[1]
-    for channel, (top, left) in enumerate(explain.tile_positions(shown, height, width, MOSAIC_COLUMNS, gap)):
+    for channel, (top, left) in enumerate(pictures.tile_positions(shown, height, width, MOSAIC_COLUMNS, gap)):
         figure.add_annotation(x=left + (width - 1) / 2, y=top - 0.5, yanchor="bottom", showarrow=False,
                               text=f"channel {channel}" if width * cell_pixels >= 70 else str(channel),
                               font=dict(size=12))
@@ -181,11 +162,11 @@ def show_grad_cam(model, image: np.ndarray, description: str) -> None:
     model_input = to_model_input(image)
     cam = explain.grad_cam(model, model_input, class_index)
     seen, heat, blended = st.columns(3)
-    seen.image(enlarged(model_input))
+    seen.image(pictures.enlarge(model_input, SHOWN_SCALE))
     seen.caption(f"The 32x32 input the model sees ({description}).")
     heat.plotly_chart(cam_figure(cam.heatmap, CLASS_NAMES[cam.class_index]), key="inspect_cam_heatmap")
     heat.caption("Importance of each region for the class, from 0 (none, dark purple) to 1 (most, yellow).")
-    blended.image(enlarged(explain.overlay(model_input, cam.heatmap)))
+    blended.image(pictures.enlarge(pictures.overlay(model_input, cam.heatmap), SHOWN_SCALE))
     blended.caption("The same heatmap and colours (viridis: dark purple = none, yellow = most important) "
                     "blended half and half over the input.")
     st.caption(f"Grad-CAM for '{CLASS_NAMES[cam.class_index]}'. {cam.note}")
@@ -200,7 +181,7 @@ def cam_figure(heatmap: np.ndarray, class_name: str):
     The colour bar lies under the grid, so the grid gets the narrow column's whole width.
     """
     figure = plots.heatmap(heatmap, f"Grad-CAM: {class_name}", colorbar_title="importance", show_values=False,
-                           zmin=0, zmax=1, color_scale="Viridis", colorbar_below=True, height=CAM_HEIGHT)
+                           zmin=0, zmax=1, color_scale=plots.VIRIDIS_SCALE, colorbar_below=True, height=CAM_HEIGHT)
     figure.update_xaxes(dtick=8)
     figure.update_yaxes(dtick=8)
     return figure

@@ -20,8 +20,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnn import ops
+from cnn.ops import format_number
 
 COLOR_SCALE = "Cividis"
+VIRIDIS_SCALE = "Viridis"  # plotly's name of the scale `cnn.pictures.viridis` colours pictures with
 # Grids up to this many rows/columns get their values written in the cells. In a half-width
 # column at 1440x900 (a projector) a 12-cell grid gives cells of about 35 px, room for "-255";
 # at 30 or 32 cells (a CIFAR-10 image, its feature maps) the numbers overlapped and could not be read.
@@ -29,8 +31,12 @@ MAX_TEXT_SIDE = 12
 # Colour-bar ticks and hover values: up to 4 significant digits, never an exponent ("1000", not "1e+3").
 TICK_FORMAT = "~r"
 HOVER_FORMAT = ".4~r"
-# Okabe-Ito blue, distinct from every Cividis colour, for lines and bars.
-LINE_COLOR = "#0072B2"
+# Okabe-Ito: a qualitative palette that colour-blind readers can tell apart; series take its colours in order.
+OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "bluish green": "#009E73", "reddish purple": "#CC79A7",
+             "sky blue": "#56B4E9", "vermillion": "#D55E00", "black": "#000000", "yellow": "#F0E442"}
+SERIES_COLORS = tuple(OKABE_ITO.values())
+# Distinct from every Cividis colour, for lines and bars.
+LINE_COLOR = OKABE_ITO["blue"]
 
 
 @dataclass(frozen=True)
@@ -58,24 +64,13 @@ class Marks:
     style: str = "cross"
 
 
-def format_value(value: float) -> str:
-    """Short cell text, never in exponent form: integers as they are, others to 3 significant digits
-    (whole numbers from 1000 up), e.g. 1000, 1235, 0.5, -3.14, 0.000123."""
-    value = float(value)
-    if value.is_integer():
-        return str(int(value))
-    if abs(value) >= 1000:
-        return str(round(value))
-    return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
-
-
 def reading_hint(values) -> str:
     """A caption's last sentence for a grid too large for written numbers ("" when they are written)."""
     return "" if max(np.shape(values)[:2]) <= MAX_TEXT_SIDE else " Point at a cell to read its number."
 
 
 def _cell_texts(values: np.ndarray) -> list[list[str]]:
-    return [[format_value(value) for value in row] for row in values]
+    return [[format_number(value) for value in row] for row in values]
 
 
 def _outline(figure: go.Figure, box: Box) -> None:
@@ -181,8 +176,8 @@ def heatmap(
         show_values: write values in cells; default when at most MAX_TEXT_SIDE
             cells across and down (larger grids: hover a cell to read it).
         zmin, zmax: fixed colour range (default: the data's range).
-        color_scale: a colour-blind-safe plotly scale, e.g. "Viridis" to match
-            an image coloured with `cnn.explain.viridis`.
+        color_scale: a colour-blind-safe plotly scale, e.g. VIRIDIS_SCALE to match
+            an image coloured with `cnn.pictures.viridis`.
         show_scale: draw the colour bar; a small panel whose numbers are
             written in can leave it out and give the grid its room.
         colorbar_below: a horizontal colour bar under the grid, for narrow
@@ -304,7 +299,7 @@ def negative_marks(values) -> Marks:
     grid = np.asarray(values, dtype=float)
     rows, cols = np.nonzero(grid < 0)
     return Marks(rows=rows.tolist(), cols=cols.tolist(),
-                 labels=[f"was {format_value(grid[r, c])}, now 0" for r, c in zip(rows, cols)])
+                 labels=[f"was {format_number(grid[r, c])}, now 0" for r, c in zip(rows, cols)])
 
 
 def maxima_marks(result: ops.PoolResult) -> Marks:
@@ -312,7 +307,7 @@ def maxima_marks(result: ops.PoolResult) -> Marks:
     return Marks(
         rows=np.ravel(result.rows).tolist(),
         cols=np.ravel(result.cols).tolist(),
-        labels=[f"max {format_value(value)}" for value in np.ravel(result.values)],
+        labels=[f"max {format_number(value)}" for value in np.ravel(result.values)],
         style="outline",
     )
 

@@ -24,16 +24,23 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from cnn import CLASS_NAMES
+from cnn import CLASS_NAMES, IMAGE_SIZE
 from cnn.errors import UserError
 from cnn.fetch import FetchConfig, fetch_url
-from cnn.images import ORIGINAL_SIZE_KEY, RESIZE_POLICIES, DecodeBusyError, decode_image
+from cnn.images import (
+    FORMATS_IN_WORDS,
+    ORIGINAL_SIZE_KEY,
+    RESIZE_POLICIES,
+    UPLOAD_EXTENSIONS,
+    DecodeBusyError,
+    decode_image,
+)
+from cnn.pictures import enlarge, fit_within, overlay
 from ui import plots
-from ui.learn_widgets import fit_within
 from ui.resources import get_sample, show_user_error
 
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 SHOWN_SIDE = 192  # pixels: how large the 32x32 pictures are drawn
+SHOWN_SCALE = SHOWN_SIDE // IMAGE_SIZE  # screen pixels per model pixel
 POLICY_LABELS = {"squash": "Squash to a square", "center_crop": "Crop the centre square"}
 # Files answered per upload: each costs a decode and a prediction on a server
 # the whole class shares, and 20 cards are already a long page.
@@ -114,8 +121,8 @@ def collect_inputs() -> list[InputImage]:
     upload_tab, link_tab, camera_tab, sample_tab = st.tabs(["Upload", "Link", "Camera", "CIFAR-10 samples"])
     keyed: dict[str, InputImage] = {}
     with upload_tab:
-        uploads = st.file_uploader("Drop one or several images (PNG, JPEG, WebP, BMP, GIF: first frame)",
-                                   type=UPLOAD_TYPES, accept_multiple_files=True, key=upload_key())
+        uploads = st.file_uploader(f"Drop one or several images ({FORMATS_IN_WORDS}; of a GIF, its first frame)",
+                                   type=UPLOAD_EXTENSIONS, accept_multiple_files=True, key=upload_key())
         keyed.update(_file_input(f"Upload: {upload.name}", upload)
                      for upload in _answered_uploads(unique_uploads(uploads or [])))
     with link_tab:
@@ -143,12 +150,6 @@ def collect_inputs() -> list[InputImage]:
     return found
 
 
-def enlarged(image: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
-    """A small image drawn big with square pixels (no blur), so each model pixel stays visible."""
-    factor = max(1, side // image.shape[0])
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-
-
 def top_table(top) -> pd.DataFrame:
     """The report's chapter IV table: Rank, Class, Probability."""
     return pd.DataFrame({"Rank": [ranked.rank for ranked in top],
@@ -162,7 +163,7 @@ def show_prediction(item: InputImage, predictor, policy: str, index: int) -> boo
     A UserError from loading or predicting is shown in the card; returns
     whether the card got a prediction.
     """
-    from cnn.explain import LOW_CONFIDENCE, explain_prediction, overlay
+    from cnn.explain import LOW_CONFIDENCE, explain_prediction
 
     with st.container(border=True):
         st.markdown(f"**{item.label}**")
@@ -176,10 +177,10 @@ def show_prediction(item: InputImage, predictor, policy: str, index: int) -> boo
         original.image(fit_within(image, 2 * SHOWN_SIDE)[0], width=SHOWN_SIDE)  # never send megapixels
         width, height = image.info.get(ORIGINAL_SIZE_KEY, image.size)
         original.caption(f"The original, {width}x{height} pixels.")
-        seen.image(enlarged(result.model_input))
+        seen.image(enlarge(result.model_input, SHOWN_SCALE))
         seen.caption("What the model sees: the 32x32 input, made by the same preprocessing as in training "
                      f"({POLICY_LABELS[policy].lower()}), drawn large.")
-        cam.image(enlarged(overlay(result.model_input, result.cam.heatmap)))
+        cam.image(enlarge(overlay(result.model_input, result.cam.heatmap), SHOWN_SCALE))
         cam.caption(f"Grad-CAM for '{CLASS_NAMES[result.cam.class_index]}' (approximate): bright yellow marks "
                     f"the regions that raised this class's score most, dark purple the least. {result.cam.note}")
         best = result.top[0]
@@ -243,6 +244,7 @@ def clear_button() -> None:
 
 GRID_COLUMNS = 4
 THUMBNAIL_SIDE = 96  # pixels (3 per model pixel): the picture and the 32x32 input side by side in a quarter of the page
+THUMBNAIL_SCALE = THUMBNAIL_SIDE // IMAGE_SIZE
 DETAILS = "predict_details"
 
 
@@ -258,7 +260,8 @@ class Guess:
 
 def guess(item: InputImage, predictor, policy: str) -> Guess:
     """Load and predict one picture without Grad-CAM (the grid shows none). Raises UserError."""
-    from cnn.explain import LOW_CONFIDENCE, TOP_K, to_model_input
+    from cnn.explain import LOW_CONFIDENCE, TOP_K
+    from cnn.inference import to_model_input
 
     image = item.load()
     model_input = to_model_input(image, policy)
@@ -288,7 +291,7 @@ def show_compact_card(item: InputImage, predictor, policy: str) -> bool:
         picture, seen = st.columns(2)
         picture.image(fit_within(result.original, 2 * THUMBNAIL_SIDE)[0], width=THUMBNAIL_SIDE,
                       caption=f"original, {result.original.width}x{result.original.height}")
-        seen.image(enlarged(result.model_input, THUMBNAIL_SIDE), width=THUMBNAIL_SIDE, caption="the model's 32x32")
+        seen.image(enlarge(result.model_input, THUMBNAIL_SCALE), width=THUMBNAIL_SIDE, caption="the model's 32x32")
         st.markdown("  \n".join(f"{ranked.rank}. **{ranked.class_name}** {ranked.probability:.1%}"
                                  for ranked in result.top))
         said = verdict(result.top, item.true_class)

@@ -19,10 +19,10 @@ from cnn.errors import UserError
 from cnn.hardware import cpu_has_native_bf16
 from cnn.runs import NOT_STARTED_MESSAGE, RunState
 from cnn.training import TrainConfig
+from ui.plots import SERIES_COLORS
+from ui.resources import show_user_error
 
 POLL_S = 1.0  # seconds between reads of the run folder while a run is active
-# Okabe-Ito: a qualitative palette that colour-blind readers can tell apart.
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 CLASSROOM_EPOCHS = 3  # default epochs of a classroom run (the recipes' 15-35 take too long in class)
 CLASSROOM_SUBSET = 5_000  # default training images of a classroom run
 MAX_TRAIN_IMAGES = 45_000  # the training split without its default 5,000 validation images
@@ -74,7 +74,7 @@ def learning_curve(histories: Mapping[str, Sequence[dict]], metric: str) -> go.F
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     figure = go.Figure()
     for index, (name, rows) in enumerate(histories.items()):
-        color = OKABE_ITO[index % len(OKABE_ITO)]
+        color = SERIES_COLORS[index % len(SERIES_COLORS)]
         for part, key in (("training", metric), ("validation", f"val_{metric}")):
             points = [row for row in rows if row.get(key) is not None]
             full = [row for row in points if not row.get("partial_batches")]
@@ -267,7 +267,7 @@ def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool,
                                        use_sample=sample or None)
         return TrainRequest(config, classroom.output_path(out_name), bool(replace))
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_user_error(error)
         return None
 
 
@@ -294,7 +294,7 @@ def start_or_resume(request: TrainRequest | None, resume_dir: Path | None, *, ow
             st.query_params["run"] = run_dir.name
             return True
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_user_error(error)
     return False
 
 
@@ -318,7 +318,7 @@ def machine_queue(*, teacher: bool) -> None:
     try:
         limit, busy, line = jobs.max_workers(), jobs.slots_in_use(), jobs.waiting()
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_user_error(error)
         return
     st.caption(f"This machine trains at most {limit} run{'s' if limit > 1 else ''} at once: {busy} training now, "
                f"{len(line)} waiting in line. Further starts wait their turn.")
