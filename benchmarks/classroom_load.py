@@ -59,9 +59,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # as pytest does: the tests import their helpers by module name
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
-from tests.conftest import make_synthetic_cifar  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+from conftest import make_synthetic_cifar  # noqa: E402
 
 PHOTOS_PER_UPLOAD = 3
 PHOTO_SIZE = (640, 480)  # a phone photo scaled down, as students upload them

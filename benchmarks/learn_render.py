@@ -22,6 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # as pytest does: the tests import their helpers by module name
 
 from benchmarks.timing import timed_runs  # noqa: E402
 from cnn import ops  # noqa: E402
@@ -105,7 +106,7 @@ def _settle(page) -> None:
 
 def time_pixels_page_in_browser() -> None:
     """Median seconds from a row-slider key press to the page's last change, in headless chromium."""
-    from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, open_path, wait_for_app_run
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, open_path, wait_for_app_run
 
     if not CHROMIUM.exists():
         print(f"  browser: skipped ({CHROMIUM} is missing)")

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 EVALUATED_IMAGES = 1000  # Evaluate measures test images 0-999 first (ui/evaluation_views.py)
-EVAL_BATCH = 512  # cnn.evaluation.predict_split's default, which the Evaluate page uses
 
 
 def memory_mb() -> tuple[float, float]:
@@ -102,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=None,
                         help="model names in models/ (default: every shipped model, in name order)")
-    parser.add_argument("--eval-batch", type=int, default=EVAL_BATCH,
-                        help="batch size of the Evaluate step (default: %(default)s, as cnn.evaluation.predict_split)")
+    parser.add_argument("--eval-batch", type=int, default=None,
+                        help="batch size of the Evaluate step (default: cnn.evaluation.SERVER_BATCH, the page's)")
     arguments = parser.parse_args(argv)
     models_dir = ROOT / "models"
     paths = ([models_dir / f"{name}.keras" for name in arguments.models] if arguments.models
@@ -114,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     server_imports()
     ledger.step("the server's imports (Streamlit, plotly, pandas, sklearn, cnn)", started)
+    from cnn.evaluation import SERVER_BATCH
+
+    eval_batch = arguments.eval_batch or SERVER_BATCH
     started = time.monotonic()
     import tensorflow  # noqa: F401
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = load_sample()
     photos = sample.images[:3]
-    per_model = {path.stem: use_model(ledger, path, photos, sample, arguments.eval_batch) for path in paths}
+    per_model = {path.stem: use_model(ledger, path, photos, sample, eval_batch) for path in paths}
     print("\ngrowth per model (load and use): " + ", ".join(f"{name} {mb:+,.0f} MB" for name, mb in per_model.items()))
     rss, peak = memory_mb()
     print(f"all {len(paths)} models: RSS {rss:,.0f} MB, peak (VmHWM) {peak:,.0f} MB")

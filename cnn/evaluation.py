@@ -157,6 +157,12 @@ class Evaluation:
                 "class_metrics": self.class_metrics, "confusion_matrix": self.confusion.tolist()}
 
 
+# The dashboard server measures in small batches: at 512, the six-view `fast` network's activations
+# grew the server by 1,680 MB and it kept them; at 64, by 193 MB (`python benchmarks/server_memory.py
+# --eval-batch 512` / `64`, 2-core Xeon).
+SERVER_BATCH = 64
+
+
 def evaluate(model, split: Split, *, batch_size: int = 512) -> Evaluation:
     """Evaluate `model` on every image of `split`."""
     return Evaluation.from_predictions(predict_split(model, split, batch_size=batch_size), describe_test_part(split))

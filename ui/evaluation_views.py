@@ -22,6 +22,7 @@ import streamlit as st
 from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
 from cnn.evaluation import (
+    SERVER_BATCH,
     Estimate,
     Evaluation,
     Predictions,
@@ -135,7 +136,7 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
         done = _longest_measured_prefix(memory["answers"], key)
         start = len(done) if done is not None else 0
         clock = ProgressClock(lambda estimate: show(Estimate(start + estimate.done, stop, estimate.elapsed_s)))
-        rest = predict_split(model, split.subset(start, stop), progress=clock)
+        rest = predict_split(model, split.subset(start, stop), batch_size=SERVER_BATCH, progress=clock)
         answers = rest if done is None else done.concatenate(rest)
         memory["answers"][key] = answers
         memory["pace_s"][key[:2]] = clock.elapsed_s / max(1, stop - start)
