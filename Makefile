@@ -10,7 +10,7 @@ ifneq ($(SHARED_CIFAR),)
 export CIFAR10_DIR ?= $(abspath $(SHARED_CIFAR))
 endif
 
-.PHONY: run test test-fast lint install install-dev benchmarks clean
+.PHONY: run test test-fast lint format install install-dev benchmarks clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test-fast: $(VENV)/.installed-dev
 ## Lint and format check (ruff, configured in pyproject.toml).
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## Format the tree as `make lint` expects (ruff format, settings in pyproject.toml)
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format .
 
 ## Re-measure every shipped model and the speed figures (writes benchmarks/RESULTS.md).
 benchmarks: $(VENV)/.installed-dev

@@ -27,8 +27,9 @@ from cnn import spec as specs  # noqa: E402
 from cnn.artifacts import default_models_dir  # noqa: E402
 
 # The fit uses the report's models without batch normalization: batch norm gets its own factor below.
-FITTED = tuple(name for name, spec in specs.REPORT_SPECS.items()
-               if all(layer["type"] != "batchnorm" for layer in spec["layers"]))
+FITTED = tuple(
+    name for name, spec in specs.REPORT_SPECS.items() if all(layer["type"] != "batchnorm" for layer in spec["layers"])
+)
 
 
 def measured(name: str) -> dict | None:
@@ -38,9 +39,13 @@ def measured(name: str) -> dict | None:
         return None
     record = json.loads(path.read_text())
     metrics = record.get("metrics", {})
-    return {"seconds_per_epoch": record["wall_time_s"] / record["epochs"], "train": metrics["train_images"],
-            "val": metrics["val_images"], "hardware": record.get("hardware", "?"),
-            "batch_size": record["config"]["batch_size"]}
+    return {
+        "seconds_per_epoch": record["wall_time_s"] / record["epochs"],
+        "train": metrics["train_images"],
+        "val": metrics["val_images"],
+        "hardware": record.get("hardware", "?"),
+        "batch_size": record["config"]["batch_size"],
+    }
 
 
 def main() -> None:
@@ -56,21 +61,29 @@ def main() -> None:
     target = np.array([rows[name]["seconds_per_epoch"] / images[name] for name in fitted])
     (per_image, per_multiply_add), *_ = np.linalg.lstsq(design, target, rcond=None)
     print(f"Hardware (from the sidecars): {rows[fitted[0]]['hardware']}")
-    print(f"Fitted on {', '.join(fitted)}: SECONDS_PER_IMAGE = {per_image:.3g}, "
-          f"SECONDS_PER_MULTIPLY_ADD = {per_multiply_add:.3g}")
+    print(
+        f"Fitted on {', '.join(fitted)}: SECONDS_PER_IMAGE = {per_image:.3g}, "
+        f"SECONDS_PER_MULTIPLY_ADD = {per_multiply_add:.3g}"
+    )
     if "batchnorm" in rows:
         without = images["batchnorm"] * (per_image + per_multiply_add * work["batchnorm"])
-        print(f"Batch normalization: BATCHNORM_SLOWDOWN = {rows['batchnorm']['seconds_per_epoch'] / without:.2f} "
-              "(model 5's measured time over the fit's estimate for it)")
-    print(f"In cnn/spec.py: SECONDS_PER_IMAGE = {specs.SECONDS_PER_IMAGE:.3g}, "
-          f"SECONDS_PER_MULTIPLY_ADD = {specs.SECONDS_PER_MULTIPLY_ADD:.3g}, "
-          f"BATCHNORM_SLOWDOWN = {specs.BATCHNORM_SLOWDOWN}\n")
+        print(
+            f"Batch normalization: BATCHNORM_SLOWDOWN = {rows['batchnorm']['seconds_per_epoch'] / without:.2f} "
+            "(model 5's measured time over the fit's estimate for it)"
+        )
+    print(
+        f"In cnn/spec.py: SECONDS_PER_IMAGE = {specs.SECONDS_PER_IMAGE:.3g}, "
+        f"SECONDS_PER_MULTIPLY_ADD = {specs.SECONDS_PER_MULTIPLY_ADD:.3g}, "
+        f"BATCHNORM_SLOWDOWN = {specs.BATCHNORM_SLOWDOWN}\n"
+    )
     print("| model | batch | multiply-adds per image | measured s/epoch | estimated s/epoch | estimate/measured |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
         estimate = 60 * specs.minutes_per_epoch(specs.REPORT_SPECS[name], work[name], row["train"], row["val"])
-        print(f"| {name} | {row['batch_size']} | {work[name] / 1e6:.1f} M | {row['seconds_per_epoch']:.1f} | "
-              f"{estimate:.1f} | {estimate / row['seconds_per_epoch']:.2f} |")
+        print(
+            f"| {name} | {row['batch_size']} | {work[name] / 1e6:.1f} M | {row['seconds_per_epoch']:.1f} | "
+            f"{estimate:.1f} | {estimate / row['seconds_per_epoch']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ def is_training_worker(pid: int) -> bool:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(arguments[index:index + 2] == [b"-m", b"cnn"] for index in range(len(arguments)))
+    return any(arguments[index : index + 2] == [b"-m", b"cnn"] for index in range(len(arguments)))
 
 
 def job_folder(pid: int) -> Path | None:
@@ -282,9 +282,11 @@ def machine_load() -> str:
     available = "?"
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
-            available = f"{int(line.split()[1]) / 1024 ** 2:.1f} GB"
-    return (f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs, "
-            f"{available} memory available")
+            available = f"{int(line.split()[1]) / 1024**2:.1f} GB"
+    return (
+        f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs, "
+        f"{available} memory available"
+    )
 
 
 class ServerSampler(threading.Thread):
@@ -339,8 +341,10 @@ class ServerSampler(threading.Thread):
         for pid, group in groups.items():
             if (seconds := cpu_seconds(pid)) is not None:
                 self.cpu_by_pid[pid] = (group, seconds)
-        self.latest = (f"server RSS {server_rss:,.0f} MB, workers {len(workers)} alive / {len(training)} "
-                       f"training, browser Pss {browser_pss:,.0f} MB, {machine_load()}")
+        self.latest = (
+            f"server RSS {server_rss:,.0f} MB, workers {len(workers)} alive / {len(training)} "
+            f"training, browser Pss {browser_pss:,.0f} MB, {machine_load()}"
+        )
         if not self.quiet and time.monotonic() - self._last_progress >= PROGRESS_PERIOD_S:
             self._last_progress = time.monotonic()
             progress(self.started, f"[machine] {self.latest}")
@@ -445,8 +449,10 @@ def await_trainings(runs_dir: Path, config: LoadConfig, measured: Measurements, 
         elif state.active:
             measured.training_ends[f"still {state.state}"] += 1
             if config.training_wait_s > 0:
-                measured.errors.append(f"training {name}: still {state.state} after the "
-                                       f"{config.training_wait_s:g} s training wait (timeout)")
+                measured.errors.append(
+                    f"training {name}: still {state.state} after the "
+                    f"{config.training_wait_s:g} s training wait (timeout)"
+                )
         else:
             measured.training_ends[state.state] += 1
             if state.state != "finished":
@@ -469,16 +475,22 @@ def photos(session: int, round_number: int) -> list[dict]:
         index = (session * 31 + round_number * PHOTOS_PER_UPLOAD + number) % len(sample)
         buffer = io.BytesIO()
         Image.fromarray(sample.images[index]).resize(PHOTO_SIZE, Image.BICUBIC).save(buffer, "JPEG", quality=90)
-        files.append({"name": f"photo_{session}_{round_number}_{number}.jpg", "mimeType": "image/jpeg",
-                      "buffer": buffer.getvalue()})
+        files.append(
+            {
+                "name": f"photo_{session}_{round_number}_{number}.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": buffer.getvalue(),
+            }
+        )
     return files
 
 
 class Student:
     """One browser session: its page, its number, the round it is in and the step it is waiting for."""
 
-    def __init__(self, page, number: int, server: StreamlitServer, config: LoadConfig, measured: Measurements,
-                 started: float):
+    def __init__(
+        self, page, number: int, server: StreamlitServer, config: LoadConfig, measured: Measurements, started: float
+    ):
         self.page = page
         self.number = number
         self.server = server
@@ -495,17 +507,21 @@ class Student:
 
     async def settle(self) -> None:
         """Wait until the app is connected and its script has finished running."""
-        await self.waiting_for("the script run to end", self.page.wait_for_selector(
-            "[data-testid=stApp][data-test-script-state=notRunning]", state="attached"))
-        await self.waiting_for("the running indicator to go", self.page.wait_for_selector(
-            "[data-testid=stStatusWidget]", state="detached"))
+        await self.waiting_for(
+            "the script run to end",
+            self.page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached"),
+        )
+        await self.waiting_for(
+            "the running indicator to go", self.page.wait_for_selector("[data-testid=stStatusWidget]", state="detached")
+        )
 
     async def rerun(self, what: str, trigger) -> None:
         """Await `trigger` (a click that reruns the script), then the end of the run it caused."""
         before = await self.page.evaluate(RUNS_ENDED)
         await self.waiting_for(what, trigger)
-        await self.waiting_for(f"the script run after {what}", self.page.wait_for_function(
-            MORE_RUNS_ENDED, arg=before, polling=POLL_MS))
+        await self.waiting_for(
+            f"the script run after {what}", self.page.wait_for_function(MORE_RUNS_ENDED, arg=before, polling=POLL_MS)
+        )
         await self.settle()
 
     async def open_from_menu(self, title: str, ready: str) -> None:
@@ -549,15 +565,21 @@ class Student:
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             await self.waiting_for("the upload", self.page.locator(UPLOAD_INPUT).set_input_files(files))
             try:  # the uploader lists the files at once, in the tab, before they reach the server
-                await self.page.wait_for_function(UPLOADER_SHOWS, arg=files[-1]["name"], polling=POLL_MS,
-                                                  timeout=UPLOAD_SHOWN_S * 1000)
+                await self.page.wait_for_function(
+                    UPLOADER_SHOWS, arg=files[-1]["name"], polling=POLL_MS, timeout=UPLOAD_SHOWN_S * 1000
+                )
                 break
             except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the uploader came back empty
                 self.measured.uploads_repeated += 1
-                progress(self.started, f"session {self.number} round {self.round}: the uploader did not list "
-                                       f"the files after {UPLOAD_SHOWN_S} s (attempt {attempt}): uploading again")
-        await self.waiting_for(f"{PHOTOS_PER_UPLOAD} answered cards", self.page.wait_for_function(
-            ANSWERS_AND_PROBLEMS, arg=[ANSWERED_CARD_TEXT, expected], polling=POLL_MS))
+                progress(
+                    self.started,
+                    f"session {self.number} round {self.round}: the uploader did not list "
+                    f"the files after {UPLOAD_SHOWN_S} s (attempt {attempt}): uploading again",
+                )
+        await self.waiting_for(
+            f"{PHOTOS_PER_UPLOAD} answered cards",
+            self.page.wait_for_function(ANSWERS_AND_PROBLEMS, arg=[ANSWERED_CARD_TEXT, expected], polling=POLL_MS),
+        )
         await self.settle()
 
     async def open_evaluate(self) -> None:
@@ -574,14 +596,18 @@ class Student:
         form = self.page.locator(f".st-key-train_settings_{model}, [data-testid=stForm]").first
         await self.fill_number(f".st-key-train_epochs_{model}", config.train_epochs)
         await self.fill_number(f".st-key-train_subset_{model}", config.train_images)
-        await self.waiting_for("the expander 'Validation and saving'",
-                               form.locator("[data-testid=stExpander] summary").first.click())
+        await self.waiting_for(
+            "the expander 'Validation and saving'", form.locator("[data-testid=stExpander] summary").first.click()
+        )
         await self.fill_number(f".st-key-train_val_{model}", config.validation_images)
-        run_name = await self.waiting_for("the run's name", self.page.locator(
-            f".st-key-train_out_{model} input").input_value())
+        run_name = await self.waiting_for(
+            "the run's name", self.page.locator(f".st-key-train_out_{model} input").input_value()
+        )
         await self.waiting_for("Start training", form.get_by_role("button", name="Start training").click())
-        handle = await self.waiting_for(f"the run panel of {run_name}", self.page.wait_for_function(
-            RUN_PANEL_STATE, arg=[run_name], polling=POLL_MS))
+        handle = await self.waiting_for(
+            f"the run panel of {run_name}",
+            self.page.wait_for_function(RUN_PANEL_STATE, arg=[run_name], polling=POLL_MS),
+        )
         outcome = await handle.json_value()
         if outcome == "refused":
             texts = await self.page.locator(PROBLEM_BOXES).all_inner_texts()
@@ -615,8 +641,11 @@ class Student:
         if not self.config.quiet:
             detail = f" ({result})" if isinstance(result, str) else ""
             server_rss = memory_mb(self.server.process.pid)[0]
-            progress(self.started, f"session {self.number} round {self.round}: {name} {seconds:.1f} s{detail}; "
-                                   f"server RSS now {server_rss:,.0f} MB")
+            progress(
+                self.started,
+                f"session {self.number} round {self.round}: {name} {seconds:.1f} s{detail}; "
+                f"server RSS now {server_rss:,.0f} MB",
+            )
         return result
 
     async def record_error(self, name: str, error: Exception, seconds: float) -> None:
@@ -638,8 +667,11 @@ class Student:
         """The session's whole visit: Home, then rounds of Predict, Evaluate, Inspect (and Train once)."""
         await self.timed("open home", self.open_home)
         while self.round == 0 or time.monotonic() - self.started < self.config.duration_s:
-            for name, action in [("predict upload", self.predict_upload), ("open evaluate", self.open_evaluate),
-                                 ("open inspect", self.open_inspect)]:
+            for name, action in [
+                ("predict upload", self.predict_upload),
+                ("open evaluate", self.open_evaluate),
+                ("open inspect", self.open_inspect),
+            ]:
                 await self.timed(name, action)
             if self.round == 0:
                 outcome = await self.timed("start training", self.start_training)
@@ -648,8 +680,9 @@ class Student:
             self.round += 1
 
 
-async def student(browser, server: StreamlitServer, number: int, config: LoadConfig, measured: Measurements,
-                  started: float) -> None:
+async def student(
+    browser, server: StreamlitServer, number: int, config: LoadConfig, measured: Measurements, started: float
+) -> None:
     """One browser context (its own Streamlit session), started `number` staggers after the first."""
     await asyncio.sleep(number * config.stagger_s)
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
@@ -669,11 +702,13 @@ async def drive_sessions(server: StreamlitServer, config: LoadConfig, started: f
 
     measured = Measurements()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   args=CHROMIUM_ARGS + LOAD_CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + LOAD_CHROMIUM_ARGS
+        )
         try:
-            await asyncio.gather(*(student(browser, server, number, config, measured, started)
-                                   for number in range(config.sessions)))
+            await asyncio.gather(
+                *(student(browser, server, number, config, measured, started) for number in range(config.sessions))
+            )
         finally:
             await browser.close()
     measured.sessions_wall_s = time.monotonic() - started
@@ -688,8 +723,10 @@ def latency_table(latencies: dict[str, list[float]]) -> list[str]:
     for name in ACTIONS:
         values = latencies.get(name)
         if values:
-            lines.append(f"{name:<16} {len(values):>4} {np.percentile(values, 50):>7.2f} "
-                         f"{np.percentile(values, 95):>7.2f} {max(values):>7.2f}")
+            lines.append(
+                f"{name:<16} {len(values):>4} {np.percentile(values, 50):>7.2f} "
+                f"{np.percentile(values, 95):>7.2f} {max(values):>7.2f}"
+            )
     return lines
 
 
@@ -703,8 +740,16 @@ class ServerFigures:
     wall_s: float  # from the first session's start to the end of the training wait
 
 
-def report(config: LoadConfig, command: str, load_at_start: str, data_note: str, measured: Measurements,
-           sampler: ServerSampler, server: ServerFigures, started_at: datetime) -> str:
+def report(
+    config: LoadConfig,
+    command: str,
+    load_at_start: str,
+    data_note: str,
+    measured: Measurements,
+    sampler: ServerSampler,
+    server: ServerFigures,
+    started_at: datetime,
+) -> str:
     cpu = sampler.cpu_by_group()
     lines = [
         f"command: {command}",
@@ -732,20 +777,27 @@ def report(config: LoadConfig, command: str, load_at_start: str, data_note: str,
         f"{measured.uploads_repeated}",
         "model loads (from the server log): "
         + (", ".join(f"{name} {count}" for name, count in sorted(server.loads.items())) or "none"),
-        "training starts (first state shown): " + (", ".join(f"{name} {count}" for name, count in
-                                                          sorted(measured.training_starts.items())) or "none"),
-        "training ends: " + (", ".join(f"{name} {count}" for name, count in sorted(measured.training_ends.items()))
-                             or "none") + f" (waited up to {config.training_wait_s:g} s)",
+        "training starts (first state shown): "
+        + (", ".join(f"{name} {count}" for name, count in sorted(measured.training_starts.items())) or "none"),
+        "training ends: "
+        + (", ".join(f"{name} {count}" for name, count in sorted(measured.training_ends.items())) or "none")
+        + f" (waited up to {config.training_wait_s:g} s)",
         f"training workers: at most {sampler.most_training_workers} training at once (the queue's limit: "
         f"{server.limit}; {sampler.most_tensorflow_workers} with TensorFlow loaded, counting finished ones still "
         f"exiting), at most {sampler.most_alive_workers} alive at once (training or waiting in line), "
         f"{len(sampler.worker_pids)} in all; sampled every {SAMPLE_PERIOD_S:g} s",
         "CPU seconds used meanwhile: " + ", ".join(f"{name} {seconds:,.0f}" for name, seconds in cpu.items()),
         "goals: 0 errors {}; server RSS under 3 GB {}; 1 load per model {}; workers within the queue's limit {}".format(
-            *("met" if ok else "MISSED" for ok in (
-                not measured.errors, server.peak_rss_mb < GOAL_SERVER_RSS_MB,
-                bool(server.loads) and set(server.loads.values()) == {1},
-                sampler.most_training_workers <= server.limit))),
+            *(
+                "met" if ok else "MISSED"
+                for ok in (
+                    not measured.errors,
+                    server.peak_rss_mb < GOAL_SERVER_RSS_MB,
+                    bool(server.loads) and set(server.loads.values()) == {1},
+                    sampler.most_training_workers <= server.limit,
+                )
+            )
+        ),
     ]
     return "\n".join(lines)
 
@@ -758,10 +810,12 @@ def run(config: LoadConfig, command: str) -> int:
     with tempfile.TemporaryDirectory(prefix="classroom_load_") as temporary:
         folder = Path(temporary)
         environment = prepare_folders(folder, config)
-        data_note = (str(config.data_dir) if config.data_dir
-                     else "synthetic CIFAR-10, 1,000 training and 50 test images (not classroom figures)")
-        server = StreamlitServer(ROOT / "streamlit_app.py", folder / "server.log", env=environment,
-                                 port=config.port)
+        data_note = (
+            str(config.data_dir)
+            if config.data_dir
+            else "synthetic CIFAR-10, 1,000 training and 50 test images (not classroom figures)"
+        )
+        server = StreamlitServer(ROOT / "streamlit_app.py", folder / "server.log", env=environment, port=config.port)
         sampler = ServerSampler(server.process.pid, config.quiet)
         try:
             server.wait_healthy()
@@ -772,8 +826,9 @@ def run(config: LoadConfig, command: str) -> int:
             await_trainings(Path(environment["CNN_RUNS_DIR"]), config, measured, started)
             wall_s = time.monotonic() - started
             sampler.finish()
-            figures = ServerFigures(memory_mb(server.process.pid)[1], model_loads(server.log_tail(10**8)),
-                                    queue_limit(environment), wall_s)
+            figures = ServerFigures(
+                memory_mb(server.process.pid)[1], model_loads(server.log_tail(10**8)), queue_limit(environment), wall_s
+            )
             log_text = server.log_tail(characters=3000)
         finally:
             sampler.finish()
@@ -788,37 +843,88 @@ def run(config: LoadConfig, command: str) -> int:
 def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
     defaults = LoadConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=defaults.sessions,
-                        help="browser sessions (students) at once, each a context of one chromium "
-                             "(default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=defaults.duration_s, metavar="SECONDS",
-                        help="keep repeating Predict/Evaluate/Inspect until this many seconds after the first "
-                             "session started (default: %(default)s, one round each)")
-    parser.add_argument("--stagger", type=float, default=defaults.stagger_s, metavar="SECONDS",
-                        help="seconds between two sessions' starts, as students arrive (default: %(default)s)")
-    parser.add_argument("--action-timeout", type=float, default=defaults.action_timeout_s, metavar="SECONDS",
-                        help="longest wait for one action (open a page, upload, start a training); a longer one "
-                             "is an error naming the step it waited for (default: %(default)s)")
-    parser.add_argument("--training-wait", type=float, default=defaults.training_wait_s, metavar="SECONDS",
-                        help="after the sessions, wait this long for the started trainings to end; one still "
-                             "running then, or failed, is an error (0: do not wait, stop them; default: %(default)s)")
-    parser.add_argument("--max-workers", type=int, default=None, metavar="N",
-                        help="CNN_MAX_WORKERS for the server: trainings at once (default: the environment's "
-                             "CNN_MAX_WORKERS, else one per two cores)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="CIFAR-10 python-layout folder for the server (default: a generated synthetic set)")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=defaults.sessions,
+        help="browser sessions (students) at once, each a context of one chromium (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=defaults.duration_s,
+        metavar="SECONDS",
+        help="keep repeating Predict/Evaluate/Inspect until this many seconds after the first "
+        "session started (default: %(default)s, one round each)",
+    )
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=defaults.stagger_s,
+        metavar="SECONDS",
+        help="seconds between two sessions' starts, as students arrive (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--action-timeout",
+        type=float,
+        default=defaults.action_timeout_s,
+        metavar="SECONDS",
+        help="longest wait for one action (open a page, upload, start a training); a longer one "
+        "is an error naming the step it waited for (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--training-wait",
+        type=float,
+        default=defaults.training_wait_s,
+        metavar="SECONDS",
+        help="after the sessions, wait this long for the started trainings to end; one still "
+        "running then, or failed, is an error (0: do not wait, stop them; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CNN_MAX_WORKERS for the server: trainings at once (default: the environment's "
+        "CNN_MAX_WORKERS, else one per two cores)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="CIFAR-10 python-layout folder for the server (default: a generated synthetic set)",
+    )
     parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
-    parser.add_argument("--train-epochs", type=int, default=defaults.train_epochs,
-                        help="epochs of each session's training (default: %(default)s)")
-    parser.add_argument("--train-images", type=int, default=defaults.train_images,
-                        help="training images of each session's training (at least 16; default: %(default)s)")
-    parser.add_argument("--validation-images", type=int, default=defaults.validation_images,
-                        help="validation images of each session's training (at least 10; default: %(default)s)")
-    parser.add_argument("--screenshots", type=Path, default=None, metavar="FOLDER",
-                        help="save a screenshot of the page at every error into FOLDER (default: none)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress lines on stderr (one per action, one about the machine every "
-                             f"{PROGRESS_PERIOD_S:g} s)")
+    parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=defaults.train_epochs,
+        help="epochs of each session's training (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=defaults.train_images,
+        help="training images of each session's training (at least 16; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--validation-images",
+        type=int,
+        default=defaults.validation_images,
+        help="validation images of each session's training (at least 10; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="save a screenshot of the page at every error into FOLDER (default: none)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"no progress lines on stderr (one per action, one about the machine every {PROGRESS_PERIOD_S:g} s)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.sessions < 1:
         parser.error("--sessions must be at least 1")
@@ -826,12 +932,21 @@ def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
         parser.error("--stagger, --duration and --training-wait must be 0 or more, --action-timeout more than 0")
     if arguments.max_workers is not None and arguments.max_workers < 1:
         parser.error("--max-workers must be at least 1")
-    return LoadConfig(sessions=arguments.sessions, duration_s=arguments.duration, stagger_s=arguments.stagger,
-                      action_timeout_s=arguments.action_timeout, training_wait_s=arguments.training_wait,
-                      max_workers=arguments.max_workers, port=arguments.port, data_dir=arguments.data_dir,
-                      train_epochs=arguments.train_epochs, train_images=arguments.train_images,
-                      validation_images=arguments.validation_images, screenshots=arguments.screenshots,
-                      quiet=arguments.quiet)
+    return LoadConfig(
+        sessions=arguments.sessions,
+        duration_s=arguments.duration,
+        stagger_s=arguments.stagger,
+        action_timeout_s=arguments.action_timeout,
+        training_wait_s=arguments.training_wait,
+        max_workers=arguments.max_workers,
+        port=arguments.port,
+        data_dir=arguments.data_dir,
+        train_epochs=arguments.train_epochs,
+        train_images=arguments.train_images,
+        validation_images=arguments.validation_images,
+        screenshots=arguments.screenshots,
+        quiet=arguments.quiet,
+    )
 
 
 def stop_cleanly_on_signals() -> None:

@@ -123,17 +123,23 @@ def main() -> None:
     print(f"         one bf16 3x3 convolution, 256 -> 256 channels on 8x8 maps: {conv.gflops:,.0f} GFLOP/s")
     ceiling = max(bf16.gflops, conv.gflops)
     fast, macs = fast_training_rate()
-    print(f"fast network ({macs / 1e6:.0f} M multiply-adds per image forward), training with its recipe: "
-          f"{fast.images_per_s:,.0f} images/s = {fast.gflops:,.0f} GFLOP/s "
-          f"({fast.gflops / ceiling:.0%} of the ceiling, the faster of the two bf16 figures above)")
+    print(
+        f"fast network ({macs / 1e6:.0f} M multiply-adds per image forward), training with its recipe: "
+        f"{fast.images_per_s:,.0f} images/s = {fast.gflops:,.0f} GFLOP/s "
+        f"({fast.gflops / ceiling:.0%} of the ceiling, the faster of the two bf16 figures above)"
+    )
     v3_min = V3_IMAGES / fast.images_per_s / 60
     ceiling_images_per_s = ceiling * 1e9 / (3 * 2 * macs)
-    print(f"v3's recipe (20 epochs x 45,000 images): {v3_min:.1f} min at this speed, "
-          f"{V3_IMAGES / ceiling_images_per_s / 60:.1f} min at the ceiling (no data pipeline, callbacks or evaluation)")
-    print(f"the sweep's 93%-whole-set setting ({SWEEP_93_COMPUTE}x v3's compute): "
-          f"{SWEEP_93_COMPUTE * v3_min:.0f} min at this speed, "
-          f"{SWEEP_93_COMPUTE * V3_IMAGES / ceiling_images_per_s / 60:.0f} min at the ceiling "
-          f"(budget {BUDGET_MIN:.0f} min)")
+    print(
+        f"v3's recipe (20 epochs x 45,000 images): {v3_min:.1f} min at this speed, "
+        f"{V3_IMAGES / ceiling_images_per_s / 60:.1f} min at the ceiling (no data pipeline, callbacks or evaluation)"
+    )
+    print(
+        f"the sweep's 93%-whole-set setting ({SWEEP_93_COMPUTE}x v3's compute): "
+        f"{SWEEP_93_COMPUTE * v3_min:.0f} min at this speed, "
+        f"{SWEEP_93_COMPUTE * V3_IMAGES / ceiling_images_per_s / 60:.0f} min at the ceiling "
+        f"(budget {BUDGET_MIN:.0f} min)"
+    )
 
 
 if __name__ == "__main__":

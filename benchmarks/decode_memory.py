@@ -84,7 +84,7 @@ def photo(mode: str = "RGB") -> Image.Image:
 
 def flat(mode: str, size: tuple[int, int] = SIZE) -> Image.Image:
     """A flat picture: its progressive scans are a few bytes each, the cheapest to repeat."""
-    return Image.new(mode, size, 128 if mode in ("L", "1", "P") else (128, 100, 90, 255)[:len(mode)])
+    return Image.new(mode, size, 128 if mode in ("L", "1", "P") else (128, 100, 90, 255)[: len(mode)])
 
 
 def largest_progressive_cmyk() -> tuple[int, int]:
@@ -126,15 +126,17 @@ NORMAL_PROGRESSIVE = "progressive JPEG, RGB 4:2:0 (libjpeg default, 10 scans)"
 CASES = [
     Case(PLAIN_PHOTO, lambda: encode(photo(), "JPEG", quality=85)),
     Case(NORMAL_PROGRESSIVE, lambda: encode(photo(), "JPEG", quality=85, progressive=True)),
-    Case("progressive JPEG, RGB 4:4:4", lambda: encode(photo(), "JPEG", quality=75, progressive=True,
-                                                        subsampling=0)),
-    Case("progressive JPEG, CMYK (32 MP, the most accepted)",
-         lambda: encode(flat("CMYK", largest_progressive_cmyk()), "JPEG", progressive=True)),
+    Case("progressive JPEG, RGB 4:4:4", lambda: encode(photo(), "JPEG", quality=75, progressive=True, subsampling=0)),
+    Case(
+        "progressive JPEG, CMYK (32 MP, the most accepted)",
+        lambda: encode(flat("CMYK", largest_progressive_cmyk()), "JPEG", progressive=True),
+    ),
     Case("hostile progressive JPEG, grey, most passes accepted", lambda: hostile_progressive("L")),
-    Case("hostile progressive JPEG, RGB 4:4:4, most accepted",
-         lambda: hostile_progressive("RGB", subsampling=0)),
-    Case("hostile progressive JPEG, CMYK (32 MP), most accepted",
-         lambda: hostile_progressive("CMYK", largest_progressive_cmyk())),
+    Case("hostile progressive JPEG, RGB 4:4:4, most accepted", lambda: hostile_progressive("RGB", subsampling=0)),
+    Case(
+        "hostile progressive JPEG, CMYK (32 MP), most accepted",
+        lambda: hostile_progressive("CMYK", largest_progressive_cmyk()),
+    ),
     Case("PNG, 16-bit grey (I;16)", sixteen_bit_grey),
     Case("PNG, grey (L)", lambda: encode(gradient("L"), "PNG")),
     Case("PNG, RGB", lambda: encode(gradient("RGB"), "PNG")),
@@ -143,10 +145,14 @@ CASES = [
     Case("PNG, palette + transparency (P)", palette_with_transparency),
     Case("BMP, bilevel (1)", lambda: encode(gradient("1"), "BMP")),
     Case("GIF, palette (P)", lambda: encode(gradient("L").convert("P"), "GIF")),
-    Case("WebP lossless, RGBA (16 MP, the most accepted)",
-         lambda: encode(gradient("RGBA", (SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", lossless=True, quality=0)),
-    Case("WebP lossy, RGB (16 MP, the most accepted)",
-         lambda: encode(photo().crop((0, 0, SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", quality=80)),
+    Case(
+        "WebP lossless, RGBA (16 MP, the most accepted)",
+        lambda: encode(gradient("RGBA", (SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", lossless=True, quality=0),
+    ),
+    Case(
+        "WebP lossy, RGB (16 MP, the most accepted)",
+        lambda: encode(photo().crop((0, 0, SIZE[0], MAX_WEBP_PIXELS // SIZE[0])), "WEBP", quality=80),
+    ),
 ]
 
 
@@ -157,8 +163,7 @@ def measure(command: list[str]) -> Usage:
         _, status, usage = os.wait4(process.pid, 0)
         output.seek(0)
         text = output.read().decode(errors="replace")
-    return Usage(usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status) == 0,
-                 text)
+    return Usage(usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status) == 0, text)
 
 
 def decode_cpu_s(alone: Usage) -> float:
@@ -179,10 +184,14 @@ def main() -> int:
         write_images(Path(sys.argv[2]))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"images {SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.0f} MP)")
-    print("| image | file KB | JPEG scans, passes | CLI peak MB | CLI CPU s | decode peak MB | decode CPU s "
-          "| decode CPU / plain photo |")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        f"images {SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.0f} MP)"
+    )
+    print(
+        "| image | file KB | JPEG scans, passes | CLI peak MB | CLI CPU s | decode peak MB | decode CPU s "
+        "| decode CPU / plain photo |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -197,20 +206,29 @@ def main() -> int:
             load = jpeg_load(data) if data[:2] == b"\xff\xd8" else None
             scans = f"{load.scans}, {load.passes:.1f}" if load else "-"
             failed = "" if cli.ok and alone.ok else " (FAILED)"
-            print(f"| {case.name}{failed} | {len(data) / 1000:,.0f} | {scans} | {cli.peak_mb:,.0f} "
-                  f"| {cli.cpu_s:.1f} | {alone.peak_mb:,.0f} | {decode_cpu_s(alone):.2f} "
-                  f"| {decode_cpu_s(alone) / plain_cpu:.1f}x |")
+            print(
+                f"| {case.name}{failed} | {len(data) / 1000:,.0f} | {scans} | {cli.peak_mb:,.0f} "
+                f"| {cli.cpu_s:.1f} | {alone.peak_mb:,.0f} | {decode_cpu_s(alone):.2f} "
+                f"| {decode_cpu_s(alone) / plain_cpu:.1f}x |"
+            )
     worst_peak = max(cli.peak_mb for cli, _ in rows.values())
     cli_ratio = max(cli.cpu_s for cli, _ in rows.values()) / rows[PLAIN_PHOTO][0].cpu_s
     worst_name, (_, worst) = max(rows.items(), key=lambda item: decode_cpu_s(item[1][1]))
     worst_cpu = decode_cpu_s(worst)
-    print(f"worst CLI peak: {worst_peak:,.0f} MB (target < {TARGET_CLI_PEAK_MB} MB); "
-          f"costliest CLI run: {cli_ratio:.2f}x the plain photo's CPU (target <= {TARGET_CLI_CPU_RATIO:.0f}x)")
-    print(f"costliest decode alone: {worst_name}, {worst_cpu:.2f} s CPU = "
-          f"{worst_cpu / decode_cpu_s(rows[NORMAL_PROGRESSIVE][1]):.1f}x a normal progressive JPEG, "
-          f"{worst_cpu / decode_cpu_s(rows[PLAIN_PHOTO][1]):.1f}x a baseline one")
-    missed = (worst_peak >= TARGET_CLI_PEAK_MB or cli_ratio > TARGET_CLI_CPU_RATIO
-              or not all(cli.ok and alone.ok for cli, alone in rows.values()))
+    print(
+        f"worst CLI peak: {worst_peak:,.0f} MB (target < {TARGET_CLI_PEAK_MB} MB); "
+        f"costliest CLI run: {cli_ratio:.2f}x the plain photo's CPU (target <= {TARGET_CLI_CPU_RATIO:.0f}x)"
+    )
+    print(
+        f"costliest decode alone: {worst_name}, {worst_cpu:.2f} s CPU = "
+        f"{worst_cpu / decode_cpu_s(rows[NORMAL_PROGRESSIVE][1]):.1f}x a normal progressive JPEG, "
+        f"{worst_cpu / decode_cpu_s(rows[PLAIN_PHOTO][1]):.1f}x a baseline one"
+    )
+    missed = (
+        worst_peak >= TARGET_CLI_PEAK_MB
+        or cli_ratio > TARGET_CLI_CPU_RATIO
+        or not all(cli.ok and alone.ok for cli, alone in rows.values())
+    )
     return 1 if missed else 0
 
 

@@ -57,9 +57,10 @@ def page_data(name: str) -> None:
     evaluation_views.confused_pairs_table(details)
     split, _ = resources.test_images()
     true_name, predicted_name, _ = details.most_confused(1)[0]
-    indices = details.mistakes(evaluation_views.CLASS_NAMES.index(true_name),
-                              evaluation_views.CLASS_NAMES.index(predicted_name))
-    shown = indices[indices < len(split)][:evaluation_views.MISTAKES_SHOWN]
+    indices = details.mistakes(
+        evaluation_views.CLASS_NAMES.index(true_name), evaluation_views.CLASS_NAMES.index(predicted_name)
+    )
+    shown = indices[indices < len(split)][: evaluation_views.MISTAKES_SHOWN]
     [enlarge(split.images[index], evaluation_views.GALLERY_SCALE) for index in shown]
     [details.answers.top(index) for index in shown]
 
@@ -94,8 +95,10 @@ def main() -> int:
     names = [record["name"] for record in artifacts.list_models()]
     location = data.find_data_dir()
     load = os.getloadavg()[0]
-    print(f"Evaluate first paint, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{load:.1f}; test images: {location or 'bundled sample'}; median of {REPEATS}\n")
+    print(
+        f"Evaluate first paint, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{load:.1f}; test images: {location or 'bundled sample'}; median of {REPEATS}\n"
+    )
     page_data(names[0])  # imports, once per process
     page_run(names[0])
     harness_s = median_seconds(empty_page_run)

@@ -62,8 +62,10 @@ def time_computation(image: np.ndarray) -> None:
         kernels = [ops.kernel_preset(name, size) for name in names]
         for spec in (ops.ConvSpec(padding="same"), ops.ConvSpec(stride=2, padding=3, dilation=2)):
             seconds = median_seconds(lambda: page_computation(image, kernels, spec))
-            print(f"  numpy  {len(kernels)} filter(s) {size}x{size}, stride {spec.stride}, padding "
-                  f"{spec.padding!r}, dilation {spec.dilation}: {seconds * 1000:7.1f} ms")
+            print(
+                f"  numpy  {len(kernels)} filter(s) {size}x{size}, stride {spec.stride}, padding "
+                f"{spec.padding!r}, dilation {spec.dilation}: {seconds * 1000:7.1f} ms"
+            )
 
 
 def time_apptest_rerun() -> None:
@@ -138,16 +140,21 @@ def time_pixels_page_in_browser() -> None:
         finally:
             server.stop()
     seconds = statistics.median(timings[1:])
-    print(f"  browser, How a computer sees, row slider +1 until the page stops changing, "
-          f"{VIEWPORT['width']}x{VIEWPORT['height']}: {seconds * 1000:7.1f} ms (runs: "
-          + ", ".join(f"{value * 1000:.0f}" for value in timings[1:]) + ")")
+    print(
+        f"  browser, How a computer sees, row slider +1 until the page stops changing, "
+        f"{VIEWPORT['width']}x{VIEWPORT['height']}: {seconds * 1000:7.1f} ms (runs: "
+        + ", ".join(f"{value * 1000:.0f}" for value in timings[1:])
+        + ")"
+    )
 
 
 def main() -> None:
-    print(f"Convolution page on a {SIDE}x{SIDE}x3 input; median of {REPEATS} runs; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.1f} (other processes share "
-          "these cores: every figure grows with it)")
+    print(
+        f"Convolution page on a {SIDE}x{SIDE}x3 input; median of {REPEATS} runs; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"numpy {np.__version__}; load average at start {os.getloadavg()[0]:.1f} (other processes share "
+        "these cores: every figure grows with it)"
+    )
     image = np.random.default_rng(0).integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
     time_computation(image)
     time_apptest_rerun()

@@ -107,8 +107,10 @@ def main() -> int:
     parser.add_argument("--cache-only", action="store_true", help="time only the cached model's lookup")
     args = parser.parse_args()
     if args.cache_only:
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
         print("\n".join(model_cache_lines(args.cache_runs)))
         return 0
 
@@ -137,17 +139,25 @@ def main() -> int:
     speedup = report_p50 / p50
 
     print(f"model: {description}")
-    print(f"input: one {JPEG_SIDE}x{JPEG_SIDE} JPEG ({len(jpeg):,} bytes); top-3 of ours: "
-          + ", ".join(f"{r.class_name} {r.probability:.1%}" for r in ours()))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; TensorFlow-CPU via keras {keras.__version__}")
+    print(
+        f"input: one {JPEG_SIDE}x{JPEG_SIDE} JPEG ({len(jpeg):,} bytes); top-3 of ours: "
+        + ", ".join(f"{r.class_name} {r.probability:.1%}" for r in ours())
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}; TensorFlow-CPU via keras {keras.__version__}"
+    )
     print(f"ours   (decode_image + Predictor.top), {args.runs} runs: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
-    print(f"report (load_img + img_to_array + /255 + model.predict), {args.report_runs} runs: "
-          f"p50 {report_p50:.2f} ms, p95 {report_p95:.2f} ms")
+    print(
+        f"report (load_img + img_to_array + /255 + model.predict), {args.report_runs} runs: "
+        f"p50 {report_p50:.2f} ms, p95 {report_p95:.2f} ms"
+    )
     print(f"speed-up (report p50 / ours p50): {speedup:.1f}x")
     met_latency, met_speedup = p50 <= TARGET_P50_MS, speedup >= TARGET_SPEEDUP
-    print(f"target p50 <= {TARGET_P50_MS:g} ms: {'met' if met_latency else 'MISSED'}; "
-          f"target speed-up >= {TARGET_SPEEDUP:g}x: {'met' if met_speedup else 'MISSED'}")
+    print(
+        f"target p50 <= {TARGET_P50_MS:g} ms: {'met' if met_latency else 'MISSED'}; "
+        f"target speed-up >= {TARGET_SPEEDUP:g}x: {'met' if met_speedup else 'MISSED'}"
+    )
     print("\n".join(model_cache_lines(args.cache_runs)))
     return 0 if met_latency and met_speedup else 1
 

@@ -18,11 +18,13 @@ SCRIPTS = {
     "zoo_table": "Every shipped model, re-evaluated (issue: trained model zoo)",
     "predict_latency": "Single-image prediction from JPEG bytes to top-3 (issue: predict)",
     "train_overhead": "Training worker overhead and poll cost (issue: train page)",
-    "learn_render": ("Learn pages: convolution re-render on a 256x256 input, How a computer sees in a browser "
-                     "(issue: Learn pages)"),
+    "learn_render": (
+        "Learn pages: convolution re-render on a 256x256 input, How a computer sees in a browser (issue: Learn pages)"
+    ),
     "cpu_ceiling": "What this CPU can compute, and what the fast model's targets would cost (issue: trained model zoo)",
-    "decode_memory": ("Peak memory and CPU of the worst accepted image of each kind "
-                      "(issue: a dashboard a class can share)"),
+    "decode_memory": (
+        "Peak memory and CPU of the worst accepted image of each kind (issue: a dashboard a class can share)"
+    ),
     "build_estimate": "The Build page's minutes-per-epoch estimate against measured training times (issue: build)",
     "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue 14)",
 }
@@ -32,8 +34,9 @@ def run(name: str) -> str:
     started = time.time()
     result = subprocess.run([sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True)
     output = result.stdout.strip() or result.stderr.strip()[-2000:]
-    status = ("" if result.returncode == 0
-              else f"\n\n(exit status {result.returncode}: a target was missed or it failed)")
+    status = (
+        "" if result.returncode == 0 else f"\n\n(exit status {result.returncode}: a target was missed or it failed)"
+    )
     return f"## {SCRIPTS[name]}\n\n`python benchmarks/{name}.py` ({time.time() - started:.0f} s)\n\n{output}{status}\n"
 
 
@@ -53,8 +56,10 @@ def main(names: list[str]) -> None:
     results = HERE / "RESULTS.md"
     sections = merged_sections(results.read_text() if results.exists() else "", fresh)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"# Benchmark results\n\nLatest run: {stamp}. Produced by `make benchmarks`; a section not measured "
-            "by that run keeps its last figures.\n\n" + "\n".join(sections))
+    text = (
+        f"# Benchmark results\n\nLatest run: {stamp}. Produced by `make benchmarks`; a section not measured "
+        "by that run keeps its last figures.\n\n" + "\n".join(sections)
+    )
     (HERE / "RESULTS.md").write_text(text)
     print(text)
 

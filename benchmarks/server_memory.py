@@ -75,8 +75,9 @@ def use_model(ledger: Ledger, path: Path, photos, sample, eval_batch: int) -> fl
     before = ledger.last
     started = time.monotonic()
     model, _ = artifacts.load_model(path)
-    ledger.step(f"{path.stem}: load ({path.stat().st_size / 1e6:.1f} MB file, {model.count_params():,} weights)",
-                started)
+    ledger.step(
+        f"{path.stem}: load ({path.stat().st_size / 1e6:.1f} MB file, {model.count_params():,} weights)", started
+    )
     started = time.monotonic()
     predictor = Predictor(model)
     predictor.predict_proba(photos)
@@ -99,14 +100,22 @@ def use_model(ledger: Ledger, path: Path, photos, sample, eval_batch: int) -> fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None,
-                        help="model names in models/ (default: every shipped model, in name order)")
-    parser.add_argument("--eval-batch", type=int, default=None,
-                        help="batch size of the Evaluate step (default: cnn.evaluation.SERVER_BATCH, the page's)")
+    parser.add_argument(
+        "--models", nargs="*", default=None, help="model names in models/ (default: every shipped model, in name order)"
+    )
+    parser.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help="batch size of the Evaluate step (default: cnn.evaluation.SERVER_BATCH, the page's)",
+    )
     arguments = parser.parse_args(argv)
     models_dir = ROOT / "models"
-    paths = ([models_dir / f"{name}.keras" for name in arguments.models] if arguments.models
-             else sorted(models_dir.glob("*.keras")))
+    paths = (
+        [models_dir / f"{name}.keras" for name in arguments.models]
+        if arguments.models
+        else sorted(models_dir.glob("*.keras"))
+    )
     one, five, fifteen = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {one:.1f} / {five:.1f} / {fifteen:.1f}")
     ledger = Ledger()

@@ -48,11 +48,22 @@ def poll_cost(repeats: int = 50) -> float:
 
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder)
-        rows = [{"epoch": epoch, "loss": 1 / epoch, "accuracy": 0.5, "val_loss": 1.1 / epoch, "val_accuracy": 0.45,
-                 "seconds": 12.0, "learning_rate": 1e-3} for epoch in range(1, 51)]
+        rows = [
+            {
+                "epoch": epoch,
+                "loss": 1 / epoch,
+                "accuracy": 0.5,
+                "val_loss": 1.1 / epoch,
+                "val_accuracy": 0.45,
+                "seconds": 12.0,
+                "learning_rate": 1e-3,
+            }
+            for epoch in range(1, 51)
+        ]
         (run_dir / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-        (run_dir / "status.json").write_text(json.dumps(
-            {"state": "running", "pid": os.getpid(), "epoch": 50, "epochs": 60, "batch": 10, "batches": 313}))
+        (run_dir / "status.json").write_text(
+            json.dumps({"state": "running", "pid": os.getpid(), "epoch": 50, "epochs": 60, "batch": 10, "batches": 313})
+        )
         timings = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -73,8 +84,9 @@ def throughput(images: int, epochs: int, batch_size: int) -> tuple[float, float]
     from cnn.zoo import ZOO
 
     data = load_cifar10(val_size=VAL_IMAGES)
-    config = TrainConfig.for_model("base", epochs=epochs, batch_size=batch_size, subset=images,
-                                   mixed_precision=False, val_size=VAL_IMAGES)
+    config = TrainConfig.for_model(
+        "base", epochs=epochs, batch_size=batch_size, subset=images, mixed_precision=False, val_size=VAL_IMAGES
+    )
     x, y = preprocess(data.train.images[:images]), one_hot(data.train.labels[:images])
     validation = (preprocess(data.val.images), one_hot(data.val.labels))
 
@@ -89,8 +101,9 @@ def throughput(images: int, epochs: int, batch_size: int) -> tuple[float, float]
         model = ZOO["base"].build()
         compile_model(model, config, total_steps=1)
         started = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
-                  validation_batch_size=512, verbose=0)
+        model.fit(
+            x, y, batch_size=batch_size, epochs=epochs, validation_data=validation, validation_batch_size=512, verbose=0
+        )
         return time.perf_counter() - started
 
     plain()  # warm-up: TensorFlow's first graph builds are not what we compare
@@ -127,13 +140,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    print(f"hardware: {describe_hardware()}; load average at start {os.getloadavg()[0]:.1f} "
-          "(other processes share these cores: wall-clock figures vary with it)")
-    print(f"poll cost (run_state + 2 figures built and serialised, 50-epoch history): "
-          f"{poll_cost() * 1000:.1f} ms median")
+    print(
+        f"hardware: {describe_hardware()}; load average at start {os.getloadavg()[0]:.1f} "
+        "(other processes share these cores: wall-clock figures vary with it)"
+    )
+    print(
+        f"poll cost (run_state + 2 figures built and serialised, 50-epoch history): {poll_cost() * 1000:.1f} ms median"
+    )
     ours, plain = throughput(args.images, args.epochs, args.batch_size)
-    print(f"training throughput, base, {args.images:,} images x {args.epochs} epochs, batch {args.batch_size}, "
-          f"float32, {VAL_IMAGES:,} validation images per epoch (best of 2):")
+    print(
+        f"training throughput, base, {args.images:,} images x {args.epochs} epochs, batch {args.batch_size}, "
+        f"float32, {VAL_IMAGES:,} validation images per epoch (best of 2):"
+    )
     print(f"  cnn.training.train (worker path): {ours:,.0f} images/s")
     print(f"  plain model.fit:                  {plain:,.0f} images/s")
     print(f"  overhead: {(plain / ours - 1) * 100:+.1f}% (target at most +10%)")

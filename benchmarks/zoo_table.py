@@ -58,8 +58,10 @@ def main() -> None:
     print(f"Hardware: {describe_hardware()}; data: {data.identity}")
     print()
     val_jpeg = jpeg_copy(data.val)
-    print("| model | parameters | epochs | training min | validation | validation as JPEG q75 "
-          "| test exact 0-999 | test all 10,000 | report | latency p50 ms |")
+    print(
+        "| model | parameters | epochs | training min | validation | validation as JPEG q75 "
+        "| test exact 0-999 | test all 10,000 | report | latency p50 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for entry in entries:
         try:
@@ -75,10 +77,12 @@ def main() -> None:
         clean = evaluate(model, data.test.subset(0, CLEAN_TEST_STOP))
         whole = evaluate(model, data.test)
         latency = single_image_latency_ms(model, data.test.images[0])
-        print(f"| {entry.name} | {sidecar.parameters or 0:,} | {sidecar.epochs} "
-              f"| {(sidecar.wall_time_s or 0) / 60:.1f} | {percent(val.accuracy)} | {percent(val_as_jpeg.accuracy)} "
-              f"| {percent(clean.accuracy)} "
-              f"| {percent(whole.accuracy)} | {percent(report_accuracy(sidecar.model))} | {latency:.2f} |")
+        print(
+            f"| {entry.name} | {sidecar.parameters or 0:,} | {sidecar.epochs} "
+            f"| {(sidecar.wall_time_s or 0) / 60:.1f} | {percent(val.accuracy)} | {percent(val_as_jpeg.accuracy)} "
+            f"| {percent(clean.accuracy)} "
+            f"| {percent(whole.accuracy)} | {percent(report_accuracy(sidecar.model))} | {latency:.2f} |"
+        )
 
 
 if __name__ == "__main__":

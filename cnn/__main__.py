@@ -77,43 +77,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a zoo model and save it with its sidecar")
     train.add_argument("--model", help="a zoo model, or with --spec the name of your model (required unless --job)")
-    train.add_argument("--spec", metavar="FILE.json", help="train a model built from this layer list (cnn.spec, "
-                                                           "as the Build page exports it) under the --model name")
-    train.add_argument("--job", metavar="RUN_DIR",
-                       help="train the run described by RUN_DIR/config.json (how the dashboard starts its workers)")
+    train.add_argument(
+        "--spec",
+        metavar="FILE.json",
+        help="train a model built from this layer list (cnn.spec, as the Build page exports it) under the --model name",
+    )
+    train.add_argument(
+        "--job",
+        metavar="RUN_DIR",
+        help="train the run described by RUN_DIR/config.json (how the dashboard starts its workers)",
+    )
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--learning-rate", type=_positive_float)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("--flip", choices=FLIPS,
-                       help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
-                            "(the recipe's by default)")
-    train.add_argument("--whiten-bias-epochs", type=int, metavar="N",
-                       help="fast model: train the whitening bias for the first N epochs only "
-                            "(the recipe's by default)")
+    train.add_argument(
+        "--flip",
+        choices=FLIPS,
+        help="with --augment: a coin per image and draw, or airbench's mirror-every-other-epoch "
+        "(the recipe's by default)",
+    )
+    train.add_argument(
+        "--whiten-bias-epochs",
+        type=int,
+        metavar="N",
+        help="fast model: train the whitening bias for the first N epochs only (the recipe's by default)",
+    )
     train.add_argument("--subset", type=_positive_int, help="train on the first N training images only")
-    train.add_argument("--jpeg-augment", type=float, metavar="SHARE",
-                       help="share of training images re-encoded as JPEG (0-1; the recipe's by default)")
-    train.add_argument("--jpeg-quality", type=_quality_range, metavar="LOW:HIGH",
-                       help="range of the re-encoding quality, e.g. 60:95")
+    train.add_argument(
+        "--jpeg-augment",
+        type=float,
+        metavar="SHARE",
+        help="share of training images re-encoded as JPEG (0-1; the recipe's by default)",
+    )
+    train.add_argument(
+        "--jpeg-quality", type=_quality_range, metavar="LOW:HIGH", help="range of the re-encoding quality, e.g. 60:95"
+    )
     train.add_argument("--data-dir")
-    train.add_argument("--sample", action="store_true",
-                       help="train on the bundled 1,000-image sample (last --val-size validate, default 200): "
-                            "for trying, not for real accuracy")
+    train.add_argument(
+        "--sample",
+        action="store_true",
+        help="train on the bundled 1,000-image sample (last --val-size validate, default 200): "
+        "for trying, not for real accuracy",
+    )
     train.add_argument("--out", help="PATH.keras (default: models/MODEL.keras)")
-    train.add_argument("--run-dir", help="run folder for history and checkpoints (default: runs/STEM, "
-                                        "runs/ being CNN_RUNS_DIR when set)")
+    train.add_argument(
+        "--run-dir",
+        help="run folder for history and checkpoints (default: runs/STEM, runs/ being CNN_RUNS_DIR when set)",
+    )
     train.add_argument("--seed", type=int)
     train.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
-    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                       help="bf16 compute (default: on when the CPU has native bf16, else float32)")
+    train.add_argument(
+        "--mixed-precision",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 compute (default: on when the CPU has native bf16, else float32)",
+    )
     train.add_argument("--val-size", type=int, help="the last N training images validate (default 5000)")
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
-    train.add_argument("--strategy", choices=STRATEGIES,
-                       help="train with tf.distribute: on this machine's GPUs (or --cpu-devices), or on the "
-                            "workers of TF_CONFIG; --batch-size stays the global batch")
-    train.add_argument("--cpu-devices", type=_positive_int, metavar="N",
-                       help="with --strategy mirrored on a machine without GPUs: split its CPU into N devices")
+    train.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="train with tf.distribute: on this machine's GPUs (or --cpu-devices), or on the "
+        "workers of TF_CONFIG; --batch-size stays the global batch",
+    )
+    train.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        metavar="N",
+        help="with --strategy mirrored on a machine without GPUs: split its CPU into N devices",
+    )
 
     evaluate = commands.add_parser("evaluate", help="accuracy, classification report, confusion matrix")
     evaluate.add_argument("model")
@@ -121,12 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--indices", type=_index_range, help="START:STOP of the split")
     evaluate.add_argument("--json", action="store_true")
-    evaluate.add_argument("--as-jpeg", type=_jpeg_quality, metavar="QUALITY",
-                          help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)")
-    evaluate.add_argument("--record", action="store_true",
-                          help="store the model's predictions on test and validation beside it (NAME.predictions.npz, "
-                               "which the dashboard draws from) and the test figures (exact 0:1000, whole set) "
-                               "in its sidecar")
+    evaluate.add_argument(
+        "--as-jpeg",
+        type=_jpeg_quality,
+        metavar="QUALITY",
+        help="re-encode the images as JPEG first (e.g. 75, like the shared test copy's 1000-9999)",
+    )
+    evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="store the model's predictions on test and validation beside it (NAME.predictions.npz, "
+        "which the dashboard draws from) and the test figures (exact 0:1000, whole set) "
+        "in its sidecar",
+    )
 
     predict = commands.add_parser("predict", help="top-k classes of image files or http(s) URLs")
     predict.add_argument("model")
@@ -138,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     latency = commands.add_parser("latency", help="how long one image takes through the model (p50, p95)")
     latency.add_argument("model")
     latency.add_argument("--runs", type=_positive_int, default=200)
-    latency.add_argument("--record", action="store_true",
-                         help="write the figures to the model's sidecar (the Predict page preselects the most "
-                              "accurate model whose p50 is within 10 ms)")
+    latency.add_argument(
+        "--record",
+        action="store_true",
+        help="write the figures to the model's sidecar (the Predict page preselects the most "
+        "accurate model whose p50 is within 10 ms)",
+    )
 
     info = commands.add_parser("info", help="the model's sidecar summary")
     info.add_argument("model")
@@ -175,11 +218,16 @@ def cmd_train(args) -> int:
     from cnn import jobs, runs
 
     if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
-        given = [flag for flag in ("model", "spec", "epochs", "out", "run_dir", "subset", "strategy",
-                                   "cpu_devices") if getattr(args, flag) is not None]
+        given = [
+            flag
+            for flag in ("model", "spec", "epochs", "out", "run_dir", "subset", "strategy", "cpu_devices")
+            if getattr(args, flag) is not None
+        ]
         if given or args.resume:
-            raise UserError("--job takes every setting from RUN_DIR/config.json: give it no other training "
-                            f"settings (got --{(given or ['resume'])[0].replace('_', '-')}).")
+            raise UserError(
+                "--job takes every setting from RUN_DIR/config.json: give it no other training "
+                f"settings (got --{(given or ['resume'])[0].replace('_', '-')})."
+            )
         files = runs.RunFiles(Path(args.job))
         request = runs.RunRequest.read(files)
         locks = runs.inherited_locks(files.folder, request.out_path)
@@ -216,14 +264,24 @@ def train_request_from_flags(args) -> tuple:
     if not args.model:
         raise UserError("train needs --model NAME (or --job RUN_DIR).")
     config = TrainConfig.for_model(
-        args.model, spec=read_spec_file(args.spec) if args.spec else None,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        augment=args.augment, subset=args.subset, seed=args.seed, data_dir=args.data_dir,
+        args.model,
+        spec=read_spec_file(args.spec) if args.spec else None,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        augment=args.augment,
+        subset=args.subset,
+        seed=args.seed,
+        data_dir=args.data_dir,
         use_sample=args.sample or None,
         val_size=SAMPLE_VAL_SIZE if args.sample and args.val_size is None else args.val_size,
         mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
-        jpeg_augment=args.jpeg_augment, jpeg_quality=args.jpeg_quality, flip=args.flip,
-        whiten_bias_epochs=args.whiten_bias_epochs, strategy=args.strategy, cpu_devices=args.cpu_devices,
+        jpeg_augment=args.jpeg_augment,
+        jpeg_quality=args.jpeg_quality,
+        flip=args.flip,
+        whiten_bias_epochs=args.whiten_bias_epochs,
+        strategy=args.strategy,
+        cpu_devices=args.cpu_devices,
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
@@ -253,15 +311,18 @@ def train_beside_the_chief(request, files, *, download: bool = False) -> int:
     config = TrainConfig(**request.config)
     data = load_training_data(config, download=download)
     result = train(config, data, files.folder, resume=request.resume, verbose=1 if sys.stdout.isatty() else 2)
-    print(f"worker (not the chief) {'stopped early' if result.stopped_early else 'finished'}: "
-          f"{_run_summary(result, config)}; the chief saves the model")
+    print(
+        f"worker (not the chief) {'stopped early' if result.stopped_early else 'finished'}: "
+        f"{_run_summary(result, config)}; the chief saves the model"
+    )
     return 0
 
 
 def _run_summary(result, config) -> str:
     """Epochs, time and validation accuracy of a finished run (with its loss on several workers, to compare them)."""
-    accuracy = ("no validation images" if result.val_accuracy is None
-                else f"validation accuracy {result.val_accuracy:.4f}")
+    accuracy = (
+        "no validation images" if result.val_accuracy is None else f"validation accuracy {result.val_accuracy:.4f}"
+    )
     if result.workers > 1 and result.val_loss is not None:
         accuracy += f", loss {result.val_loss:.6f}"
     return f"{result.epochs_done}/{config.epochs} epochs in {result.wall_time_s / 60:.1f} min; {accuracy}"
@@ -270,8 +331,12 @@ def _run_summary(result, config) -> str:
 def _print_queue_position(position: int) -> None:
     from cnn.jobs import max_workers, ordinal
 
-    print(f"waiting for a training slot: {ordinal(position)} in line ({max_workers()} at once on this machine; "
-          "CNN_MAX_WORKERS sets it)", file=sys.stderr, flush=True)
+    print(
+        f"waiting for a training slot: {ordinal(position)} in line ({max_workers()} at once on this machine; "
+        "CNN_MAX_WORKERS sets it)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def load_training_data(config, *, download: bool = False):
@@ -303,8 +368,9 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
         record.finish("stopped", NOT_STARTED_MESSAGE)
         print(f"stopped: {NOT_STARTED_MESSAGE}")
         return 0
-    result = train(config, data, files.folder, resume=request.resume, clear_stop=False,
-                   verbose=1 if sys.stdout.isatty() else 2)
+    result = train(
+        config, data, files.folder, resume=request.resume, clear_stop=False, verbose=1 if sys.stdout.isatty() else 2
+    )
     out = Path(request.out_path)
     sidecar = build_sidecar(result, data, request.argv)
     if request.owner:
@@ -321,8 +387,9 @@ def train_in_slot(request, files, record, *, download: bool = False) -> int:
     state = "stopped" if result.stopped_early else "finished"
     summary = f"{_run_summary(result, config)}; saved {out} and {out.with_suffix('.json').name}"
     record.finish(state, summary, epoch=result.epochs_done)
-    print(f"{'chief ' if result.workers > 1 else ''}{'stopped early' if result.stopped_early else 'finished'}: "
-          f"{summary}")
+    print(
+        f"{'chief ' if result.workers > 1 else ''}{'stopped early' if result.stopped_early else 'finished'}: {summary}"
+    )
     return 0
 
 
@@ -343,12 +410,21 @@ def build_sidecar(result, data, argv: list[str]) -> dict:
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parameters": count_parameters(result.model),
         "history": result.history,
-        "metrics": {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
-                    "val_images": len(data.val), "train_images": result.config.subset or len(data.train)},
-        "data": {"source": data.identity, "provenance": (
-            f"bundled sample of CIFAR-10 test images 0-999; validation = its last {len(data.val)} images"
-            if result.config.use_sample else "CIFAR-10 python layout; validation = last "
-            f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy")},
+        "metrics": {
+            "val_accuracy": result.val_accuracy,
+            "val_loss": result.val_loss,
+            "val_images": len(data.val),
+            "train_images": result.config.subset or len(data.train),
+        },
+        "data": {
+            "source": data.identity,
+            "provenance": (
+                f"bundled sample of CIFAR-10 test images 0-999; validation = its last {len(data.val)} images"
+                if result.config.use_sample
+                else "CIFAR-10 python layout; validation = last "
+                f"{len(data.val)} training images; test 0-999 exact, 1000-9999 JPEG-derived in the shared copy"
+            ),
+        },
     }
 
 
@@ -378,12 +454,16 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({**evaluation.to_json(), "data": source}))
     else:
         from cnn import CLASS_NAMES
-        print(f"{evaluation.split} ({source}): accuracy {evaluation.accuracy:.4f} on {evaluation.n} images, "
-              f"loss {evaluation.loss:.4f}")
+
+        print(
+            f"{evaluation.split} ({source}): accuracy {evaluation.accuracy:.4f} on {evaluation.n} images, "
+            f"loss {evaluation.loss:.4f}"
+        )
         for name in CLASS_NAMES:
             row = evaluation.class_metrics[name]
-            print(f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
-                  f"f1 {row['f1-score']:.2f}")
+            print(
+                f"  {name:11s} precision {row['precision']:.2f}  recall {row['recall']:.2f}  f1 {row['f1-score']:.2f}"
+            )
     return 0
 
 
@@ -408,15 +488,20 @@ def record_test_figures(args, model):
     test = answers["test"]
     clean_split = splits["test"].subset(0, CLEAN_TEST_STOP)
     clean = Evaluation.from_predictions(test.subset(0, CLEAN_TEST_STOP), describe_test_part(clean_split))
-    whole = (Evaluation.from_predictions(test, describe_test_part(splits["test"]))
-             if len(test) > CLEAN_TEST_STOP else None)
+    whole = (
+        Evaluation.from_predictions(test, describe_test_part(splits["test"])) if len(test) > CLEAN_TEST_STOP else None
+    )
     metrics = dict(record.get("metrics", {}))
     new = clean_test_metrics(clean)
     if whole:
         new.update(test_all_accuracy=whole.accuracy, test_all_images=whole.n, test_all_split=whole.split)
     if "val" in answers:
-        _note_if_changed("val_accuracy", metrics.get("val_accuracy"),
-                         Evaluation.from_predictions(answers["val"], "val").accuracy, updated=False)
+        _note_if_changed(
+            "val_accuracy",
+            metrics.get("val_accuracy"),
+            Evaluation.from_predictions(answers["val"], "val").accuracy,
+            updated=False,
+        )
     for key in ("test_clean_accuracy", "test_all_accuracy"):
         if key in new:
             _note_if_changed(key, metrics.get(key), new[key], updated=True)
@@ -451,6 +536,7 @@ def _progress_printer(split_name: str):
         if tenth not in printed:
             printed.add(tenth)
             print(f"{split_name}: {done:,}/{total:,} images", file=sys.stderr, flush=True)
+
     return report
 
 
@@ -458,8 +544,10 @@ def _note_if_changed(key: str, recorded, measured: float, *, updated: bool) -> N
     """Say on stderr when a recorded figure differs from what the stored predictions give."""
     if recorded is not None and recorded != measured:
         action = "the sidecar now records the new value" if updated else "the sidecar keeps the recorded value"
-        print(f"note: {key} was recorded as {recorded:.4f}; the predictions give {measured:.4f} ({action})",
-              file=sys.stderr)
+        print(
+            f"note: {key} was recorded as {recorded:.4f}; the predictions give {measured:.4f} ({action})",
+            file=sys.stderr,
+        )
 
 
 def cmd_predict(args) -> int:
@@ -520,8 +608,10 @@ def cmd_info(args) -> int:
     path = resolve_model_path(args.model, _models_dir(args))
     sidecar = verified_sidecar(path)
     print(f"{path.name}: {sidecar.description or sidecar.model}")
-    print(f"  parameters {sidecar.parameters or 0:,}, epochs {sidecar.epochs}, "
-          f"training {(sidecar.wall_time_s or 0) / 60:.1f} min on {sidecar.hardware}")
+    print(
+        f"  parameters {sidecar.parameters or 0:,}, epochs {sidecar.epochs}, "
+        f"training {(sidecar.wall_time_s or 0) / 60:.1f} min on {sidecar.hardware}"
+    )
     print(f"  command: {sidecar.command}")
     for key, value in sidecar.metrics.to_dict().items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
@@ -541,19 +631,31 @@ def cmd_latency(args) -> int:
     latency = single_image_latency(Predictor(model), runs=args.runs)
     machine = f"{describe_hardware()}, load average {os.getloadavg()[0]:.2f}"
     verdict = "within" if latency.p50_ms <= PREDICT_BUDGET_MS else "over"
-    print(f"{args.model}: one image p50 {latency.p50_ms:.2f} ms, p95 {latency.p95_ms:.2f} ms over {latency.runs} "
-          f"runs ({verdict} the Predict page's {PREDICT_BUDGET_MS:.0f} ms); {machine}")
+    print(
+        f"{args.model}: one image p50 {latency.p50_ms:.2f} ms, p95 {latency.p95_ms:.2f} ms over {latency.runs} "
+        f"runs ({verdict} the Predict page's {PREDICT_BUDGET_MS:.0f} ms); {machine}"
+    )
     if args.record:
         path = resolve_model_path(args.model, _models_dir(args))
-        metrics = {**read_sidecar(path).get("metrics", {}), "latency_p50_ms": round(latency.p50_ms, 3),
-                   "latency_p95_ms": round(latency.p95_ms, 3), "latency_measured_on": machine}
+        metrics = {
+            **read_sidecar(path).get("metrics", {}),
+            "latency_p50_ms": round(latency.p50_ms, 3),
+            "latency_p95_ms": round(latency.p95_ms, 3),
+            "latency_measured_on": machine,
+        }
         update_sidecar(path, metrics=metrics)
         print(f"recorded in {path.stem}.json")
     return 0
 
 
-COMMANDS = {"models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "latency": cmd_latency, "info": cmd_info}
+COMMANDS = {
+    "models": cmd_models,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "latency": cmd_latency,
+    "info": cmd_info,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,10 +123,12 @@ def _count(value, where: str) -> int:
 
 def _duration(unit: str):
     """A schema check for a finite number of `unit` (seconds, milliseconds) of at least 0."""
+
     def check(value, where: str) -> float | int:
         if not math.isfinite(_number(value, where)) or value < 0:
             raise SidecarError(f"{where} must be a number of {unit} of at least 0")
         return value
+
     return check
 
 
@@ -203,8 +205,11 @@ def _read_fields(cls, record: dict, prefix: str) -> tuple[dict, dict]:
 
 def _present_fields(instance) -> dict:
     """The known fields that have a value, in schema order (None ones were absent from the JSON)."""
-    return {spec.name: getattr(instance, spec.name) for spec in fields(instance)
-            if "check" in spec.metadata and getattr(instance, spec.name) is not None}
+    return {
+        spec.name: getattr(instance, spec.name)
+        for spec in fields(instance)
+        if "check" in spec.metadata and getattr(instance, spec.name) is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,15 @@ class Epoch:
         for key, item in row.items():
             if key != "epoch":
                 # Losses may be NaN or infinite in a diverged run; accuracies are always 0-1.
-                values[key] = None if item is None else (
-                    _accuracy(item, f"{where}.{key}") if key.endswith("accuracy") else _number(item, f"{where}.{key}"))
+                values[key] = (
+                    None
+                    if item is None
+                    else (
+                        _accuracy(item, f"{where}.{key}")
+                        if key.endswith("accuracy")
+                        else _number(item, f"{where}.{key}")
+                    )
+                )
         return cls(epoch=epoch, values=values)
 
     def to_dict(self) -> dict:
@@ -374,8 +386,10 @@ def sidecar_path(model_path: Path) -> Path:
 def _pending_paths(model_path: Path) -> tuple[Path, Path]:
     """(`.pending-NAME.keras`, `.pending-NAME.json`): the new pair between its two commits."""
     model_path = Path(model_path)
-    return (model_path.with_name(f"{PENDING_PREFIX}{model_path.name}"),
-            model_path.with_name(f"{PENDING_PREFIX}{model_path.stem}.json"))
+    return (
+        model_path.with_name(f"{PENDING_PREFIX}{model_path.name}"),
+        model_path.with_name(f"{PENDING_PREFIX}{model_path.stem}.json"),
+    )
 
 
 def resolve_model_path(name_or_path: str | os.PathLike, models_dir: Path | None = None) -> Path:
@@ -390,8 +404,9 @@ def resolve_model_path(name_or_path: str | os.PathLike, models_dir: Path | None 
     if not isinstance(text, str):
         raise ModelFileError("A model is named by text, not by bytes.")
     if len(text) > MAX_MODEL_ARGUMENT_CHARS:
-        raise ModelFileError(f"A model name or path has at most {MAX_MODEL_ARGUMENT_CHARS:,} characters, "
-                             f"not {len(text):,}.")
+        raise ModelFileError(
+            f"A model name or path has at most {MAX_MODEL_ARGUMENT_CHARS:,} characters, not {len(text):,}."
+        )
     if "://" in text or text.startswith("hf:"):
         raise ModelFileError(f"Models are loaded only from the models folder, not from {display_name(text)}.")
     candidate = Path(text)
@@ -405,8 +420,9 @@ def resolve_model_path(name_or_path: str | os.PathLike, models_dir: Path | None 
     try:
         resolved = candidate.resolve()
         if resolved.parent != models_dir and models_dir not in resolved.parents:
-            raise ModelFileError(f"{display_name(text)} is not in the models folder ({models_dir}): "
-                                 "it will not be loaded.")
+            raise ModelFileError(
+                f"{display_name(text)} is not in the models folder ({models_dir}): it will not be loaded."
+            )
         if not resolved.exists():
             raise ModelFileError(f"No model file {resolved.name!r} in {models_dir}.")
         if not resolved.is_file():
@@ -463,8 +479,10 @@ def read_sidecar(model_path: Path) -> dict:
 def _check_model_file_size(model_path: Path) -> None:
     size = Path(model_path).stat().st_size
     if size > MAX_MODEL_FILE_BYTES:
-        raise UnusableModel(Path(model_path).stem, f"the file is {size / 2**20:,.0f} MB, "
-                                                   f"more than the {MAX_MODEL_FILE_BYTES // 2**20} MB allowed")
+        raise UnusableModel(
+            Path(model_path).stem,
+            f"the file is {size / 2**20:,.0f} MB, more than the {MAX_MODEL_FILE_BYTES // 2**20} MB allowed",
+        )
 
 
 def verified_sidecar(model_path: Path) -> Sidecar:
@@ -491,7 +509,8 @@ def verified_sidecar(model_path: Path) -> Sidecar:
             return sidecar
         problem = problem or ModelFileError(
             f"{model_path.name} does not match the sha256 in its sidecar: "
-            "it was changed or damaged after saving, so it will not be loaded.")
+            "it was changed or damaged after saving, so it will not be loaded."
+        )
     raise problem or UnusableModel(model_path.stem, f"no sidecar {live_path.name}: it will not be loaded")
 
 
@@ -512,7 +531,7 @@ def _zip_member_count(path: Path) -> int | None:
         tail = handle.read()
     # Like zipfile: first the record without a comment at the very end, else the last signature.
     start = len(tail) - end_record.size
-    if not (start >= 0 and tail[start:start + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0"):
+    if not (start >= 0 and tail[start : start + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0"):
         start = tail.rfind(b"PK\x05\x06")
     if start < 0 or len(tail) - start < end_record.size:
         return None
@@ -535,8 +554,9 @@ def check_archive(model_path: Path) -> None:
     if declared is None:
         raise UnusableModel(name, "not a Keras model archive (no zip directory)")
     if declared > MAX_ARCHIVE_MEMBERS:
-        raise UnusableModel(name, f"the archive has {declared:,} members, more than the {MAX_ARCHIVE_MEMBERS} "
-                                  "a Keras model has")
+        raise UnusableModel(
+            name, f"the archive has {declared:,} members, more than the {MAX_ARCHIVE_MEMBERS} a Keras model has"
+        )
     try:
         with zipfile.ZipFile(model_path) as archive:
             members = archive.infolist()
@@ -544,13 +564,19 @@ def check_archive(model_path: Path) -> None:
         raise UnusableModel(name, f"not a Keras model archive ({error})") from None
     for member in members:
         if member.filename.endswith(".json") and member.file_size > MAX_JSON_MEMBER_BYTES:
-            raise UnusableModel(name, f"{ascii(member.filename[:60])} would expand to "
-                                      f"{member.file_size / 2**20:,.0f} MB, more than the "
-                                      f"{MAX_JSON_MEMBER_BYTES // 2**20} MB allowed")
+            raise UnusableModel(
+                name,
+                f"{ascii(member.filename[:60])} would expand to "
+                f"{member.file_size / 2**20:,.0f} MB, more than the "
+                f"{MAX_JSON_MEMBER_BYTES // 2**20} MB allowed",
+            )
     expanded = sum(member.file_size for member in members)
     if expanded > MAX_EXPANDED_BYTES:
-        raise UnusableModel(name, f"the archive would expand to {expanded / 2**20:,.0f} MB, more than the "
-                                  f"{MAX_EXPANDED_BYTES // 2**20} MB allowed")
+        raise UnusableModel(
+            name,
+            f"the archive would expand to {expanded / 2**20:,.0f} MB, more than the "
+            f"{MAX_EXPANDED_BYTES // 2**20} MB allowed",
+        )
 
 
 # ---------------------------------------------------------------- the folder: lock, temporaries, recovery
@@ -601,7 +627,7 @@ def _tidy_locked(folder: Path) -> None:
 
 def _finish_pending_pair(folder: Path, pending_sidecar: Path) -> None:
     """Rename a complete pending pair into place (steps 3 of a save); anything else is left to delete."""
-    name = pending_sidecar.name[len(PENDING_PREFIX):-len(".json")]
+    name = pending_sidecar.name[len(PENDING_PREFIX) : -len(".json")]
     if not MODEL_NAME.fullmatch(name):
         return
     target = folder / f"{name}.keras"
@@ -714,8 +740,15 @@ def save_model(model, target: Path, sidecar: dict) -> dict:
             temp_model = _new_temp(folder, target.stem, ".keras")
             model.save(temp_model)
             _fsync_file(temp_model)
-            record = Sidecar.from_json({**sidecar, "sidecar_version": SIDECAR_VERSION, "file": target.name,
-                                        "sha256": sha256_of(temp_model), "file_bytes": temp_model.stat().st_size})
+            record = Sidecar.from_json(
+                {
+                    **sidecar,
+                    "sidecar_version": SIDECAR_VERSION,
+                    "file": target.name,
+                    "sha256": sha256_of(temp_model),
+                    "file_bytes": temp_model.stat().st_size,
+                }
+            )
             temp_sidecar = _new_temp(folder, target.stem, ".json")
             temp_sidecar.write_text(_sidecar_text(record))
             _fsync_file(temp_sidecar)
@@ -758,10 +791,13 @@ def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - every failure of a file we can't trust gets one message
         if "safe_mode" in str(error):  # Keras's refusal to deserialize Python code
-            raise ModelFileError(f"{path.name} holds Python code (a Lambda layer or a function), which Keras's "
-                                 "safe mode refuses to run: it will not be loaded.") from None
-        raise ModelFileError(f"{path.name} could not be loaded safely ({type(error).__name__}: "
-                             f"{str(error)[:200]}).") from None
+            raise ModelFileError(
+                f"{path.name} holds Python code (a Lambda layer or a function), which Keras's "
+                "safe mode refuses to run: it will not be loaded."
+            ) from None
+        raise ModelFileError(
+            f"{path.name} could not be loaded safely ({type(error).__name__}: {str(error)[:200]})."
+        ) from None
     if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
         raise ModelFileError(f"{path.name} does not take 32x32 RGB images and give 10 classes.")
     return model, sidecar.to_dict()

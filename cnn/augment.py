@@ -64,8 +64,7 @@ def jpeg_image(image, probability: float, quality: tuple[int, int] = (60, 95)):
 
     drawn = tf.random.uniform([], quality[0], quality[1] + 1, dtype=tf.int32)
     encoded = tf.image.adjust_jpeg_quality(image, drawn)
-    return tf.cond(tf.random.uniform([]) < probability, lambda: tf.reshape(encoded, tf.shape(image)),
-                   lambda: image)
+    return tf.cond(tf.random.uniform([]) < probability, lambda: tf.reshape(encoded, tf.shape(image)), lambda: image)
 
 
 def _uniform(tf, shape, low, high, dtype, seed, stream):

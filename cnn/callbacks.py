@@ -58,8 +58,11 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         steps = self.params.get("steps")
-        row = {"epoch": epoch + 1, "seconds": round(time.time() - self._epoch_started, 2),
-               "learning_rate": _current_learning_rate(self.model)}
+        row = {
+            "epoch": epoch + 1,
+            "seconds": round(time.time() - self._epoch_started, 2),
+            "learning_rate": _current_learning_rate(self.model),
+        }
         row.update({key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"})
         if steps and self._batches < steps:
             row["partial_batches"] = self._batches  # stopped mid-epoch
@@ -132,7 +135,7 @@ def lookahead_decay(step: int, total_steps: int) -> float:
     0 at the start (plain SGD), rising as (step/total)**3 to 0.95**5 at the end,
     so the last epochs average over many recent weights.
     """
-    return 0.95 ** 5 * (min(step, total_steps) / total_steps) ** 3
+    return 0.95**5 * (min(step, total_steps) / total_steps) ** 3
 
 
 class Lookahead(keras.callbacks.Callback):

@@ -88,8 +88,10 @@ def output_path(name: str, models_dir: Path | None = None) -> Path:
     """`models/NAME.keras` for a chosen name (letters, digits, _ and -, at most MAX_NAME_LENGTH)."""
     name = check_model_name((name or "").strip())  # the models folder's own rule (empty, NUL, length, ...)
     if not NAME_PATTERN.fullmatch(name):  # and the classroom's stricter one: no dots
-        raise UserError(f"The model name {name[:80]!r} may use only letters, digits, _ and - (starting with a "
-                        f"letter or digit, at most {MAX_NAME_LENGTH} characters).")
+        raise UserError(
+            f"The model name {name[:80]!r} may use only letters, digits, _ and - (starting with a "
+            f"letter or digit, at most {MAX_NAME_LENGTH} characters)."
+        )
     return Path(models_dir or default_models_dir()) / f"{name}.keras"
 
 
@@ -119,11 +121,15 @@ def check_output(out_path: Path, *, owner: str | None, teacher: bool, replace: b
             raise UserError(f"{out_path.name} exists: tick 'replace' to overwrite it, or choose another name.")
         return
     if is_shipped(name):
-        raise UserError(f"{name} is a model that ships with the dashboard: only the teacher (with the teacher "
-                        "key) may replace it. Save your run under your own name.")
+        raise UserError(
+            f"{name} is a model that ships with the dashboard: only the teacher (with the teacher "
+            "key) may replace it. Save your run under your own name."
+        )
     if exists and (owner is None or owner_of(out_path) != owner):
-        raise UserError(f"{out_path.name} was made by someone else: choose another name for your model "
-                        "(only the teacher may replace it).")
+        raise UserError(
+            f"{out_path.name} was made by someone else: choose another name for your model "
+            "(only the teacher may replace it)."
+        )
 
 
 def check_limits(epochs: int, subset: int | None, *, teacher: bool) -> None:
@@ -158,8 +164,12 @@ def start_run(config, out_path: Path, *, owner: str, teacher: bool, replace: boo
     check_limits(config.epochs, config.subset, teacher=teacher)
     check_output(out_path, owner=owner, teacher=teacher, replace=replace)
     run_dir = runs.run_dir_for(out_path)
-    request = runs.RunRequest(config=config.to_dict(), out_path=str(out_path), owner=owner,
-                              argv=jobs.equivalent_argv(config.to_dict(), out_path))
+    request = runs.RunRequest(
+        config=config.to_dict(),
+        out_path=str(out_path),
+        owner=owner,
+        argv=jobs.equivalent_argv(config.to_dict(), out_path),
+    )
     jobs.start_run(request, run_dir)
     return run_dir
 

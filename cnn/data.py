@@ -79,8 +79,10 @@ class Cifar10:
         for part in (self.train, self.val, self.test):
             digest.update(np.asarray(part.labels, np.int64).tobytes())
         what = "bundled sample of CIFAR-10" if self.source == SAMPLE_SOURCE else "CIFAR-10 (python version)"
-        return (f"{what}: {len(self.train) + len(self.val):,} training and {len(self.test):,} "
-                f"test images, content sha256 {digest.hexdigest()[:16]}")
+        return (
+            f"{what}: {len(self.train) + len(self.val):,} training and {len(self.test):,} "
+            f"test images, content sha256 {digest.hexdigest()[:16]}"
+        )
 
     def split(self, name: str) -> Split:
         """`train`, `val` or `test` by name, with a clear error otherwise."""
@@ -181,8 +183,7 @@ def load_cifar10(
     if location is None:
         if not download:
             raise DataError(
-                "CIFAR-10 was not found: pass --data-dir, set CIFAR10_DIR, "
-                "or allow the download (about 170 MB)."
+                "CIFAR-10 was not found: pass --data-dir, set CIFAR10_DIR, or allow the download (about 170 MB)."
             )
         location = download_cifar10()
     reader = _open_reader(location)
@@ -241,8 +242,9 @@ def load_sample_for_training(val_size: int = SAMPLE_VAL_SIZE) -> Cifar10:
     """
     sample = load_sample()
     if not 0 < val_size < len(sample):
-        raise DataError(f"On the bundled sample the validation size must be between 1 and {len(sample) - 1}, "
-                        f"not {val_size}.")
+        raise DataError(
+            f"On the bundled sample the validation size must be between 1 and {len(sample) - 1}, not {val_size}."
+        )
     cut = len(sample) - val_size
     train, val = sample.subset(0, cut), sample.subset(cut, None)
     return Cifar10(train=train, val=val, test=val, source=SAMPLE_SOURCE)

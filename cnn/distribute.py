@@ -54,8 +54,10 @@ def read_tf_config(environ=None) -> ClusterTask:
     """
     text = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
     if not text:
-        raise UserError(f"--strategy multiworker reads the cluster from the TF_CONFIG environment variable, "
-                        f"which is not set: {GUIDE}.")
+        raise UserError(
+            f"--strategy multiworker reads the cluster from the TF_CONFIG environment variable, "
+            f"which is not set: {GUIDE}."
+        )
     try:
         content = json.loads(text)
     except json.JSONDecodeError:
@@ -69,8 +71,10 @@ def read_tf_config(environ=None) -> ClusterTask:
     if job not in cluster:
         raise UserError(f"TF_CONFIG's task type {job!r} is not one of the cluster's jobs ({', '.join(cluster)}).")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[job]):
-        raise UserError(f"TF_CONFIG's task index {index!r} is not 0-{len(cluster[job]) - 1} "
-                        f"(the cluster has {len(cluster[job])} {job!r} address(es)).")
+        raise UserError(
+            f"TF_CONFIG's task index {index!r} is not 0-{len(cluster[job]) - 1} "
+            f"(the cluster has {len(cluster[job])} {job!r} address(es))."
+        )
     return ClusterTask(job=job, index=index, workers=sum(len(addresses) for addresses in cluster.values()))
 
 
@@ -85,13 +89,15 @@ def is_chief_task(environ=None) -> bool:
 def _check_cluster(cluster: dict) -> None:
     others = sorted(set(cluster) - set(CLUSTER_JOBS))
     if others:
-        raise UserError(f"TF_CONFIG's cluster has jobs MultiWorkerMirroredStrategy does not train with "
-                        f"({', '.join(others)}): use only 'worker' (and at most one 'chief').")
+        raise UserError(
+            f"TF_CONFIG's cluster has jobs MultiWorkerMirroredStrategy does not train with "
+            f"({', '.join(others)}): use only 'worker' (and at most one 'chief')."
+        )
     if not cluster.get("worker") and not cluster.get("chief"):
         raise UserError('TF_CONFIG\'s cluster lists no workers: give "worker": ["host:port", ...].')
     for job, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(_is_address(address) for address in addresses):
-            raise UserError(f"TF_CONFIG's {job!r} job must be a list of \"host:port\" addresses.")
+            raise UserError(f'TF_CONFIG\'s {job!r} job must be a list of "host:port" addresses.')
     if len(cluster.get("chief", [])) > 1:
         raise UserError("TF_CONFIG's cluster may have at most one chief.")
 
@@ -133,13 +139,19 @@ class Placement:
         try:
             with self.strategy.scope():
                 yield
-        except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError,
-                tf.errors.AbortedError) as error:
+        except (
+            tf.errors.UnavailableError,
+            tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.AbortedError,
+        ) as error:
             if not self.multi_worker:
                 raise
             reason = error.message.strip().splitlines()[0][:200] if error.message else type(error).__name__
-            raise TrainingError(f"Another worker stopped answering ({reason}). The run folder keeps its last "
-                                "checkpoint: start every worker again with --resume.") from None
+            raise TrainingError(
+                f"Another worker stopped answering ({reason}). The run folder keeps its last "
+                "checkpoint: start every worker again with --resume."
+            ) from None
 
     def shard_by_data(self, dataset):
         """`dataset` set to be split batch by batch over the replicas (unchanged without a strategy).
@@ -190,8 +202,10 @@ def _mirrored(cpu_devices: int | None) -> Placement:
         strategy = _cached(("mirrored",), tf.distribute.MirroredStrategy)
     else:
         if tf.config.list_physical_devices("GPU"):
-            raise UserError("--cpu-devices splits the CPU of a machine without GPUs; this one has GPUs, "
-                            "which --strategy mirrored uses by itself.")
+            raise UserError(
+                "--cpu-devices splits the CPU of a machine without GPUs; this one has GPUs, "
+                "which --strategy mirrored uses by itself."
+            )
         devices = use_cpu_devices(cpu_devices)
         strategy = _cached(("mirrored", cpu_devices), lambda: tf.distribute.MirroredStrategy(devices))
     return Placement(strategy=strategy, replicas=strategy.num_replicas_in_sync)
@@ -210,8 +224,10 @@ def use_cpu_devices(count: int) -> list[str]:
         try:
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
         except RuntimeError:
-            raise TrainingError(f"{count} CPU devices can only be set up before TensorFlow runs anything: "
-                                "start the training in a process of its own (python -m cnn train ...).") from None
+            raise TrainingError(
+                f"{count} CPU devices can only be set up before TensorFlow runs anything: "
+                "start the training in a process of its own (python -m cnn train ...)."
+            ) from None
     return [device.name for device in tf.config.list_logical_devices("CPU")]
 
 
@@ -219,18 +235,24 @@ def _multi_worker() -> Placement:
     task = read_tf_config()  # before TensorFlow, which would hang or fail obscurely on a bad one
     import tensorflow as tf
 
-
     def create():
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError:  # "Collective ops must be configured at program startup"
-            raise TrainingError("--strategy multiworker must be set up before TensorFlow runs anything: "
-                                "start the training in a process of its own (python -m cnn train ...).") from None
+            raise TrainingError(
+                "--strategy multiworker must be set up before TensorFlow runs anything: "
+                "start the training in a process of its own (python -m cnn train ...)."
+            ) from None
 
     strategy = _cached(("multiworker",), create)
     _let_keras_fit_on_several_workers()
-    return Placement(strategy=strategy, replicas=strategy.num_replicas_in_sync, workers=task.workers,
-                     is_chief=bool(strategy.extended.should_checkpoint), task_index=task.index)
+    return Placement(
+        strategy=strategy,
+        replicas=strategy.num_replicas_in_sync,
+        workers=task.workers,
+        is_chief=bool(strategy.extended.should_checkpoint),
+        task_index=task.index,
+    )
 
 
 def _let_keras_fit_on_several_workers() -> None:
@@ -260,8 +282,9 @@ def _let_keras_fit_on_several_workers() -> None:
     def build_from_local_share(self, iterator=None, data_batch=None):
         if iterator is not None:
             for _, _, batches in iterator:
-                data_batch = tree.map_structure(lambda value: local_share(value, self.distribute_strategy),
-                                                next(batches))
+                data_batch = tree.map_structure(
+                    lambda value: local_share(value, self.distribute_strategy), next(batches)
+                )
                 break
         return build(self, data_batch=data_batch)
 
@@ -313,8 +336,10 @@ def check_batch_split(batch_size: int, replicas: int) -> None:
     """Refuse a global batch that does not split evenly: the replicas' mean losses would then be unequally
     weighted, and the step would no longer be the single-device step."""
     if batch_size % replicas:
-        raise UserError(f"The batch size {batch_size} does not split evenly over {replicas} replicas: "
-                        f"choose a multiple of {replicas}.")
+        raise UserError(
+            f"The batch size {batch_size} does not split evenly over {replicas} replicas: "
+            f"choose a multiple of {replicas}."
+        )
 
 
 def check_workers_agree(placement: Placement, **facts: float) -> None:
@@ -329,7 +354,8 @@ def check_workers_agree(placement: Placement, **facts: float) -> None:
             by_worker = ", ".join(f"worker {index}: {value:g}" for index, value in enumerate(seen))
             raise TrainingError(
                 f"The workers disagree on {name.replace('_', ' ')} ({by_worker}). Every worker must read the same "
-                "data, and to resume, the same run folder: put it on storage that every worker sees.")
+                "data, and to resume, the same run folder: put it on storage that every worker sees."
+            )
 
 
 @contextlib.contextmanager

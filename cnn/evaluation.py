@@ -69,15 +69,23 @@ class Predictions:
 
     def top(self, index: int) -> list[Ranked]:
         """The model's three most probable classes for image `index`, best first."""
-        return [Ranked(rank, int(label), CLASS_NAMES[label], float(probability))
-                for rank, (label, probability) in enumerate(
-                    zip(self.top_classes[index], self.top_probabilities[index]), start=1)]
+        return [
+            Ranked(rank, int(label), CLASS_NAMES[label], float(probability))
+            for rank, (label, probability) in enumerate(
+                zip(self.top_classes[index], self.top_probabilities[index]), start=1
+            )
+        ]
 
     def check(self, name: str) -> None:
         """ModelFileError unless the arrays have the shapes, types and class ranges of predictions."""
         count = len(self.labels)
-        shapes = {"labels": (count,), "predicted": (count,), "top_classes": (count, TOP_STORED),
-                  "top_probabilities": (count, TOP_STORED), "true_probability": (count,)}
+        shapes = {
+            "labels": (count,),
+            "predicted": (count,),
+            "top_classes": (count, TOP_STORED),
+            "top_probabilities": (count, TOP_STORED),
+            "true_probability": (count,),
+        }
         kinds = {"labels": "u", "predicted": "u", "top_classes": "u", "top_probabilities": "f", "true_probability": "f"}
         for field, shape in shapes.items():
             array = getattr(self, field)
@@ -111,8 +119,9 @@ class Evaluation:
             split=split_name,
             accuracy=float((predicted == labels).mean()) if len(labels) else 0.0,
             loss=float(-np.log(chosen).mean()) if len(labels) else 0.0,
-            class_metrics=classification_report(labels, predicted, labels=classes, target_names=list(CLASS_NAMES),
-                                                output_dict=True, zero_division=0),
+            class_metrics=classification_report(
+                labels, predicted, labels=classes, target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
+            ),
             confusion=confusion_matrix(labels, predicted, labels=classes),
             answers=answers,
         )
@@ -137,8 +146,9 @@ class Evaluation:
     def per_class_accuracy(self) -> dict[str, float]:
         """Recall of each class: the share of its images classified correctly."""
         totals = self.confusion.sum(axis=1)
-        return {name: float(self.confusion[i, i] / totals[i]) if totals[i] else 0.0
-                for i, name in enumerate(CLASS_NAMES)}
+        return {
+            name: float(self.confusion[i, i] / totals[i]) if totals[i] else 0.0 for i, name in enumerate(CLASS_NAMES)
+        }
 
     def most_confused(self, count: int = 5) -> list[tuple[str, str, int]]:
         """The (true, predicted, count) pairs with the most mistakes."""
@@ -153,8 +163,14 @@ class Evaluation:
         return np.flatnonzero((self.labels == true_label) & (self.predictions == predicted_label))
 
     def to_json(self) -> dict:
-        return {"split": self.split, "n": self.n, "accuracy": self.accuracy, "loss": self.loss,
-                "class_metrics": self.class_metrics, "confusion_matrix": self.confusion.tolist()}
+        return {
+            "split": self.split,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "class_metrics": self.class_metrics,
+            "confusion_matrix": self.confusion.tolist(),
+        }
 
 
 # The dashboard server measures in small batches: at 512, the six-view `fast` network's activations
@@ -168,8 +184,9 @@ def evaluate(model, split: Split, *, batch_size: int = 512) -> Evaluation:
     return Evaluation.from_predictions(predict_split(model, split, batch_size=batch_size), describe_test_part(split))
 
 
-def predict_split(model, split: Split, *, batch_size: int = 512,
-                  progress: Callable[[int, int], None] | None = None) -> Predictions:
+def predict_split(
+    model, split: Split, *, batch_size: int = 512, progress: Callable[[int, int], None] | None = None
+) -> Predictions:
     """The model's `Predictions` on `split`; with `progress`, in chunks, calling progress(done, total) after each."""
     if progress is None:
         return Predictions.from_probabilities(predict_proba(model, split.images, batch_size=batch_size), split.labels)
@@ -220,15 +237,17 @@ def predictions_path(model_path: Path) -> Path:
 
 def encode_predictions(by_split: dict[str, Predictions]) -> bytes:
     """The .npz bytes of predictions per split (arrays named SPLIT/FIELD)."""
-    arrays = {f"{split}/{field}": getattr(answers, field)
-              for split, answers in by_split.items() for field in PREDICTION_FIELDS}
+    arrays = {
+        f"{split}/{field}": getattr(answers, field)
+        for split, answers in by_split.items()
+        for field in PREDICTION_FIELDS
+    }
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
 
 
-def store_predictions(model_path: Path, by_split: dict[str, Predictions], data_source: str,
-                      **sidecar_fields) -> dict:
+def store_predictions(model_path: Path, by_split: dict[str, Predictions], data_source: str, **sidecar_fields) -> dict:
     """Write the predictions file beside the model, then record it in the sidecar (the commit record).
 
     `sidecar_fields` (e.g. the test figures drawn from these predictions) are written in the
@@ -241,8 +260,13 @@ def store_predictions(model_path: Path, by_split: dict[str, Predictions], data_s
     record = verify_model_file(model_path)
     target = predictions_path(model_path)
     atomic_write_bytes(target, encode_predictions(by_split))
-    entry = {"file": target.name, "sha256": sha256_of(target), "model_sha256": record["sha256"],
-             "splits": {split: len(answers) for split, answers in by_split.items()}, "data": data_source}
+    entry = {
+        "file": target.name,
+        "sha256": sha256_of(target),
+        "model_sha256": record["sha256"],
+        "splits": {split: len(answers) for split, answers in by_split.items()},
+        "data": data_source,
+    }
     update_sidecar(model_path, **sidecar_fields, **{PREDICTIONS_KEY: entry})
     return entry
 
@@ -262,8 +286,10 @@ def load_stored_predictions(model_path: Path, record: dict, model_sha256: str) -
     if not isinstance(entry, dict) or entry.get("file") != target.name:
         raise ModelFileError(f"The sidecar of {model_path.name} records its stored predictions wrongly.")
     if entry.get("model_sha256") != model_sha256 or record.get("sha256") != model_sha256:
-        raise ModelFileError(f"The stored predictions of {model_path.name} were made by another version of the "
-                             "model file: they are not shown.")
+        raise ModelFileError(
+            f"The stored predictions of {model_path.name} were made by another version of the "
+            "model file: they are not shown."
+        )
     try:
         content = target.read_bytes()
     except OSError:
@@ -271,8 +297,10 @@ def load_stored_predictions(model_path: Path, record: dict, model_sha256: str) -
     import hashlib
 
     if hashlib.sha256(content).hexdigest() != entry.get("sha256"):
-        raise ModelFileError(f"{target.name} does not match the sha256 in the sidecar: it was changed after it "
-                             "was recorded, so it is not shown.")
+        raise ModelFileError(
+            f"{target.name} does not match the sha256 in the sidecar: it was changed after it "
+            "was recorded, so it is not shown."
+        )
     return decode_predictions(content, target.name)
 
 

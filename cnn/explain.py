@@ -25,12 +25,31 @@ LOW_CONFIDENCE = 0.5  # below this top probability, the page warns that the mode
 TOP_K = 3
 
 # Layers that follow a convolution and change its maps element-wise or by pooling.
-_FOLLOWER_TYPES = ("Activation", "ReLU", "BatchNormalization", "BatchNormBias", "ScaledBias", "MaxPooling2D",
-                   "AveragePooling2D")
+_FOLLOWER_TYPES = (
+    "Activation",
+    "ReLU",
+    "BatchNormalization",
+    "BatchNormBias",
+    "ScaledBias",
+    "MaxPooling2D",
+    "AveragePooling2D",
+)
 _POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
-_NO_WEIGHT_TYPES = ("InputLayer", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
-                    "Flatten", "Dropout", "Activation", "ReLU", "Rescaling", "Average",
-                    "TestTimeViews", "MeanOverViews")
+_NO_WEIGHT_TYPES = (
+    "InputLayer",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Dropout",
+    "Activation",
+    "ReLU",
+    "Rescaling",
+    "Average",
+    "TestTimeViews",
+    "MeanOverViews",
+)
 
 # Sub-models (trunk input -> inner layers' outputs), built once per trunk and reused.
 _SUBMODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -97,9 +116,16 @@ def layer_table(model) -> list[LayerRow]:
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            rows.append(LayerRow(layer.name, "nested model", _shape_text(layer.output_shape), layer.count_params(),
-                                 f"sum of its {len(layer.layers)} layers below = {layer.count_params():,}",
-                                 _trainable_text(layer)))
+            rows.append(
+                LayerRow(
+                    layer.name,
+                    "nested model",
+                    _shape_text(layer.output_shape),
+                    layer.count_params(),
+                    f"sum of its {len(layer.layers)} layers below = {layer.count_params():,}",
+                    _trainable_text(layer),
+                )
+            )
             rows.extend(_row(inner, prefix=f"{layer.name} / ", depth=1) for inner in layer.layers)
         else:
             rows.append(_row(layer))
@@ -112,8 +138,15 @@ def _row(layer, prefix: str = "", depth: int = 0) -> LayerRow:
     activation_name = getattr(activation, "__name__", "")
     if layer_type in ("Conv2D", "Dense") and activation_name not in ("", "linear"):
         layer_type = f"{layer_type} + {activation_name}"
-    return LayerRow(prefix + layer.name, layer_type, _shape_text(_output_shape(layer)), layer.count_params(),
-                    _formula(layer), _trainable_text(layer), depth)
+    return LayerRow(
+        prefix + layer.name,
+        layer_type,
+        _shape_text(_output_shape(layer)),
+        layer.count_params(),
+        _formula(layer),
+        _trainable_text(layer),
+        depth,
+    )
 
 
 def _output_shape(layer):
@@ -143,8 +176,9 @@ def _trainable_text(layer) -> str:
 NO_WEIGHTS_FORMULA = "0 (no weights)"
 
 
-def conv_parameter_formula(kernel_height: int, kernel_width: int, channels_in: int, filters: int,
-                           use_bias: bool) -> str:
+def conv_parameter_formula(
+    kernel_height: int, kernel_width: int, channels_in: int, filters: int, use_bias: bool
+) -> str:
     """A Conv2D layer's parameter count written out: (kh*kw*C_in+1)*filters = total."""
     if use_bias:
         total = (kernel_height * kernel_width * channels_in + 1) * filters
@@ -164,8 +198,10 @@ def batchnorm_parameter_formula(channels: int, learned: tuple[str, ...] = ("gamm
     """A BatchNormalization layer's parameter count: the learned scale/offset plus two running statistics."""
     count = len(learned) + 2
     learned_text = ", ".join(learned) + " learned; " if learned else "nothing learned; "
-    return (f"{count}*C = {count}*{channels} = {count * channels:,} ({learned_text}"
-            "moving mean and variance are running statistics, not trained)")
+    return (
+        f"{count}*C = {count}*{channels} = {count * channels:,} ({learned_text}"
+        "moving mean and variance are running statistics, not trained)"
+    )
 
 
 def _formula(layer) -> str:
@@ -218,12 +254,16 @@ def first_conv_filters(model) -> Filters:
     span = images.max(axis=(1, 2, 3), keepdims=True) - low
     scaled = np.divide(images - low, span, out=np.full_like(images, 0.5), where=span > 0)
     if layer.name == "whiten":
-        note = ("The first convolution of our fast model is 'whiten': 24 fixed 2x2 filters computed from "
-                "CIFAR-10 statistics before training (the eigenvectors of 2x2 patches, in both signs). "
-                "They are frozen: training never changes them. The learned ones start at 'block1_conv1'.")
+        note = (
+            "The first convolution of our fast model is 'whiten': 24 fixed 2x2 filters computed from "
+            "CIFAR-10 statistics before training (the eigenvectors of 2x2 patches, in both signs). "
+            "They are frozen: training never changes them. The learned ones start at 'block1_conv1'."
+        )
     else:
-        note = (f"The {kernel.shape[3]} learned {kernel.shape[0]}x{kernel.shape[1]} filters of "
-                f"{layer.name!r}, as RGB pictures.")
+        note = (
+            f"The {kernel.shape[3]} learned {kernel.shape[0]}x{kernel.shape[1]} filters of "
+            f"{layer.name!r}, as RGB pictures."
+        )
     return Filters(layer.name, scaled, note)
 
 
@@ -248,11 +288,13 @@ def following_layers(model, layer_name: str) -> list:
     trunk = conv_trunk(model)
     names = [layer.name for layer in trunk.layers]
     if layer_name not in names or type(trunk.get_layer(layer_name)).__name__ != "Conv2D":
-        raise UserError(f"{layer_name!r} is not a convolution layer of this model: "
-                        f"choose one of {', '.join(conv_layer_names(model))}.")
+        raise UserError(
+            f"{layer_name!r} is not a convolution layer of this model: "
+            f"choose one of {', '.join(conv_layer_names(model))}."
+        )
     chain = [trunk.get_layer(layer_name)]
     tensor = chain[0].output
-    for layer in trunk.layers[names.index(layer_name) + 1:]:
+    for layer in trunk.layers[names.index(layer_name) + 1 :]:
         if layer.input is not tensor:
             break
         layer_type = type(layer).__name__
@@ -283,8 +325,7 @@ def feature_maps(model, image_uint8: np.ndarray, layer_name: str, *, policy: str
         outputs = submodel(preprocess(image_uint8, policy=policy), training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
-    return [Stage(layer.name, _row(layer).layer_type, np.asarray(output)[0])
-            for layer, output in zip(chain, outputs)]
+    return [Stage(layer.name, _row(layer).layer_type, np.asarray(output)[0]) for layer, output in zip(chain, outputs)]
 
 
 def _submodel(model, trunk, key, outputs):
@@ -367,8 +408,9 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
             class_index = int(np.argmax(np.asarray(model(image_batch, training=False))[0]))
         _check_class_index(class_index)
         heatmap = gradcam_heatmap(image_batch, _grad_model(model, layer_name), class_index)
-    return GradCam(upsampled(heatmap), int(class_index), layer_name, heatmap.shape,
-                   _grad_cam_note(model, layer_name, heatmap))
+    return GradCam(
+        upsampled(heatmap), int(class_index), layer_name, heatmap.shape, _grad_cam_note(model, layer_name, heatmap)
+    )
 
 
 def _check_class_index(class_index: int) -> None:
@@ -380,8 +422,9 @@ def _grad_model(model, layer_name: str):
     """image batch -> (maps of `layer_name`, class logits), through the conv trunk (`model` itself when flat)."""
     trunk = conv_trunk(model)
     output_layer = trunk.layers[-1]
-    to_maps_and_features = _submodel(model, trunk, ("cam", layer_name),
-                                     lambda: [trunk.get_layer(layer_name).output, output_layer.input])
+    to_maps_and_features = _submodel(
+        model, trunk, ("cam", layer_name), lambda: [trunk.get_layer(layer_name).output, output_layer.input]
+    )
 
     def grad_model(image_batch, training=False):
         maps, features = to_maps_and_features(image_batch, training=training)
@@ -411,11 +454,15 @@ def upsampled(heatmap: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 def _grad_cam_note(model, layer_name: str, heatmap: np.ndarray) -> str:
     """What the heatmap is and is not, for the caption under it."""
     height, width = heatmap.shape
-    note = (f"Approximate: computed on the {height}x{width} maps of {layer_name!r} and "
-            "stretched to 32x32, so it shows roughly where, not exactly which pixels.")
+    note = (
+        f"Approximate: computed on the {height}x{width} maps of {layer_name!r} and "
+        "stretched to 32x32, so it shows roughly where, not exactly which pixels."
+    )
     if is_view_averaging_wrapper(model):
-        note += (" This model averages its answer over shifted and mirrored copies of the image; the heatmap "
-                 "is computed on the network inside it, with the unshifted, unflipped image only.")
+        note += (
+            " This model averages its answer over shifted and mirrored copies of the image; the heatmap "
+            "is computed on the network inside it, with the unshifted, unflipped image only."
+        )
     if not heatmap.any():
         note += " No region raised this class's score, so the map is empty."
     return note

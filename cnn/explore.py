@@ -44,9 +44,7 @@ def class_counts(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarr
     return np.bincount(labels, minlength=num_classes)
 
 
-def random_per_class(
-    labels: np.ndarray, per_class: int, seed: int, num_classes: int = NUM_CLASSES
-) -> list[np.ndarray]:
+def random_per_class(labels: np.ndarray, per_class: int, seed: int, num_classes: int = NUM_CLASSES) -> list[np.ndarray]:
     """For each class, up to `per_class` distinct random image indices of that class (sorted by draw).
 
     The same seed gives the same picks; a class with fewer images gives all it has.
@@ -78,7 +76,7 @@ def pixel_histogram(images: np.ndarray, per_channel: bool = True) -> PixelHistog
     offsets = np.arange(3, dtype=np.int32) * PIXEL_LEVELS
     counts = np.zeros(3 * PIXEL_LEVELS, dtype=np.int64)
     for start in range(0, len(images), HISTOGRAM_CHUNK):
-        codes = images[start:start + HISTOGRAM_CHUNK].reshape(-1, 3).astype(np.int32) + offsets
+        codes = images[start : start + HISTOGRAM_CHUNK].reshape(-1, 3).astype(np.int32) + offsets
         counts += np.bincount(codes.ravel(), minlength=3 * PIXEL_LEVELS)
     counts = counts.reshape(3, PIXEL_LEVELS)
     names = CHANNEL_NAMES

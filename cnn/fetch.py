@@ -149,8 +149,7 @@ def fetch_url(url: str, *, config: FetchConfig | None = None) -> bytes:
             return body
         target = _parse_target(urllib.parse.urljoin(target.url, location))
     raise FetchError(
-        f"The address redirects more than {config.max_redirects} times; "
-        "try the direct address of the image."
+        f"The address redirects more than {config.max_redirects} times; try the direct address of the image."
     )
 
 
@@ -166,9 +165,7 @@ def _parse_target(url: str) -> _Target:
         raise FetchError(f"The address is longer than {MAX_URL_LENGTH} characters.")
     # Backslashes and controls are where URL parsers disagree (`\@` tricks).
     if "\\" in url or any(ord(char) < 33 or ord(char) == 127 for char in url):
-        raise FetchError(
-            "The address contains spaces, backslashes or control characters."
-        )
+        raise FetchError("The address contains spaces, backslashes or control characters.")
     try:
         parsed = parse_url(url)
         host = parsed.host
@@ -217,9 +214,7 @@ def _urllib_sees_userinfo(url: str) -> bool:
 # --- 2. Resolving and checking addresses ------------------------------------
 
 
-def _resolve_checked_address(
-    target: _Target, config: FetchConfig, deadline: float
-) -> str:
+def _resolve_checked_address(target: _Target, config: FetchConfig, deadline: float) -> str:
     """Resolve once; return the address to connect to if ALL are allowed.
 
     The address rule comes before the port rule, so that a student who types
@@ -232,14 +227,9 @@ def _resolve_checked_address(
                 "That address is not allowed: it points to a private, local "
                 "or reserved network, not to the public internet."
             )
-    loopback_on_any_port = config.allow_loopback and all(
-        _is_loopback(address) for address in addresses
-    )
+    loopback_on_any_port = config.allow_loopback and all(_is_loopback(address) for address in addresses)
     if target.port not in config.allowed_ports and not loopback_on_any_port:
-        raise FetchError(
-            f"Only the standard web ports ({_listed(config.allowed_ports)}) "
-            "are allowed."
-        )
+        raise FetchError(f"Only the standard web ports ({_listed(config.allowed_ports)}) are allowed.")
     return str(addresses[0])
 
 
@@ -256,9 +246,7 @@ def _resolve_within_deadline(
 
     def resolve() -> None:
         try:
-            answer["records"] = socket.getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM
-            )
+            answer["records"] = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as error:  # gaierror is an OSError
             answer["error"] = error
 
@@ -281,9 +269,7 @@ def _listed(ports: tuple[int, ...]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
-def _is_allowed(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, config: FetchConfig
-) -> bool:
+def _is_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address, config: FetchConfig) -> bool:
     if config.allow_loopback and _is_loopback(address):
         return True
     return _is_public(address)
@@ -291,11 +277,7 @@ def _is_allowed(
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Globally routable unicast, and so is any IPv4 address wrapped inside."""
-    if (
-        not address.is_global
-        or address.is_multicast
-        or any(address in network for network in _EXTRA_REFUSED_NETWORKS)
-    ):
+    if not address.is_global or address.is_multicast or any(address in network for network in _EXTRA_REFUSED_NETWORKS):
         return False
     embedded = _embedded_ipv4(address)
     return embedded is None or _is_public(embedded)
@@ -326,9 +308,7 @@ def _embedded_ipv4(
 # --- 3. One HTTP exchange, pinned to the checked address ---------------------
 
 
-def _exchange(
-    target: _Target, address: str, config: FetchConfig, deadline: float
-) -> tuple[bytes, str | None]:
+def _exchange(target: _Target, address: str, config: FetchConfig, deadline: float) -> tuple[bytes, str | None]:
     """GET `target` from `address`; return (body, None) or (b"", Location)."""
     connection = _connect_to_checked_address(target, address, config, deadline)
     remaining = deadline - time.monotonic()
@@ -368,9 +348,7 @@ def _exchange(
         connection.close()
 
 
-def _connect_to_checked_address(
-    target: _Target, address: str, config: FetchConfig, deadline: float
-) -> HTTPConnection:
+def _connect_to_checked_address(target: _Target, address: str, config: FetchConfig, deadline: float) -> HTTPConnection:
     """Open a connection to `address` that still speaks to `target.host`.
 
     Connecting gets `connect_timeout_s`, or less if the deadline is nearer.
@@ -456,9 +434,7 @@ def _check_status(status: int) -> None:
     raise FetchError(f"The server gave an unexpected answer (HTTP {status} {phrase}).")
 
 
-def _read_capped_body(
-    response: BaseHTTPResponse, config: FetchConfig, deadline: float
-) -> bytes:
+def _read_capped_body(response: BaseHTTPResponse, config: FetchConfig, deadline: float) -> bytes:
     declared_length = _declared_length(response)
     if declared_length is not None and declared_length > config.max_bytes:
         raise _too_large_error(config)
@@ -486,15 +462,11 @@ def _declared_length(response: BaseHTTPResponse) -> int | None:
 
 
 def _too_large_error(config: FetchConfig) -> FetchError:
-    return FetchError(
-        f"The file is larger than the {config.max_bytes / 1_000_000:.3g} MB limit."
-    )
+    return FetchError(f"The file is larger than the {config.max_bytes / 1_000_000:.3g} MB limit.")
 
 
 def _deadline_error(config: FetchConfig) -> FetchError:
-    return FetchError(
-        f"The download took longer than {config.deadline_s:g} seconds and was stopped."
-    )
+    return FetchError(f"The download took longer than {config.deadline_s:g} seconds and was stopped.")
 
 
 def _describe_failure(error: Exception) -> str:
@@ -503,9 +475,7 @@ def _describe_failure(error: Exception) -> str:
         return "Could not connect to the server."
     if isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError)):
         return "The server did not answer in time."
-    if isinstance(
-        error, (ssl.SSLError, ssl.CertificateError, urllib3.exceptions.SSLError)
-    ):
+    if isinstance(error, (ssl.SSLError, ssl.CertificateError, urllib3.exceptions.SSLError)):
         return "The secure (https) connection failed: bad or untrusted certificate."
     if isinstance(error, urllib3.exceptions.DecodeError):
         return "The server sent data that could not be decoded."

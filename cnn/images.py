@@ -67,8 +67,9 @@ IMAGE_FORMATS = (
 )
 ALLOWED_FORMATS = tuple(image_format.pillow_name for image_format in IMAGE_FORMATS)
 UPLOAD_EXTENSIONS = [extension for image_format in IMAGE_FORMATS for extension in image_format.extensions]
-FORMATS_IN_WORDS = (", ".join(image_format.shown_name for image_format in IMAGE_FORMATS[:-1])
-                    + f" or {IMAGE_FORMATS[-1].shown_name}")  # "PNG, JPEG, WebP, BMP or GIF"
+FORMATS_IN_WORDS = (
+    ", ".join(image_format.shown_name for image_format in IMAGE_FORMATS[:-1]) + f" or {IMAGE_FORMATS[-1].shown_name}"
+)  # "PNG, JPEG, WebP, BMP or GIF"
 
 MAX_BYTES = 20_000_000
 # Above what common cameras save by default, and keeps one decoded RGB
@@ -131,9 +132,7 @@ MESSAGE_TOO_MANY_SCANS = (
     "editor writes, which would take too long to decode; save it again as an "
     "ordinary JPEG or PNG."
 )
-MESSAGE_BUSY = (
-    "The server is busy decoding other images; try again in a moment."
-)
+MESSAGE_BUSY = "The server is busy decoding other images; try again in a moment."
 # `decode_image` records the upright size of the stored picture here in the
 # returned image's `info`, since the image itself may have been shrunk.
 ORIGINAL_SIZE_KEY = "original_size"
@@ -232,9 +231,7 @@ def _decode_bounded(data: bytes, max_pixels: int) -> Image.Image:
             # A draft may have shrunk it already; shrink what remains.
             rgb = _shrunk_to_rgb(image, shrink_factor(image.size))
         upright = rgb.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else rgb
-        upright.info[ORIGINAL_SIZE_KEY] = (
-            stored_size[::-1] if orientation in (5, 6, 7, 8) else stored_size
-        )
+        upright.info[ORIGINAL_SIZE_KEY] = stored_size[::-1] if orientation in (5, 6, 7, 8) else stored_size
         return upright
     except ImageError:
         raise
@@ -289,15 +286,13 @@ def jpeg_load(data: bytes) -> JpegLoad:
             frame = _read_frame(data[start:end])
         elif marker == _SOS:
             scans += 1
-            component_ids = data[start + 1:min(end, start + 1 + 2 * data[start]):2] if end > start else b""
+            component_ids = data[start + 1 : min(end, start + 1 + 2 * data[start]) : 2] if end > start else b""
             # An id not declared by the frame weighs a whole pass, to be safe.
             passes += sum(frame.weights.get(component, 1.0) for component in component_ids)
     return JpegLoad(scans, passes, 64 * 2 * frame.blocks if scans > 1 else 0)
 
 
-def to_model_size(
-    image: Image.Image, policy: str = "squash", size: int = IMAGE_SIZE
-) -> np.ndarray:
+def to_model_size(image: Image.Image, policy: str = "squash", size: int = IMAGE_SIZE) -> np.ndarray:
     """Resize an RGB image to the model's square input.
 
     Args:
@@ -318,8 +313,7 @@ def to_model_size(
         raise ValueError(f"The target size must be at least 1 pixel, not {size}.")
     if image.mode != "RGB":
         raise ValueError(
-            f"to_model_size expects an RGB image, not mode {image.mode!r}; "
-            "decode it with decode_image first."
+            f"to_model_size expects an RGB image, not mode {image.mode!r}; decode it with decode_image first."
         )
     if policy == "center_crop":
         # Crop first: resizing with a box would let the kernel blend in
@@ -337,8 +331,7 @@ def _check_byte_size(num_bytes: int, max_bytes: int) -> None:
         raise ImageError(MESSAGE_EMPTY)
     if num_bytes > max_bytes:
         raise ImageError(
-            f"The file is too large ({_megabytes(num_bytes)} MB; "
-            f"the limit is {_megabytes(max_bytes)} MB)."
+            f"The file is too large ({_megabytes(num_bytes)} MB; the limit is {_megabytes(max_bytes)} MB)."
         )
 
 
@@ -388,7 +381,7 @@ def _jpeg_segments(data: bytes):
         if marker in _STANDALONE_MARKERS:
             position += 2
             continue
-        length = int.from_bytes(data[position + 2:position + 4], "big")
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
         if length < 2:
             return
         start, end = position + 4, min(len(data), position + 2 + length)
@@ -416,9 +409,10 @@ def _read_frame(header: bytes) -> _Frame:
     if len(header) < 6:
         return _Frame({}, 0)
     height, width, count = int.from_bytes(header[1:3], "big"), int.from_bytes(header[3:5], "big"), header[5]
-    components = header[6:6 + 3 * count]
-    sampling = {components[i]: (components[i + 1] >> 4, components[i + 1] & 0x0F)
-                for i in range(0, len(components) - 2, 3)}
+    components = header[6 : 6 + 3 * count]
+    sampling = {
+        components[i]: (components[i + 1] >> 4, components[i + 1] & 0x0F) for i in range(0, len(components) - 2, 3)
+    }
     per_mcu = {component: h * v for component, (h, v) in sampling.items()}
     total = sum(per_mcu.values())
     if not total:
@@ -445,10 +439,7 @@ def _too_many_pixels_message(pixels: int | None, max_pixels: int) -> str:
     limit = _megapixels(max_pixels)
     if pixels is None:
         return f"The image is too large (the limit is {limit} megapixels)."
-    return (
-        f"The image is too large ({_megapixels(pixels)} megapixels; "
-        f"the limit is {limit})."
-    )
+    return f"The image is too large ({_megapixels(pixels)} megapixels; the limit is {limit})."
 
 
 def _megabytes(num_bytes: int) -> str:

@@ -97,8 +97,10 @@ def top_k(probabilities: np.ndarray, k: int = 3, class_names: Sequence[str] = CL
     if not 1 <= k <= len(probabilities):
         raise UserError(f"top-k needs k between 1 and {len(probabilities)}, not {k}.")
     order = np.argsort(probabilities)[::-1][:k]
-    return [Ranked(rank, int(label), class_names[label], float(probabilities[label]))
-            for rank, label in enumerate(order, start=1)]
+    return [
+        Ranked(rank, int(label), class_names[label], float(probabilities[label]))
+        for rank, label in enumerate(order, start=1)
+    ]
 
 
 # Keras models are not thread-safe, and a cached model is shared by every session of the server.

@@ -45,8 +45,7 @@ def training_batches(images, labels, config: TrainConfig, initial_epoch: int = 0
 
     if config.augment and config.flip == "alternate":
         dataset = flip_planned_batches(images, labels, config, initial_epoch)
-        dataset = dataset.map(lambda x, y, flip: (augment_batch(x, flip=flip), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda x, y, flip: (augment_batch(x, flip=flip), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         dataset = _batches(config, preprocess(images), one_hot(labels))
         if config.augment:
@@ -64,8 +63,10 @@ def _batches(config: TrainConfig, *columns):
     # .repeat() + steps_per_epoch: a finite dataset makes fit rebuild its iterator every epoch (a stall).
     dataset = dataset.shuffle(len(columns[0]), seed=config.seed, reshuffle_each_iteration=True).repeat()
     if config.jpeg_augment:
-        dataset = dataset.map(lambda x, *rest: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), *rest),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(
+            lambda x, *rest: (jpeg_image(x, config.jpeg_augment, config.jpeg_quality), *rest),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return dataset.batch(config.batch_size)
 
 

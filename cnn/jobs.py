@@ -161,8 +161,14 @@ def _take_free_slot(runs_dir: Path | None) -> int | None:
     return None
 
 
-def wait_for_slot(files: RunFiles, request: RunRequest, record: WorkerRecord, *,
-                  runs_dir: Path | None = None, on_wait: Callable[[int], None] | None = None) -> int | None:
+def wait_for_slot(
+    files: RunFiles,
+    request: RunRequest,
+    record: WorkerRecord,
+    *,
+    runs_dir: Path | None = None,
+    on_wait: Callable[[int], None] | None = None,
+) -> int | None:
     """Wait in the queue until this worker may train; the slot's fd, or None when cancelled.
 
     The ticket was written by `prepare_run`; it is gone when the run was cancelled. Must be
@@ -192,8 +198,11 @@ def wait_for_slot(files: RunFiles, request: RunRequest, record: WorkerRecord, *,
             if position != shown:  # waiting: say where in line, whenever that changes
                 shown = position
                 limit = max_workers(runs_dir)
-                record.phase("queued", f"waiting for a training slot: {ordinal(position)} in line "
-                             f"({limit} {'run trains' if limit == 1 else 'runs train'} at once on this machine)")
+                record.phase(
+                    "queued",
+                    f"waiting for a training slot: {ordinal(position)} in line "
+                    f"({limit} {'run trains' if limit == 1 else 'runs train'} at once on this machine)",
+                )
                 if on_wait:
                     on_wait(position)
             time.sleep(QUEUE_POLL_S)
@@ -256,10 +265,23 @@ def prepare_run(files: RunFiles, request: RunRequest) -> None:
     request.write(files)
     history = read_history(files.history) if request.resume else []
     # A whole new status: nothing of the previous run's ending may show through.
-    atomic_write_text(files.status, json.dumps({
-        "state": "starting", "message": STARTING_MESSAGE, "model": request.config.get("model"),
-        "epoch": len(history), "epochs": request.config.get("epochs"), "batch": 0, "batches": 0,
-        "config": request.config, "out_path": request.out_path, "updated": time.time()}))
+    atomic_write_text(
+        files.status,
+        json.dumps(
+            {
+                "state": "starting",
+                "message": STARTING_MESSAGE,
+                "model": request.config.get("model"),
+                "epoch": len(history),
+                "epochs": request.config.get("epochs"),
+                "batch": 0,
+                "batches": 0,
+                "config": request.config,
+                "out_path": request.out_path,
+                "updated": time.time(),
+            }
+        ),
+    )
     _write_ticket(files, request)
 
 
@@ -271,17 +293,35 @@ def _ticket_path(files: RunFiles, request: RunRequest, runs_dir: Path | None = N
 def _write_ticket(files: RunFiles, request: RunRequest, runs_dir: Path | None = None) -> None:
     ticket = _ticket_path(files, request, runs_dir)
     ticket.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ticket, json.dumps({"run_dir": str(files.folder.resolve()), "host": socket.gethostname(),
-                                          "model": request.config.get("model")}))
+    atomic_write_text(
+        ticket,
+        json.dumps(
+            {"run_dir": str(files.folder.resolve()), "host": socket.gethostname(), "model": request.config.get("model")}
+        ),
+    )
 
 
 def equivalent_argv(config: dict, out_path: str | os.PathLike) -> list[str]:
     """The `python -m cnn` arguments that train `config` into `out_path` (recorded in the sidecar)."""
-    argv = ["train", "--model", config["model"], "--epochs", str(config["epochs"]),
-            "--batch-size", str(config["batch_size"]), "--learning-rate", repr(float(config["learning_rate"])),
-            "--augment" if config.get("augment") else "--no-augment", "--val-size", str(config["val_size"]),
-            "--seed", str(config.get("seed", 0)), "--out", str(out_path),
-            "--mixed-precision" if config.get("mixed_precision") else "--no-mixed-precision"]
+    argv = [
+        "train",
+        "--model",
+        config["model"],
+        "--epochs",
+        str(config["epochs"]),
+        "--batch-size",
+        str(config["batch_size"]),
+        "--learning-rate",
+        repr(float(config["learning_rate"])),
+        "--augment" if config.get("augment") else "--no-augment",
+        "--val-size",
+        str(config["val_size"]),
+        "--seed",
+        str(config.get("seed", 0)),
+        "--out",
+        str(out_path),
+        "--mixed-precision" if config.get("mixed_precision") else "--no-mixed-precision",
+    ]
     if config.get("subset") is not None:
         argv += ["--subset", str(config["subset"])]
     if config.get("use_sample"):
@@ -296,9 +336,16 @@ def _spawn_worker(files: RunFiles, locks: RunLocks) -> subprocess.Popen:
     with files.log.open("w") as log:
         log.write(f"$ {' '.join(command[1:])}\n")
         log.flush()
-        return subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=environment, start_new_session=True,
-                                pass_fds=locks.descriptors)
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+            pass_fds=locks.descriptors,
+        )
 
 
 def _reap_children() -> None:
@@ -311,8 +358,9 @@ def resume_run(run_dir: str | os.PathLike) -> int:
     """Continue the run in `run_dir` with its own settings and output (restarting it if it has no checkpoint)."""
     files = RunFiles(Path(run_dir))
     request = RunRequest.read(files)
-    again = RunRequest(config=request.config, out_path=request.out_path, resume=True, owner=request.owner,
-                       argv=request.argv)
+    again = RunRequest(
+        config=request.config, out_path=request.out_path, resume=True, owner=request.owner, argv=request.argv
+    )
     return start_run(again, run_dir)
 
 

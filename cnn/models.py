@@ -102,8 +102,9 @@ class BatchNormBias(layers.Layer):
         channels = (input_shape[-1],)
         self.bias = self.add_weight(shape=channels, initializer="zeros", name="bias")
         self.moving_mean = self.add_weight(shape=channels, initializer="zeros", trainable=False, name="moving_mean")
-        self.moving_variance = self.add_weight(shape=channels, initializer="ones", trainable=False,
-                                               name="moving_variance")
+        self.moving_variance = self.add_weight(
+            shape=channels, initializer="ones", trainable=False, name="moving_variance"
+        )
 
     def call(self, inputs, training=False):
         import tensorflow as tf
@@ -113,15 +114,28 @@ class BatchNormBias(layers.Layer):
         if training:
             empty = tf.constant([], "float32")
             outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=ones, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
-                data_format="NHWC", is_training=True)
+                x=inputs,
+                scale=ones,
+                offset=offset,
+                mean=empty,
+                variance=empty,
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=True,
+            )
             self._update_moving(self.moving_mean, mean)
             self._update_moving(self.moving_variance, variance)
             return outputs
         outputs, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=ones, offset=offset, mean=tf.cast(self.moving_mean, "float32"),
-            variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
-            is_training=False)
+            x=inputs,
+            scale=ones,
+            offset=offset,
+            mean=tf.cast(self.moving_mean, "float32"),
+            variance=tf.cast(self.moving_variance, "float32"),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=False,
+        )
         return outputs
 
     def _update_moving(self, variable, batch_value):
@@ -138,7 +152,7 @@ class BatchNormBias(layers.Layer):
 # ---------------------------------------------------------------- the report's models
 
 # The report's models are built whatever the classroom's limits (a teacher may lower them).
-REPORT_LIMITS = Limits(max_parameters=10 ** 9, max_multiply_adds=10 ** 12)
+REPORT_LIMITS = Limits(max_parameters=10**9, max_multiply_adds=10**12)
 
 
 def build_report_model(name: str) -> keras.Model:
@@ -190,8 +204,9 @@ def _fast_block(features, filters: int, name: str):
     return features
 
 
-def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None,
-                     widths=FAST_WIDTHS, name="fast") -> keras.Model:
+def build_fast_trunk(
+    input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibration_images=None, widths=FAST_WIDTHS, name="fast"
+) -> keras.Model:
     """The trainable fast network (airbench94 layout): normalize, frozen whitening, three conv groups.
 
     Args:
@@ -211,8 +226,13 @@ def build_fast_trunk(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, calibrati
         mean=list(CIFAR_MEAN), variance=[s * s for s in CIFAR_STD], name="normalize", dtype="float32"
     )(inputs)
     whiten = layers.Conv2D(
-        2 * WHITEN_KERNEL * WHITEN_KERNEL * 3, WHITEN_KERNEL, use_bias=False, trainable=False, name="whiten",
-        kernel_initializer=keras.initializers.Constant(whitening_filters(calibration_images)), dtype="float32",
+        2 * WHITEN_KERNEL * WHITEN_KERNEL * 3,
+        WHITEN_KERNEL,
+        use_bias=False,
+        trainable=False,
+        name="whiten",
+        kernel_initializer=keras.initializers.Constant(whitening_filters(calibration_images)),
+        dtype="float32",
     )
     features = ScaledBias(name="whiten_bias", dtype="float32")(whiten(features))
     features = layers.Activation("gelu", name="whiten_gelu")(features)

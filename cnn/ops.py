@@ -83,9 +83,7 @@ REPORT_EXAMPLE_INPUT = np.array(
 REPORT_EXAMPLE_KERNEL = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=float)
 
 # The 4x4 input of the classic "2x2 max pooling, stride 2" figure (report fig. 12).
-POOLING_EXAMPLE_INPUT = np.array(
-    [[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float
-)
+POOLING_EXAMPLE_INPUT = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
 
 # The 3x3 matrix flattened into a 9x1 vector in the report's figure 15.
 FLATTEN_EXAMPLE_INPUT = np.arange(1, 10, dtype=float).reshape(3, 3)
@@ -130,9 +128,7 @@ class ConvSpec:
         _require_whole_number(self.dilation, "Dilation", 1)
         if isinstance(self.padding, str):
             if self.padding not in PADDING_MODES:
-                raise UserError(
-                    f'Padding must be "valid", "same" or a whole number (got "{self.padding}").'
-                )
+                raise UserError(f'Padding must be "valid", "same" or a whole number (got "{self.padding}").')
         else:
             _require_whole_number(self.padding, "Padding", 0)
 
@@ -210,14 +206,10 @@ def output_size_formula(n: int, k: int, p=0, s: int = 1, d: int = 1) -> str:
     result = output_size(n, k, p, s, d)
     before, after = _padding_pair(p)
     padding_term = f"2·{before}" if before == after else f"({before} + {after})"
-    return (
-        f"floor(({n} + {padding_term} − {d}·({k} − 1) − 1) / {s}) + 1 = {result}"
-    )
+    return f"floor(({n} + {padding_term} − {d}·({k} − 1) − 1) / {s}) + 1 = {result}"
 
 
-def feature_map_shape(
-    height: int, width: int, kernel_size: int, spec: ConvSpec
-) -> tuple[int, int]:
+def feature_map_shape(height: int, width: int, kernel_size: int, spec: ConvSpec) -> tuple[int, int]:
     """(rows, columns) of the feature map of one kernel under `spec`."""
     return tuple(
         output_size(n, kernel_size, padding_amounts(n, kernel_size, spec), spec.stride, spec.dilation)
@@ -237,9 +229,7 @@ def _as_image(x) -> np.ndarray:
         return array[:, :, np.newaxis]
     if array.ndim == 3:
         return array
-    raise UserError(
-        f"An image must be height x width or height x width x channels (got {array.ndim} dimensions)."
-    )
+    raise UserError(f"An image must be height x width or height x width x channels (got {array.ndim} dimensions).")
 
 
 def pad(x, padding) -> np.ndarray:
@@ -253,8 +243,10 @@ def pad(x, padding) -> np.ndarray:
         The padded array, same number of dimensions as `x`.
     """
     array = np.asarray(x)
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-        isinstance(pair, (tuple, list)) for pair in padding
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(pair, (tuple, list)) for pair in padding)
     ):
         rows, cols = _padding_pair(padding[0]), _padding_pair(padding[1])
     else:
@@ -277,9 +269,7 @@ def _as_filter_bank(kernels, channels: int) -> np.ndarray:
     if bank.shape[0] != bank.shape[1]:
         raise UserError(f"Kernels must be square (got {bank.shape[0]}x{bank.shape[1]}).")
     if bank.shape[2] != channels:
-        raise UserError(
-            f"The kernel has {bank.shape[2]} channels but the input has {channels}: they must match."
-        )
+        raise UserError(f"The kernel has {bank.shape[2]} channels but the input has {channels}: they must match.")
     return bank
 
 
@@ -361,9 +351,7 @@ def output_size_formulas(image_shape: Sequence[int], kernel_size: int, spec: Con
     """
     height, width = image_shape[:2]
     return {
-        axis: output_size_formula(
-            n, kernel_size, padding_amounts(n, kernel_size, spec), spec.stride, spec.dilation
-        )
+        axis: output_size_formula(n, kernel_size, padding_amounts(n, kernel_size, spec), spec.stride, spec.dilation)
         for axis, n in (("rows", height), ("columns", width))
     }
 
@@ -396,8 +384,12 @@ def padding_in_words(padding) -> str:
         return f"{_zeros_phrase(top, 'row')} and column{'' if top == 1 else 's'} of zeros on every side"
     parts = [
         f"{_zeros_phrase(count, unit)} {where}"
-        for count, unit, where in ((top, "row", "at the top"), (bottom, "row", "at the bottom"),
-                                   (left, "column", "on the left"), (right, "column", "on the right"))
+        for count, unit, where in (
+            (top, "row", "at the top"),
+            (bottom, "row", "at the bottom"),
+            (left, "column", "on the left"),
+            (right, "column", "on the right"),
+        )
         if count
     ]
     return "zeros added: " + ", ".join(parts)
@@ -502,9 +494,7 @@ def dot_product_lines(breakdown: WindowBreakdown, channel_names: Sequence[str] =
     for channel in range(channels):
         terms = " + ".join(
             f"{format_number(pixel)}×{_signed(weight)}"
-            for pixel, weight in zip(
-                breakdown.window[..., channel].ravel(), breakdown.kernel[..., channel].ravel()
-            )
+            for pixel, weight in zip(breakdown.window[..., channel].ravel(), breakdown.kernel[..., channel].ravel())
         )
         prefix = f"{names[channel]}: " if channels > 1 else ""
         lines.append(f"{prefix}{terms} = {format_number(breakdown.channel_sums[channel])}")
@@ -773,9 +763,7 @@ def kernel_preset(name: str, size: int = 3) -> np.ndarray:
     sizes = preset_sizes(name)
     size = _require_whole_number(size, "Kernel size", 1)
     if size not in sizes:
-        raise UserError(
-            f"The {name} kernel is defined for sizes {', '.join(map(str, sizes))} (got {size})."
-        )
+        raise UserError(f"The {name} kernel is defined for sizes {', '.join(map(str, sizes))} (got {size}).")
     return _PRESETS[name][0](size)
 
 
@@ -882,8 +870,9 @@ def toy_network(
     scaled = _as_image(image) / 255.0
     channels = scaled.shape[2]
     # Glorot-like scale keeps the values in a readable range at every step.
-    filters = rng.normal(0, np.sqrt(2 / (kernel_size**2 * (channels + num_filters))),
-                         (kernel_size, kernel_size, channels, num_filters))
+    filters = rng.normal(
+        0, np.sqrt(2 / (kernel_size**2 * (channels + num_filters))), (kernel_size, kernel_size, channels, num_filters)
+    )
     feature_maps = conv2d(scaled, filters, ConvSpec(padding="same"))
     activated = relu(feature_maps)
     pooled = max_pool(activated, pool_size)
@@ -892,9 +881,11 @@ def toy_network(
     scores = dense(vector, weights, np.zeros(num_classes))
     return [
         NetworkStage("input", "pixels scaled from 0-255 to 0-1", scaled),
-        NetworkStage("convolution",
-                     f"{num_filters} filters of {kernel_size}x{kernel_size}x{channels}, 'same' padding",
-                     feature_maps),
+        NetworkStage(
+            "convolution",
+            f"{num_filters} filters of {kernel_size}x{kernel_size}x{channels}, 'same' padding",
+            feature_maps,
+        ),
         NetworkStage("ReLU", "negatives set to 0", activated),
         NetworkStage("max pooling", f"{pool_size}x{pool_size} windows, stride {pool_size}", pooled),
         NetworkStage("flatten", "every value in one long vector", vector),

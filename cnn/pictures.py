@@ -66,12 +66,13 @@ def mosaic(images: np.ndarray, rows: list[np.ndarray], gap: int = 2, fill=255) -
     columns = max((len(row) for row in rows), default=0)
     if columns == 0:
         raise ValueError("A mosaic needs at least one image.")
-    canvas = np.full((len(rows) * (height + gap) - gap, columns * (width + gap) - gap, *images.shape[3:]), fill,
-                     dtype=images.dtype)
+    canvas = np.full(
+        (len(rows) * (height + gap) - gap, columns * (width + gap) - gap, *images.shape[3:]), fill, dtype=images.dtype
+    )
     for row_number, row in enumerate(rows):
         for column_number, index in enumerate(row):
             top, left = row_number * (height + gap), column_number * (width + gap)
-            canvas[top:top + height, left:left + width] = images[index]
+            canvas[top : top + height, left : left + width] = images[index]
     return canvas
 
 
@@ -80,8 +81,10 @@ def tile_positions(count: int, height: int, width: int, columns: int = 8, gap: i
 
     A page writes each tile's label (e.g. its channel number) at these places.
     """
-    return [(row * (height + gap), column * (width + gap))
-            for row, column in (divmod(index, min(columns, count)) for index in range(count))]
+    return [
+        (row * (height + gap), column * (width + gap))
+        for row, column in (divmod(index, min(columns, count)) for index in range(count))
+    ]
 
 
 def tile_centers(count: int, size: int = IMAGE_SIZE, gap: int = 2) -> list[float]:
@@ -102,9 +105,21 @@ def tile_channels(activations: np.ndarray, max_channels: int = 16, columns: int 
 # ---------------------------------------------------------------- a heatmap in colour, over a picture
 
 # Anchors of matplotlib's viridis (colour-blind-safe, readable in grey).
-_VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
-                     [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
-                    dtype=np.float32)
+_VIRIDIS = np.array(
+    [
+        [68, 1, 84],
+        [72, 40, 120],
+        [62, 74, 137],
+        [49, 104, 142],
+        [38, 130, 142],
+        [31, 158, 137],
+        [53, 183, 121],
+        [109, 205, 89],
+        [180, 222, 44],
+        [253, 231, 37],
+    ],
+    dtype=np.float32,
+)
 
 
 def viridis(values: np.ndarray) -> np.ndarray:

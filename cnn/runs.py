@@ -41,8 +41,19 @@ from cnn.errors import TrainingError, UserError
 
 # What status.json says. The worker writes all but "idle" (no run yet), "stopping" and "killed" (both
 # derived by readers: a live worker with a STOP request, a dead worker whose state was not final).
-STATES = ("idle", "queued", "starting", "running", "stopping", "saving", "finished", "stopped", "failed",
-          "cancelled", "killed")
+STATES = (
+    "idle",
+    "queued",
+    "starting",
+    "running",
+    "stopping",
+    "saving",
+    "finished",
+    "stopped",
+    "failed",
+    "cancelled",
+    "killed",
+)
 ACTIVE_STATES = ("queued", "starting", "running", "stopping", "saving")
 FINAL_STATES = ("finished", "stopped", "failed", "cancelled")
 HEARTBEAT_S = 2.0  # how often a worker touches its heartbeat file
@@ -251,8 +262,9 @@ def _flock(path: Path, refusal: str) -> int:
     except BlockingIOError:
         holder = _lock_holder(descriptor)
         os.close(descriptor)
-        raise TrainingError(refusal + (f" (process {holder})" if holder else "") +
-                            ": wait until it ends, or stop it first.") from None
+        raise TrainingError(
+            refusal + (f" (process {holder})" if holder else "") + ": wait until it ends, or stop it first."
+        ) from None
     except BaseException:
         os.close(descriptor)
         raise
@@ -295,8 +307,7 @@ def acquire_locks(run_dir: str | os.PathLike, out_path: str | os.PathLike) -> Ru
     files = RunFiles(run_dir)
     run_lock = _flock(files.lock, f"The run folder {run_dir.name}/ is in use by another training")
     try:
-        out_lock = _flock(output_lock_path(out_path),
-                          f"{out_path.name} is being written by another training run")
+        out_lock = _flock(output_lock_path(out_path), f"{out_path.name} is being written by another training run")
     except BaseException:
         os.close(run_lock)
         raise
@@ -495,14 +506,22 @@ def run_state(run_dir: str | os.PathLike, queue_position=None) -> RunState:
     has_checkpoint = files.checkpoint.exists()
     position = queue_position(files.folder) if queue_position and state == "queued" else None
     return RunState(
-        state=state, epoch=_finished_epochs(history, status), epochs=int(status.get("epochs") or 0),
-        batch=int(status.get("batch") or 0), batches=int(status.get("batches") or 0), message=message,
-        history=history, model=status.get("model") or (request.config.get("model") if request else None),
-        pid=status.get("pid"), out_path=status.get("out_path") or (request.out_path if request else None),
+        state=state,
+        epoch=_finished_epochs(history, status),
+        epochs=int(status.get("epochs") or 0),
+        batch=int(status.get("batch") or 0),
+        batches=int(status.get("batches") or 0),
+        message=message,
+        history=history,
+        model=status.get("model") or (request.config.get("model") if request else None),
+        pid=status.get("pid"),
+        out_path=status.get("out_path") or (request.out_path if request else None),
         config=status.get("config") or (request.config if request else None),
         owner=request.owner if request else None,
         can_resume=request is not None and _resumable(state, has_checkpoint, history),
-        has_checkpoint=has_checkpoint, queue_position=position, slot_since=status.get("slot_since"),
+        has_checkpoint=has_checkpoint,
+        queue_position=position,
+        slot_since=status.get("slot_since"),
         ended=status.get("ended"),
     )
 

@@ -68,8 +68,7 @@ class Limits:
     max_layers: int = MAX_LAYERS
 
 
-LIMIT_VARIABLES = {"max_parameters": "CNN_MAX_PARAMETERS",
-                   "max_multiply_adds": "CNN_MAX_MULTIPLY_ADDS"}
+LIMIT_VARIABLES = {"max_parameters": "CNN_MAX_PARAMETERS", "max_multiply_adds": "CNN_MAX_MULTIPLY_ADDS"}
 
 
 def classroom_limits(environ=None) -> Limits:
@@ -107,8 +106,12 @@ class Number:
 
     def check(self, value) -> int | float:
         kinds = int if self.whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-                or not self.low <= value <= self.high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, kinds)
+            or not math.isfinite(value)
+            or not self.low <= value <= self.high
+        ):
             kind = "a whole number" if self.whole else "a number"
             raise ValueError(f"must be {kind} {self.low:g}-{self.high:g}")
         return value if self.whole else float(value)
@@ -141,9 +144,14 @@ class Flag:
 
 ACTIVATIONS = ("relu", "linear", "gelu", "elu", "tanh", "sigmoid")  # "linear": no activation
 LAYER_TYPES = {
-    "conv2d": {"filters": Number(1, 512), "kernel": Number(1, 11), "stride": Number(1, 4, 1),
-               "padding": Choice(("valid", "same"), "valid"), "activation": Choice(ACTIVATIONS, "relu"),
-               "use_bias": Flag(True)},
+    "conv2d": {
+        "filters": Number(1, 512),
+        "kernel": Number(1, 11),
+        "stride": Number(1, 4, 1),
+        "padding": Choice(("valid", "same"), "valid"),
+        "activation": Choice(ACTIVATIONS, "relu"),
+        "use_bias": Flag(True),
+    },
     "maxpool": {"size": Number(2, 8, 2)},
     "avgpool": {"size": Number(2, 8, 2)},
     "dropout": {"rate": Number(0.0, 0.9, whole=False)},
@@ -154,14 +162,27 @@ LAYER_TYPES = {
     "dense": {"units": Number(1, 4096), "activation": Choice(ACTIVATIONS, "relu"), "use_bias": Flag(True)},
 }
 LAYER_LABELS = {
-    "conv2d": "Conv2D (convolution)", "maxpool": "MaxPooling2D", "avgpool": "AveragePooling2D",
-    "dropout": "Dropout", "batchnorm": "BatchNormalization", "relu": "ReLU (activation layer)",
-    "flatten": "Flatten", "global_avgpool": "GlobalAveragePooling2D", "dense": "Dense (fully connected)",
+    "conv2d": "Conv2D (convolution)",
+    "maxpool": "MaxPooling2D",
+    "avgpool": "AveragePooling2D",
+    "dropout": "Dropout",
+    "batchnorm": "BatchNormalization",
+    "relu": "ReLU (activation layer)",
+    "flatten": "Flatten",
+    "global_avgpool": "GlobalAveragePooling2D",
+    "dense": "Dense (fully connected)",
 }
 # A new layer of each type, as the Build page adds it.
 NEW_LAYERS = {
-    "conv2d": {"type": "conv2d", "filters": 32, "kernel": 3, "stride": 1, "padding": "same", "activation": "relu",
-               "use_bias": True},
+    "conv2d": {
+        "type": "conv2d",
+        "filters": 32,
+        "kernel": 3,
+        "stride": 1,
+        "padding": "same",
+        "activation": "relu",
+        "use_bias": True,
+    },
     "maxpool": {"type": "maxpool", "size": 2},
     "avgpool": {"type": "avgpool", "size": 2},
     "dropout": {"type": "dropout", "rate": 0.25},
@@ -182,8 +203,9 @@ def describe_layer(layer: dict) -> str:
     kind = layer.get("type")
     if kind == "conv2d" and {"filters", "kernel"} <= layer.keys():
         stride = layer.get("stride", 1)
-        return (f"conv2d {layer['filters']} filters {layer['kernel']}x{layer['kernel']}"
-                + (f" stride {stride}" if stride != 1 else ""))
+        return f"conv2d {layer['filters']} filters {layer['kernel']}x{layer['kernel']}" + (
+            f" stride {stride}" if stride != 1 else ""
+        )
     if kind in POOLING and "size" in layer:
         return f"{kind} {layer['size']}x{layer['size']}"
     if kind == "dropout" and "rate" in layer:
@@ -267,11 +289,12 @@ def _top_level(spec, limits: Limits) -> list:
         raise _Problem('A spec is a JSON object like {"version": 1, "layers": [...]}.')
     unknown = sorted(str(key)[:40] for key in spec if key not in ("version", "layers"))
     if unknown:
-        raise _Problem(f"Unknown top-level key {unknown[0]!r}: a spec has only \"version\" and \"layers\".")
+        raise _Problem(f'Unknown top-level key {unknown[0]!r}: a spec has only "version" and "layers".')
     version = spec.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version != SPEC_VERSION:
-        raise _Problem(f"Spec version {_shown(version)!r} is not supported: this dashboard reads "
-                       f"version {SPEC_VERSION}.")
+        raise _Problem(
+            f"Spec version {_shown(version)!r} is not supported: this dashboard reads version {SPEC_VERSION}."
+        )
     layers = spec.get("layers")
     if not isinstance(layers, list):
         raise _Problem('"layers" must be a list of layer objects.')
@@ -287,7 +310,7 @@ def _layer_label(index: int, layer: dict) -> str:
 def _canonical_layer(index: int, raw, used_names: dict[str, int]) -> dict:
     """The layer with every setting checked and defaults filled in."""
     if not isinstance(raw, dict):
-        raise _Problem(f"Layer {index}: must be an object like {{\"type\": \"conv2d\", ...}}.")
+        raise _Problem(f'Layer {index}: must be an object like {{"type": "conv2d", ...}}.')
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
         shown = repr(kind[:30]) if isinstance(kind, str) else "missing"
@@ -297,8 +320,9 @@ def _canonical_layer(index: int, raw, used_names: dict[str, int]) -> dict:
     for key in raw:
         if key not in fields and key not in ("type", "name"):
             allowed = ", ".join(fields) or "no settings"
-            raise _Problem(f"{label}: unknown setting {str(key)[:30]!r}; a {kind} layer takes {allowed} "
-                           "(and an optional name).")
+            raise _Problem(
+                f"{label}: unknown setting {str(key)[:30]!r}; a {kind} layer takes {allowed} (and an optional name)."
+            )
     layer = {"type": kind}
     for key, rule in fields.items():
         if key not in raw:
@@ -313,14 +337,17 @@ def _canonical_layer(index: int, raw, used_names: dict[str, int]) -> dict:
     if "name" in raw:
         name = raw["name"]
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise _Problem(f"{label}: a layer name starts with a letter and has only letters, digits and _ "
-                           "(at most 40); or leave it out.")
+            raise _Problem(
+                f"{label}: a layer name starts with a letter and has only letters, digits and _ "
+                "(at most 40); or leave it out."
+            )
         layer["name"] = name
     name = layer_name(index, layer)
     if name in used_names or name in (INPUT_NAME, OUTPUT_NAME):
         where = f"layer {used_names[name]}" if name in used_names else "the model's input or output"
-        raise _Problem(f"{label}: the name {name!r} is already used by {where}; names must be unique "
-                       "(or leave the name out).")
+        raise _Problem(
+            f"{label}: the name {name!r} is already used by {where}; names must be unique (or leave the name out)."
+        )
     used_names[name] = index
     return layer
 
@@ -345,8 +372,18 @@ def _walk(index: int, raw, rows: list[LayerRow], limits: Limits) -> dict:
     shape = rows[-1].output_shape if rows else INPUT_SHAPE
     label = _layer_label(index, layer)
     output_shape, parameters, formula, shape_formula, multiply_adds = _SHAPERS[layer["type"]](layer, shape, label)
-    rows.append(LayerRow(index, layer_name(index, layer), describe_layer(layer), output_shape, parameters, formula,
-                         shape_formula, multiply_adds))
+    rows.append(
+        LayerRow(
+            index,
+            layer_name(index, layer),
+            describe_layer(layer),
+            output_shape,
+            parameters,
+            formula,
+            shape_formula,
+            multiply_adds,
+        )
+    )
     _check_running_totals(rows, label, limits)
     return layer
 
@@ -357,13 +394,15 @@ def _check_running_totals(rows: list[LayerRow], label: str, limits: Limits) -> N
         raise _Problem(
             f"{label}: brings the parameter count to {parameters:,}, over the classroom limit of "
             f"{limits.max_parameters:,}; use fewer filters or units, or add pooling (or GlobalAveragePooling) "
-            "before Flatten. The teacher can raise the limit (CNN_MAX_PARAMETERS).")
+            "before Flatten. The teacher can raise the limit (CNN_MAX_PARAMETERS)."
+        )
     multiply_adds = sum(row.multiply_adds for row in rows)
     if multiply_adds > limits.max_multiply_adds:
         raise _Problem(
             f"{label}: brings the work per image to {multiply_adds:,} multiply-adds, over the classroom limit "
             f"of {limits.max_multiply_adds:,}; use fewer filters, a stride of 2, or pool earlier. "
-            "The teacher can raise the limit (CNN_MAX_MULTIPLY_ADDS).")
+            "The teacher can raise the limit (CNN_MAX_MULTIPLY_ADDS)."
+        )
 
 
 def _output_row(index: int, rows: list[LayerRow], limits: Limits) -> None:
@@ -373,9 +412,18 @@ def _output_row(index: int, rows: list[LayerRow], limits: Limits) -> None:
     if len(shape) != 1:
         raise _Problem(f"{label} needs a flat input; end the stack with Flatten or GlobalAveragePooling.")
     parameters = (shape[0] + 1) * NUM_CLASSES
-    rows.append(LayerRow(index, OUTPUT_NAME, f"dense {NUM_CLASSES} + softmax (output)", (NUM_CLASSES,), parameters,
-                         dense_parameter_formula(shape[0], NUM_CLASSES, True), "one probability per class",
-                         shape[0] * NUM_CLASSES))
+    rows.append(
+        LayerRow(
+            index,
+            OUTPUT_NAME,
+            f"dense {NUM_CLASSES} + softmax (output)",
+            (NUM_CLASSES,),
+            parameters,
+            dense_parameter_formula(shape[0], NUM_CLASSES, True),
+            "one probability per class",
+            shape[0] * NUM_CLASSES,
+        )
+    )
     _check_running_totals(rows, label, limits)
 
 
@@ -384,8 +432,10 @@ def _output_row(index: int, rows: list[LayerRow], limits: Limits) -> None:
 
 def _needs_map(shape, label: str) -> tuple[int, int, int]:
     if len(shape) != 3:
-        raise _Problem(f"{label}: needs a 2-D feature map but gets a flat vector of {shape[0]:,} values; "
-                       "move it before the Flatten (or GlobalAveragePooling).")
+        raise _Problem(
+            f"{label}: needs a 2-D feature map but gets a flat vector of {shape[0]:,} values; "
+            "move it before the Flatten (or GlobalAveragePooling)."
+        )
     return shape
 
 
@@ -393,24 +443,32 @@ def _conv_shape(layer, shape, label):
     height, width, channels = _needs_map(shape, label)
     kernel, stride, filters = layer["kernel"], layer["stride"], layer["filters"]
     if layer["padding"] == "valid" and kernel > min(height, width):
-        raise _Problem(f"{label}: the {kernel}x{kernel} kernel does not fit in the {height}x{width} feature map; "
-                       "use a smaller kernel, padding='same', or remove a pooling layer before it.")
+        raise _Problem(
+            f"{label}: the {kernel}x{kernel} kernel does not fit in the {height}x{width} feature map; "
+            "use a smaller kernel, padding='same', or remove a pooling layer before it."
+        )
     settings = ConvSpec(stride=stride, padding=layer["padding"])
     sides = [(side, padding_amounts(side, kernel, settings)) for side in (height, width)]
     out_height, out_width = (output_size(side, kernel, padding, stride) for side, padding in sides)
     formulas = [output_size_formula(side, kernel, padding, stride) for side, padding in sides]
     parameters = (kernel * kernel * channels + (1 if layer["use_bias"] else 0)) * filters
-    return ((out_height, out_width, filters), parameters,
-            conv_parameter_formula(kernel, kernel, channels, filters, layer["use_bias"]),
-            _shape_text(formulas, filters, "filters"), out_height * out_width * kernel * kernel * channels * filters)
+    return (
+        (out_height, out_width, filters),
+        parameters,
+        conv_parameter_formula(kernel, kernel, channels, filters, layer["use_bias"]),
+        _shape_text(formulas, filters, "filters"),
+        out_height * out_width * kernel * kernel * channels * filters,
+    )
 
 
 def _pool_shape(layer, shape, label):
     height, width, channels = _needs_map(shape, label)
     size = layer["size"]
     if size > min(height, width):
-        raise _Problem(f"{label}: the feature map would shrink to 0x0 (it is {height}x{width}); remove this pooling "
-                       "layer or use padding='same' in the convolutions before it.")
+        raise _Problem(
+            f"{label}: the feature map would shrink to 0x0 (it is {height}x{width}); remove this pooling "
+            "layer or use padding='same' in the convolutions before it."
+        )
     formulas = [output_size_formula(side, size, 0, size) for side in (height, width)]
     out_height, out_width = (output_size(side, size, 0, size) for side in (height, width))
     return ((out_height, out_width, channels), 0, NO_WEIGHTS_FORMULA, _shape_text(formulas, channels, "channels"), 0)
@@ -437,8 +495,13 @@ def _flatten_shape(layer, shape, label):
         raise _Problem(f"{label}: the input is already flat ({shape[0]:,} values); remove this layer.")
     height, width, channels = shape
     if layer["type"] == "flatten":
-        return ((height * width * channels,), 0, NO_WEIGHTS_FORMULA,
-                f"{height}·{width}·{channels} = {height * width * channels:,} values in a row", 0)
+        return (
+            (height * width * channels,),
+            0,
+            NO_WEIGHTS_FORMULA,
+            f"{height}·{width}·{channels} = {height * width * channels:,} values in a row",
+            0,
+        )
     return (channels,), 0, NO_WEIGHTS_FORMULA, f"one mean per channel of the {height}x{width} maps: {channels}", 0
 
 
@@ -447,14 +510,25 @@ def _dense_shape(layer, shape, label):
         raise _Problem(f"{label}: needs a flat input; add Flatten or GlobalAveragePooling before it.")
     units_in, units = shape[0], layer["units"]
     parameters = (units_in + (1 if layer["use_bias"] else 0)) * units
-    return ((units,), parameters, dense_parameter_formula(units_in, units, layer["use_bias"]),
-            f"{units} units", units_in * units)
+    return (
+        (units,),
+        parameters,
+        dense_parameter_formula(units_in, units, layer["use_bias"]),
+        f"{units} units",
+        units_in * units,
+    )
 
 
 _SHAPERS = {
-    "conv2d": _conv_shape, "maxpool": _pool_shape, "avgpool": _pool_shape, "dropout": _same_shape,
-    "relu": _same_shape, "batchnorm": _batchnorm_shape, "flatten": _flatten_shape,
-    "global_avgpool": _flatten_shape, "dense": _dense_shape,
+    "conv2d": _conv_shape,
+    "maxpool": _pool_shape,
+    "avgpool": _pool_shape,
+    "dropout": _same_shape,
+    "relu": _same_shape,
+    "batchnorm": _batchnorm_shape,
+    "flatten": _flatten_shape,
+    "global_avgpool": _flatten_shape,
+    "dense": _dense_shape,
 }
 
 
@@ -535,8 +609,10 @@ def check_model_name(name: str) -> str:
     from cnn.zoo import ZOO
 
     if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
-        raise SpecError(f"The model name {str(name)[:70]!r} may use only letters, digits, _ and - "
-                        "(at most 64 characters, not starting with _ or -).")
+        raise SpecError(
+            f"The model name {str(name)[:70]!r} may use only letters, digits, _ and - "
+            "(at most 64 characters, not starting with _ or -)."
+        )
     if name in ZOO or name.endswith(RESERVED_SUFFIX):
         raise SpecError(f"{name!r} is the name of a zoo model or of its Train-page run; choose another name.")
     return name
@@ -605,9 +681,15 @@ def _construct(spec: dict, name: str):
     def make(index: int, layer: dict):
         kind, layer_name_ = layer["type"], layer_name(index, layer)
         if kind == "conv2d":
-            return keras_layers.Conv2D(layer["filters"], layer["kernel"], strides=layer["stride"],
-                                       padding=layer["padding"], use_bias=layer["use_bias"],
-                                       activation=layer["activation"], name=layer_name_)
+            return keras_layers.Conv2D(
+                layer["filters"],
+                layer["kernel"],
+                strides=layer["stride"],
+                padding=layer["padding"],
+                use_bias=layer["use_bias"],
+                activation=layer["activation"],
+                name=layer_name_,
+            )
         if kind == "maxpool":
             return keras_layers.MaxPooling2D(layer["size"], name=layer_name_)
         if kind == "avgpool":
@@ -615,11 +697,15 @@ def _construct(spec: dict, name: str):
         if kind == "dropout":
             return keras_layers.Dropout(layer["rate"], name=layer_name_)
         if kind == "dense":
-            return keras_layers.Dense(layer["units"], activation=layer["activation"], use_bias=layer["use_bias"],
-                                      name=layer_name_)
-        return {"batchnorm": keras_layers.BatchNormalization, "relu": keras_layers.ReLU,
-                "flatten": keras_layers.Flatten, "global_avgpool": keras_layers.GlobalAveragePooling2D}[kind](
-            name=layer_name_)
+            return keras_layers.Dense(
+                layer["units"], activation=layer["activation"], use_bias=layer["use_bias"], name=layer_name_
+            )
+        return {
+            "batchnorm": keras_layers.BatchNormalization,
+            "relu": keras_layers.ReLU,
+            "flatten": keras_layers.Flatten,
+            "global_avgpool": keras_layers.GlobalAveragePooling2D,
+        }[kind](name=layer_name_)
 
     inputs = keras.Input(shape=INPUT_SHAPE, name=INPUT_NAME)
     features = inputs
@@ -634,14 +720,24 @@ def _construct(spec: dict, name: str):
 
 
 def _conv(filters: int, kernel: int, name: str, *, padding="valid", activation="relu", use_bias=True) -> dict:
-    return {"type": "conv2d", "filters": filters, "kernel": kernel, "stride": 1, "padding": padding,
-            "activation": activation, "use_bias": use_bias, "name": name}
+    return {
+        "type": "conv2d",
+        "filters": filters,
+        "kernel": kernel,
+        "stride": 1,
+        "padding": padding,
+        "activation": activation,
+        "use_bias": use_bias,
+        "name": name,
+    }
 
 
 def _head(dropout_rate: float) -> list[dict]:
     """Flatten -> Dense 256 (relu) [-> Dropout]; the softmax output is appended by the builder."""
-    head = [{"type": "flatten", "name": "flatten"},
-            {"type": "dense", "units": 256, "activation": "relu", "use_bias": True, "name": "dense"}]
+    head = [
+        {"type": "flatten", "name": "flatten"},
+        {"type": "dense", "units": 256, "activation": "relu", "use_bias": True, "name": "dense"},
+    ]
     if dropout_rate:
         head.append({"type": "dropout", "rate": dropout_rate, "name": "dropout_dense"})
     return head
@@ -668,8 +764,11 @@ def _vgg_spec(dropout_rates=(0, 0, 0, 0), batch_norm: bool = False) -> dict:
         for index in (1, 2):
             suffix = f"{block}_{index}"
             if batch_norm:
-                layers += [_conv(filters, 3, f"conv{suffix}", padding="same", activation="linear", use_bias=False),
-                           {"type": "batchnorm", "name": f"bn{suffix}"}, {"type": "relu", "name": f"relu{suffix}"}]
+                layers += [
+                    _conv(filters, 3, f"conv{suffix}", padding="same", activation="linear", use_bias=False),
+                    {"type": "batchnorm", "name": f"bn{suffix}"},
+                    {"type": "relu", "name": f"relu{suffix}"},
+                ]
             else:
                 layers.append(_conv(filters, 3, f"conv{suffix}", padding="same"))
         layers.append({"type": "maxpool", "size": 2, "name": f"pool{block}"})

@@ -79,7 +79,8 @@ class TrainConfig:
         if self.flip not in FLIPS:
             problems.append(f"flip must be one of {', '.join(FLIPS)}, not {self.flip!r}")
         if self.whiten_bias_epochs is not None and not (
-                isinstance(self.whiten_bias_epochs, int) and self.whiten_bias_epochs >= 0):
+            isinstance(self.whiten_bias_epochs, int) and self.whiten_bias_epochs >= 0
+        ):
             problems.append(f"whitening-bias epochs must be a whole number >= 0, not {self.whiten_bias_epochs!r}")
         if self.subset is not None and self.subset < 1:
             problems.append(f"subset must be at least 1 image, not {self.subset}")
@@ -143,8 +144,12 @@ def _strategy_problems(strategy, cpu_devices) -> list[str]:
 
 
 def _is_quality_range(value) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(q, int) for q in value)
-            and 1 <= value[0] <= value[1] <= 100)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(q, int) for q in value)
+        and 1 <= value[0] <= value[1] <= 100
+    )
 
 
 @dataclass
@@ -185,8 +190,15 @@ def compile_model(model, config: TrainConfig, total_steps: int) -> None:
 # ---------------------------------------------------------------- the run
 
 
-def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, resume: bool = False,
-          verbose: int = 2, clear_stop: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: Cifar10,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    verbose: int = 2,
+    clear_stop: bool = True,
+) -> TrainResult:
     """Train `config.model` on `data`, recording everything in `run_dir`.
 
     The run folder's status ends in "saving" (training done, the model not saved yet):
@@ -211,12 +223,14 @@ def train(config: TrainConfig, data: Cifar10, run_dir: str | os.PathLike, *, res
     resume_files = (files.checkpoint.name, files.state.name, files.history.name, files.status.name)
     with worker_run_folder(Path(run_dir), placement, resume=resume, resume_files=resume_files) as folder:
         result = _train(config, data, folder, placement, resume=resume, verbose=verbose, clear_stop=clear_stop)
-    return dataclasses.replace(result, replicas=placement.replicas, workers=placement.workers,
-                               is_chief=placement.is_chief)
+    return dataclasses.replace(
+        result, replicas=placement.replicas, workers=placement.workers, is_chief=placement.is_chief
+    )
 
 
-def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resume: bool, verbose: int,
-           clear_stop: bool):
+def _train(
+    config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resume: bool, verbose: int, clear_stop: bool
+):
     import keras
 
     from cnn.callbacks import WHITEN_BIAS
@@ -240,20 +254,37 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     try:
         # Building, compiling and fitting in the strategy's scope makes every variable one per replica.
         with placement.scope():
-            model, initial_epoch, wall_offset = start_or_resume(entry, config, files, images, resume,
-                                                                steps_per_epoch * config.epochs)
+            model, initial_epoch, wall_offset = start_or_resume(
+                entry, config, files, images, resume, steps_per_epoch * config.epochs
+            )
         if config.whiten_bias_epochs is not None and WHITEN_BIAS not in {layer.name for layer in model.layers}:
-            raise UserError(f"{config.model!r} has no whitening layer: whiten_bias_epochs applies only to a "
-                            "network that starts with one (fast, best).")
-        write_status(files, state="running", pid=os.getpid(), model=config.model, epoch=initial_epoch,
-                     epochs=config.epochs, batch=0, batches=steps_per_epoch, message="", config=config.to_dict())
+            raise UserError(
+                f"{config.model!r} has no whitening layer: whiten_bias_epochs applies only to a "
+                "network that starts with one (fast, best)."
+            )
+        write_status(
+            files,
+            state="running",
+            pid=os.getpid(),
+            model=config.model,
+            epoch=initial_epoch,
+            epochs=config.epochs,
+            batch=0,
+            batches=steps_per_epoch,
+            message="",
+            config=config.to_dict(),
+        )
         started = time.time()
         if initial_epoch < config.epochs:
             with placement.scope():
                 model.fit(
                     placement.shard_by_data(training_batches(images, labels, config, initial_epoch)),
-                    epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                    validation_data=validation_data(data), validation_batch_size=512, verbose=verbose,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=validation_data(data),
+                    validation_batch_size=512,
+                    verbose=verbose,
                     callbacks=_run_callbacks(config, files, placement, steps_per_epoch, wall_offset, started),
                 )
     finally:
@@ -265,8 +296,9 @@ def _train(config: TrainConfig, data: Cifar10, run_dir: Path, placement, *, resu
     return _finish(entry, model, config, files, history, state, data)
 
 
-def _run_callbacks(config: TrainConfig, files: RunFiles, placement, steps_per_epoch: int,
-                   wall_time_before: float, started: float) -> list:
+def _run_callbacks(
+    config: TrainConfig, files: RunFiles, placement, steps_per_epoch: int, wall_time_before: float, started: float
+) -> list:
     """The run's callbacks (cnn.callbacks), in the order they must run at the end of a batch or epoch.
 
     The whitening-bias hold comes before lookahead (which then only ever sees the held
@@ -338,8 +370,12 @@ def start_or_resume(entry, config: TrainConfig, files: RunFiles, images, resume:
 
 def _finish(entry, model, config, files: RunFiles, history, state, data: Cifar10) -> TrainResult:
     epochs_done = int(state.get("epoch", 0))
-    write_status(files, state="saving", epoch=epochs_done,
-                 message="Training done: measuring validation accuracy and saving the model.")
+    write_status(
+        files,
+        state="saving",
+        epoch=epochs_done,
+        message="Training done: measuring validation accuracy and saving the model.",
+    )
     shipped = entry.export(model)
     val_accuracy = val_loss = None
     if len(data.val):
@@ -349,7 +385,12 @@ def _finish(entry, model, config, files: RunFiles, history, state, data: Cifar10
         val_accuracy, val_loss = validation.accuracy, validation.loss
     stopped = epochs_done < config.epochs or bool(history and history[-1].get("partial_batches"))
     return TrainResult(
-        model=shipped, config=config, history=history, epochs_done=epochs_done,
-        wall_time_s=float(state.get("wall_time_s", 0.0)), stopped_early=stopped,
-        val_accuracy=val_accuracy, val_loss=val_loss,
+        model=shipped,
+        config=config,
+        history=history,
+        epochs_done=epochs_done,
+        wall_time_s=float(state.get("wall_time_s", 0.0)),
+        stopped_early=stopped,
+        val_accuracy=val_accuracy,
+        val_loss=val_loss,
     )

@@ -67,8 +67,9 @@ REPORT_BUILDER = "cnn.models:build_report_model"  # the report's models are spec
 
 
 def _report_model(number: int, name: str, summary: str, recipe: dict, accuracy: float | None = None) -> ZooEntry:
-    return ZooEntry(name, summary, recipe, REPORT_BUILDER, {"name": name}, report_number=number,
-                    report_accuracy=accuracy)
+    return ZooEntry(
+        name, summary, recipe, REPORT_BUILDER, {"name": name}, report_number=number, report_accuracy=accuracy
+    )
 
 
 # Epochs of the report's models: the report gives none. base and dropout run long enough to show
@@ -78,36 +79,84 @@ def _report_model(number: int, name: str, summary: str, recipe: dict, accuracy: 
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
-        _report_model(1, "base", "2x Conv(32, 4x4)+MaxPool, Dense 256",
-                      dict(epochs=15, batch_size=32, learning_rate=1e-3), accuracy=0.64),
-        _report_model(2, "dropout", "model 1 + dropout",
-                      dict(epochs=25, batch_size=32, learning_rate=1e-3), accuracy=0.70),
-        _report_model(3, "deeper", "6 conv layers, 32-64-128 filters",
-                      dict(epochs=10, batch_size=64, learning_rate=1e-3)),
-        _report_model(4, "deeper_dropout", "model 3 + more dropout",
-                      dict(epochs=12, batch_size=64, learning_rate=1e-3)),
-        _report_model(5, "batchnorm", "model 4 + batch normalization",
-                      dict(epochs=15, batch_size=64, learning_rate=1e-3, lr_schedule="cosine")),
-        _report_model(6, "augmented", "model 5 + image augmentation",
-                      dict(epochs=35, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", augment=True),
-                      accuracy=0.90),
-        ZooEntry("fast", "airbench94-style ConvNet (whitening, fused batch norm, ReLU), averaged over six views",
-                 # airbench94 in Keras units (lr 1.5 on the mean loss, decoupled decay 0.0087 per unit of lr),
-                 # whitening bias held after 3 epochs, alternating flip, no JPEG training, 15 epochs.
-                 # Evidence: validation 94.26% / 94.10% (seeds 0 / 1), 14.9 / 13.6 min on a 2-core Xeon CPU
-                 # (`python -m cnn train --model fast --seed S`; docs/experiments/README.md).
-                 dict(epochs=15, batch_size=1024, learning_rate=1.5, optimizer="sgd_nesterov", momentum=0.85,
-                      weight_decay=0.0087, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True,
-                      flip="alternate", whiten_bias_epochs=3, lookahead=True),
-                 "cnn.models:build_fast", training_builder="cnn.models:build_fast_trunk", needs_calibration=True),
-        ZooEntry("best", "the fast network made wider (airbench95: 128-384-384 filters), averaged over six views",
-                 # airbench95's changes to airbench94: widths 128/384/384, learning rate x0.87, more epochs.
-                 # Evidence: validation 95.10% after 26 epochs in 50.9 min, 94.68% after 20 in 41.7 min (seed 0,
-                 # 2-core Xeon CPU, `python -m cnn train --model best [--epochs 20]`; docs/experiments/README.md).
-                 dict(epochs=26, batch_size=1024, learning_rate=1.3, optimizer="sgd_nesterov", momentum=0.85,
-                      weight_decay=0.0087, label_smoothing=0.2, lr_schedule="warmup_linear", augment=True,
-                      flip="alternate", whiten_bias_epochs=3, lookahead=True),
-                 "cnn.models:build_best", training_builder="cnn.models:build_best_trunk", needs_calibration=True),
+        _report_model(
+            1,
+            "base",
+            "2x Conv(32, 4x4)+MaxPool, Dense 256",
+            dict(epochs=15, batch_size=32, learning_rate=1e-3),
+            accuracy=0.64,
+        ),
+        _report_model(
+            2, "dropout", "model 1 + dropout", dict(epochs=25, batch_size=32, learning_rate=1e-3), accuracy=0.70
+        ),
+        _report_model(
+            3, "deeper", "6 conv layers, 32-64-128 filters", dict(epochs=10, batch_size=64, learning_rate=1e-3)
+        ),
+        _report_model(
+            4, "deeper_dropout", "model 3 + more dropout", dict(epochs=12, batch_size=64, learning_rate=1e-3)
+        ),
+        _report_model(
+            5,
+            "batchnorm",
+            "model 4 + batch normalization",
+            dict(epochs=15, batch_size=64, learning_rate=1e-3, lr_schedule="cosine"),
+        ),
+        _report_model(
+            6,
+            "augmented",
+            "model 5 + image augmentation",
+            dict(epochs=35, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", augment=True),
+            accuracy=0.90,
+        ),
+        ZooEntry(
+            "fast",
+            "airbench94-style ConvNet (whitening, fused batch norm, ReLU), averaged over six views",
+            # airbench94 in Keras units (lr 1.5 on the mean loss, decoupled decay 0.0087 per unit of lr),
+            # whitening bias held after 3 epochs, alternating flip, no JPEG training, 15 epochs.
+            # Evidence: validation 94.26% / 94.10% (seeds 0 / 1), 14.9 / 13.6 min on a 2-core Xeon CPU
+            # (`python -m cnn train --model fast --seed S`; docs/experiments/README.md).
+            dict(
+                epochs=15,
+                batch_size=1024,
+                learning_rate=1.5,
+                optimizer="sgd_nesterov",
+                momentum=0.85,
+                weight_decay=0.0087,
+                label_smoothing=0.2,
+                lr_schedule="warmup_linear",
+                augment=True,
+                flip="alternate",
+                whiten_bias_epochs=3,
+                lookahead=True,
+            ),
+            "cnn.models:build_fast",
+            training_builder="cnn.models:build_fast_trunk",
+            needs_calibration=True,
+        ),
+        ZooEntry(
+            "best",
+            "the fast network made wider (airbench95: 128-384-384 filters), averaged over six views",
+            # airbench95's changes to airbench94: widths 128/384/384, learning rate x0.87, more epochs.
+            # Evidence: validation 95.10% after 26 epochs in 50.9 min, 94.68% after 20 in 41.7 min (seed 0,
+            # 2-core Xeon CPU, `python -m cnn train --model best [--epochs 20]`; docs/experiments/README.md).
+            dict(
+                epochs=26,
+                batch_size=1024,
+                learning_rate=1.3,
+                optimizer="sgd_nesterov",
+                momentum=0.85,
+                weight_decay=0.0087,
+                label_smoothing=0.2,
+                lr_schedule="warmup_linear",
+                augment=True,
+                flip="alternate",
+                whiten_bias_epochs=3,
+                lookahead=True,
+            ),
+            "cnn.models:build_best",
+            training_builder="cnn.models:build_best_trunk",
+            needs_calibration=True,
+        ),
     )
 }
 
@@ -143,5 +192,11 @@ def spec_entry(name: str, spec: dict) -> ZooEntry:
     from cnn.spec import BUILD_RECIPE, check_spec, describe_spec
 
     canonical = check_spec(spec)
-    return ZooEntry(name, describe_spec(canonical), dict(BUILD_RECIPE), "cnn.spec:build_model",
-                    {"spec": canonical, "name": name}, origin="Built on the Build page")
+    return ZooEntry(
+        name,
+        describe_spec(canonical),
+        dict(BUILD_RECIPE),
+        "cnn.spec:build_model",
+        {"spec": canonical, "name": name},
+        origin="Built on the Build page",
+    )

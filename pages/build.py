@@ -41,27 +41,45 @@ run_dir = build_views.run_dir_of(name)
 state = training_views.read_state(run_dir) if run_dir else None
 has_data = data.find_data_dir() is not None
 if not has_data:
-    st.warning("Training needs the CIFAR-10 training images, which are not on this machine: set CIFAR10_DIR or "
-               "download them from the dataset page.", icon=":material/cloud_off:")
+    st.warning(
+        "Training needs the CIFAR-10 training images, which are not on this machine: set CIFAR10_DIR or "
+        "download them from the dataset page.",
+        icon=":material/cloud_off:",
+    )
 settings, panel = st.columns([2, 3], gap="large")
 with settings:
     teacher = training_views.teacher_mode()
     request = build_views.train_form(analysis, teacher=teacher, disabled=not has_data or bool(state and state.active))
-    if state and state.can_resume and st.button("Resume", icon=":material/resume:", key="build_resume",
-                                                help="Continue this model's last run: its checkpoint and history."):
+    if (
+        state
+        and state.can_resume
+        and st.button(
+            "Resume",
+            icon=":material/resume:",
+            key="build_resume",
+            help="Continue this model's last run: its checkpoint and history.",
+        )
+    ):
         request = "resume"
     build_views.export_button(analysis, name)
-    st.caption("Training runs in the same worker process and run folder as on the Train page "
-               "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its "
-               "sidecar: the "
-               "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here.")
+    st.caption(
+        "Training runs in the same worker process and run folder as on the Train page "
+        "(`python -m cnn train`, queued like every run) and saves models/NAME.keras with the spec in its "
+        "sidecar: the "
+        "model then appears on the Evaluate, Inspect and Predict pages and can be loaded back here."
+    )
 if request is not None:
     try:
         if request == "resume":
             classroom.resume_run(run_dir, teacher=teacher)
         else:  # the classroom's rules and queue, as on the Train page
-            classroom.start_run(request.config, request.out_path, owner=training_views.session_owner(),
-                                teacher=teacher, replace=request.replace)
+            classroom.start_run(
+                request.config,
+                request.out_path,
+                owner=training_views.session_owner(),
+                teacher=teacher,
+                replace=request.replace,
+            )
     except UserError as error:
         settings.error(str(error), icon=":material/error:")
     else:
@@ -76,15 +94,23 @@ if board.empty:
     st.info("No model trained yet: train yours above.", icon=":material/info:")
 else:
     st.dataframe(board, hide_index=True, column_config=build_views.LEADERBOARD_COLUMNS, key="build_race")
-    st.caption("Models built on this page and the reference models: the report's models 1, 2 and 6 (the report "
-               "gives 64%, 70% and 90%) and our fast network. Validation: the last 5,000 training images; test "
-               "0-999: the exact CIFAR-10 test images. A short classroom run on a subset is not a fair fight "
-               "with a model trained for many epochs on all images: compare epochs and minutes too.")
-    chosen = st.multiselect("Overlay the training curves of", board["Model"].tolist(),
-                            default=build_views.default_race(board), key="build_race_overlay")
+    st.caption(
+        "Models built on this page and the reference models: the report's models 1, 2 and 6 (the report "
+        "gives 64%, 70% and 90%) and our fast network. Validation: the last 5,000 training images; test "
+        "0-999: the exact CIFAR-10 test images. A short classroom run on a subset is not a fair fight "
+        "with a model trained for many epochs on all images: compare epochs and minutes too."
+    )
+    chosen = st.multiselect(
+        "Overlay the training curves of",
+        board["Model"].tolist(),
+        default=build_views.default_race(board),
+        key="build_race_overlay",
+    )
     histories = training_views.saved_histories(list_models(), chosen)
     if histories:
         training_views.charts(histories, key="race")
-        st.caption("Stored per-epoch history of each chosen model: solid lines with circles are the training "
-                   "images, dashed lines with squares the validation images, one colour per model (a "
-                   "colour-blind-safe palette); the last value is written at the end of each line.")
+        st.caption(
+            "Stored per-epoch history of each chosen model: solid lines with circles are the training "
+            "images, dashed lines with squares the validation images, one colour per model (a "
+            "colour-blind-safe palette); the last value is written at the end of each line."
+        )

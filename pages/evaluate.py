@@ -36,22 +36,32 @@ with model_tab:
         loss_column.metric("Mean cross-entropy loss", f"{evaluation.main.loss:.3f}")
         details = evaluation.main
         if evaluation.whole:
-            part = st.radio("Details for", [views.WHOLE_LABEL, views.CLEAN_LABEL], horizontal=True,
-                            key="eval_part")
+            part = st.radio("Details for", [views.WHOLE_LABEL, views.CLEAN_LABEL], horizontal=True, key="eval_part")
             details = evaluation.clean if part == views.CLEAN_LABEL else evaluation.whole
 
         st.subheader("Classification report")
         table = views.class_metrics_table(details)
-        st.dataframe(table, height=views.table_height(len(table)), column_config={
-            column: st.column_config.NumberColumn(column, format="%.2f")
-            for column in ("precision", "recall", "f1-score")})
-        st.caption(f"scikit-learn's classification report on the {details.split} ({details.n:,} images): precision "
-                   "= share of the predictions of a class that are right; recall = share of the class's images "
-                   "found; f1 = their harmonic mean; support = images of the class.")
+        st.dataframe(
+            table,
+            height=views.table_height(len(table)),
+            column_config={
+                column: st.column_config.NumberColumn(column, format="%.2f")
+                for column in ("precision", "recall", "f1-score")
+            },
+        )
+        st.caption(
+            f"scikit-learn's classification report on the {details.split} ({details.n:,} images): precision "
+            "= share of the predictions of a class that are right; recall = share of the class's images "
+            "found; f1 = their harmonic mean; support = images of the class."
+        )
 
         st.subheader("Confusion matrix")
-        mode = st.segmented_control("Cells show", ["counts", "row-normalized"], default="counts",
-                                    key="eval_confusion_mode") or "counts"
+        mode = (
+            st.segmented_control(
+                "Cells show", ["counts", "row-normalized"], default="counts", key="eval_confusion_mode"
+            )
+            or "counts"
+        )
         views.confusion_matrix(details, normalized=mode == "row-normalized")
         true_label, predicted_label = views.pair_picker(details)
         views.mistakes_gallery(details, true_label, predicted_label)
@@ -59,11 +69,16 @@ with model_tab:
         st.subheader("Per class")
         bars, pairs = st.columns([3, 2])
         bars.plotly_chart(views.per_class_figure(details), key="eval_per_class")
-        bars.caption("Each bar is the share of one class's test images that the model classified correctly; "
-                     "the value is written at its end.")
+        bars.caption(
+            "Each bar is the share of one class's test images that the model classified correctly; "
+            "the value is written at its end."
+        )
         pairs.markdown("**Most confused pairs**")
-        pairs.dataframe(views.confused_pairs_table(details), hide_index=True,
-                        column_config={views.PAIR_SHARE: st.column_config.NumberColumn(format="%.1f")})
+        pairs.dataframe(
+            views.confused_pairs_table(details),
+            hide_index=True,
+            column_config={views.PAIR_SHARE: st.column_config.NumberColumn(format="%.1f")},
+        )
 
 with compare_tab:
     records = resources.shipped_models()
@@ -88,5 +103,7 @@ with compare_tab:
             "Every accuracy is in percent, with one decimal."
         )
         st.plotly_chart(views.story_figure(table), key="eval_story")
-        st.caption("Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
-                   f"figures. The report's progression goes {views.report_progression_text()}.")
+        st.caption(
+            "Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
+            f"figures. The report's progression goes {views.report_progression_text()}."
+        )

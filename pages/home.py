@@ -42,14 +42,23 @@ if shipped:
 elif not entries:
     st.info("No trained model is in models/ yet: train one on the Train page.")
 else:
-    st.info("No shipped model is in models/: models trained here are listed below; `python -m cnn evaluate NAME "
-            "--record` records a model's test figures.")
+    st.info(
+        "No shipped model is in models/: models trained here are listed below; `python -m cnn evaluate NAME "
+        "--record` records a model's test figures."
+    )
 if trained_here:
     st.subheader("Trained here")
-    st.dataframe(models_table(trained_here), hide_index=True, width="stretch", column_config=COLUMN_CONFIG,
-                 key="home_trained_here")
-    st.caption("Models trained on this machine (classroom runs on the Train page, or the command line) whose "
-               "test figures have not been recorded; the Evaluate page measures them.")
+    st.dataframe(
+        models_table(trained_here),
+        hide_index=True,
+        width="stretch",
+        column_config=COLUMN_CONFIG,
+        key="home_trained_here",
+    )
+    st.caption(
+        "Models trained on this machine (classroom runs on the Train page, or the command line) whose "
+        "test figures have not been recorded; the Evaluate page measures them."
+    )
 if len(shipped) + len(trained_here) < len(entries):
     st.warning("These saved models cannot be used (the others are not affected):", icon=":material/warning:")
     st.dataframe(unusable_table(entries), hide_index=True, width="stretch", key="home_unusable")

@@ -49,12 +49,15 @@ with results:
     stepped_index = kernel_names.index(stepped_name)
     with play_column:
         convolution_views.play_button(feature_maps[..., stepped_index].size)
-    convolution_views.step_through(image, description, stepped_name, chosen_kernels[stepped_index][1], spec,
-                                   feature_maps[..., stepped_index])
+    convolution_views.step_through(
+        image, description, stepped_name, chosen_kernels[stepped_index][1], spec, feature_maps[..., stepped_index]
+    )
 
     st.subheader("Feature-map size")
-    st.markdown("output = floor((n + 2p − d·(k − 1) − 1) / s) + 1, with n input, k kernel, p padding, "
-                "s stride, d dilation (with d = 1 and p = 0 this is the report's n − k + 1).")
+    st.markdown(
+        "output = floor((n + 2p − d·(k − 1) − 1) / s) + 1, with n input, k kernel, p padding, "
+        "s stride, d dilation (with d = 1 and p = 0 this is the report's n − k + 1)."
+    )
     st.code(f"rows:    {formulas['rows']}\ncolumns: {formulas['columns']}", language=None)
 
     st.subheader("All feature maps")
@@ -66,5 +69,7 @@ with results:
             kernel_column.caption(f"The {kernel_size}x{kernel_size} weights of {learn_widgets.kernel_phrase(name)}.")
             map_figure = plots.heatmap(feature_maps[..., index], "Feature map", colorbar_below=True)
             map_column.plotly_chart(map_figure, key=f"conv_all_maps_{index}")
-            map_column.caption(f"The feature map of {learn_widgets.kernel_phrase(name)}, {feature_maps.shape[0]} "
-                               f"rows by {feature_maps.shape[1]} columns." + plots.reading_hint(feature_maps))
+            map_column.caption(
+                f"The feature map of {learn_widgets.kernel_phrase(name)}, {feature_maps.shape[0]} "
+                f"rows by {feature_maps.shape[1]} columns." + plots.reading_hint(feature_maps)
+            )

@@ -38,8 +38,10 @@ except UserError as error:
     st.stop()
 
 with explanation:
-    st.markdown("Output size: floor((n − k) / s) + 1, with n input, k window and s stride (pooling "
-                "adds no padding and spreads no taps apart).")
+    st.markdown(
+        "Output size: floor((n − k) / s) + 1, with n input, k window and s stride (pooling "
+        "adds no padding and spreads no taps apart)."
+    )
     st.code(f"rows:    {formulas['rows']}\ncolumns: {formulas['columns']}", language=None)
     windows = maxima.values.size
     # A slider needs two ends: with a single window there is nothing to step through.
@@ -49,16 +51,25 @@ with explanation:
 
 window_box = plots.box_around(window.rows, window.cols)
 output_cell = plots.Box(window.out_row, window.out_col, window.out_row, window.out_col)
-st.plotly_chart(plots.heatmap(grid, "Input", highlight=window_box, marks=plots.maxima_marks(maxima),
-                              marks_name="kept by max pooling"), key="pool_input")
-st.caption(f"{description}: the dashed square is window {step}; a solid black-and-white border marks "
-           "the element each max-pooling window keeps (a cross, when there are too many for borders)."
-           + plots.reading_hint(grid))
+st.plotly_chart(
+    plots.heatmap(
+        grid, "Input", highlight=window_box, marks=plots.maxima_marks(maxima), marks_name="kept by max pooling"
+    ),
+    key="pool_input",
+)
+st.caption(
+    f"{description}: the dashed square is window {step}; a solid black-and-white border marks "
+    "the element each max-pooling window keeps (a cross, when there are too many for borders)."
+    + plots.reading_hint(grid)
+)
 
 max_column, average_column = st.columns(2)
 max_column.plotly_chart(plots.heatmap(maxima.values, "Max pooling", highlight=output_cell), key="pool_max")
-max_column.caption(f"Max pooling, {size}x{size} window, stride {stride}; the outlined cell comes from window {step}."
-                   + plots.reading_hint(maxima.values))
+max_column.caption(
+    f"Max pooling, {size}x{size} window, stride {stride}; the outlined cell comes from window {step}."
+    + plots.reading_hint(maxima.values)
+)
 average_column.plotly_chart(plots.heatmap(averages, "Average pooling", highlight=output_cell), key="pool_avg")
-average_column.caption(f"Average pooling with the same windows; the outlined cell is window {step}'s mean."
-                       + plots.reading_hint(averages))
+average_column.caption(
+    f"Average pooling with the same windows; the outlined cell is window {step}'s mean." + plots.reading_hint(averages)
+)

@@ -18,9 +18,7 @@ st.markdown(
 
 controls, curve = st.columns([1, 2])
 with controls:
-    image, description = learn_widgets.input_image(
-        "relu", sources=(learn_widgets.REPORT_EXAMPLE, image_widgets.SAMPLE)
-    )
+    image, description = learn_widgets.input_image("relu", sources=(learn_widgets.REPORT_EXAMPLE, image_widgets.SAMPLE))
     kernel_name = st.selectbox("Kernel that makes the feature map", SIGNED_KERNELS, key="relu_kernel")
 with curve:
     st.plotly_chart(plots.relu_curve(), key="relu_curve")
@@ -28,19 +26,24 @@ with curve:
 
 feature_map = ops.feature_maps(image, [ops.kernel_preset(kernel_name, 3)])[..., 0]
 activated = ops.relu(feature_map)
-st.markdown(f"**{ops.count_negatives(feature_map)} of {feature_map.size}** values are negative, "
-            "so ReLU sets them to 0 (crossed cells).")
+st.markdown(
+    f"**{ops.count_negatives(feature_map)} of {feature_map.size}** values are negative, "
+    "so ReLU sets them to 0 (crossed cells)."
+)
 
 before, after = st.columns(2)
 before.plotly_chart(
     plots.heatmap(feature_map, "Before ReLU", marks=plots.negative_marks(feature_map), marks_name="negative"),
     key="relu_before",
 )
-before.caption(f"Feature map of the 3x3 {kernel_name} kernel on {description}; crosses mark negative values."
-               + plots.reading_hint(feature_map))
+before.caption(
+    f"Feature map of the 3x3 {kernel_name} kernel on {description}; crosses mark negative values."
+    + plots.reading_hint(feature_map)
+)
 after.plotly_chart(
     plots.heatmap(activated, "After ReLU", marks=plots.negative_marks(feature_map), marks_name="set to 0"),
     key="relu_after",
 )
-after.caption("The same map after ReLU: every crossed cell is now 0, the others are unchanged."
-              + plots.reading_hint(activated))
+after.caption(
+    "The same map after ReLU: every crossed cell is now 0, the others are unchanged." + plots.reading_hint(activated)
+)

@@ -18,7 +18,9 @@ settings, _ = st.columns([1, 1])
 with settings:
     model_name = resources.model_picker(
         f"Model (preselected: the most accurate that answers one image within {PREDICT_BUDGET_MS:.0f} ms)",
-        key="predict_model", default=quick_enough_model)
+        key="predict_model",
+        default=quick_enough_model,
+    )
     policy = prediction_views.policy_picker()
 if model_name is None:
     st.stop()

@@ -22,8 +22,9 @@ owner = training_views.session_owner()
 train_tab, saved_tab = st.tabs(["Train a model", "Curves of saved models"])
 
 with train_tab:
-    model = st.selectbox("Model", list(ZOO), format_func=lambda name: f"{name}: {ZOO[name].description}",
-                         key="train_model")
+    model = st.selectbox(
+        "Model", list(ZOO), format_func=lambda name: f"{name}: {ZOO[name].description}", key="train_model"
+    )
     training_views.machine_queue(teacher=teacher)
     run_dir = training_views.shown_run_dir(model, owner)
     training_views.other_active_runs(run_dir)
@@ -33,13 +34,15 @@ with train_tab:
         st.warning(training_views.SAMPLE_NOTE, icon=":material/science:")
     settings, live = st.columns([2, 3], gap="large")
     with settings:
-        request = training_views.classroom_settings(model, owner=owner, teacher=teacher,
-                                                    disabled=bool(state and state.active), sample=on_sample)
+        request = training_views.classroom_settings(
+            model, owner=owner, teacher=teacher, disabled=bool(state and state.active), sample=on_sample
+        )
         resume = training_views.resume_button(state)
-        st.caption("Your run saves under its own name in models/. The models that ship with the dashboard, and "
-                   "models made in other sessions, are never replaced (the teacher key can).")
-        started = training_views.start_or_resume(request, run_dir if resume else None, owner=owner,
-                                                 teacher=teacher)
+        st.caption(
+            "Your run saves under its own name in models/. The models that ship with the dashboard, and "
+            "models made in other sessions, are never replaced (the teacher key can)."
+        )
+        started = training_views.start_or_resume(request, run_dir if resume else None, owner=owner, teacher=teacher)
     if started:
         st.rerun()  # redraw with Start disabled and the live panel polling
     with live:
@@ -50,8 +53,12 @@ with saved_tab:
     if not records:
         st.info("No saved model yet: train one in the first tab.", icon=":material/info:")
     else:
-        chosen = st.multiselect("Saved models to overlay", [record["name"] for record in records],
-                                default=training_views.default_overlay(records), key="train_overlay")
+        chosen = st.multiselect(
+            "Saved models to overlay",
+            [record["name"] for record in records],
+            default=training_views.default_overlay(records),
+            key="train_overlay",
+        )
         histories = training_views.saved_histories(records, chosen)
         if histories:
             training_views.charts(histories, key="saved")

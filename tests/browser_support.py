@@ -31,8 +31,14 @@ APP_ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))  
 TRAINING_SYNTHETIC_PER_BATCH = 400  # the training server's data: five batches, 2,000 training images
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SERVER_START_TIMEOUT_S = 60
 PAGE_RUN_TIMEOUT_MS = 120_000  # the model pages import TensorFlow: slow on a busy 2-core machine
@@ -41,8 +47,9 @@ PAGE_RUN_TIMEOUT_MS = 120_000  # the model pages import TensorFlow: slow on a bu
 BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="the playwright Python package is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None, reason="the playwright Python package is not installed"
+    ),
 ]
 
 
@@ -73,11 +80,13 @@ def registered_pages(entry: Path) -> list[RegisteredPage]:
         keywords = {keyword.arg: keyword.value for keyword in node.keywords}
         title = keywords.get("title")
         default = keywords.get("default")
-        pages.append(RegisteredPage(
-            path=first.value,
-            title=title.value if isinstance(title, ast.Constant) else Path(first.value).stem,
-            default=isinstance(default, ast.Constant) and default.value is True,
-        ))
+        pages.append(
+            RegisteredPage(
+                path=first.value,
+                title=title.value if isinstance(title, ast.Constant) else Path(first.value).stem,
+                default=isinstance(default, ast.Constant) and default.value is True,
+            )
+        )
     # ast.walk is breadth-first: sort by position in the file to get the menu order.
     return sorted(pages, key=lambda page: source.find(f'"{page.path}"'))
 
@@ -96,13 +105,26 @@ class StreamlitServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [
-            str(Path(sys.executable)), "-m", "streamlit", "run", str(entry),
-            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(self.port),
-            "--browser.gatherUsageStats", "false",
+            str(Path(sys.executable)),
+            "-m",
+            "streamlit",
+            "run",
+            str(entry),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(self.port),
+            "--browser.gatherUsageStats",
+            "false",
         ]
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            command,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
             start_new_session=True,  # its own process group: stop() also ends its children (training workers)
         )
@@ -178,8 +200,9 @@ def shipped_models_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shipped_models_server")
     (folder / "runs").mkdir()
     (folder / "no-data").mkdir()  # no CIFAR-10 here: the pages use the bundled sample, as a fresh install does
-    with running_server(APP_ENTRY, folder, env={"CNN_RUNS_DIR": str(folder / "runs"),
-                                                 "CIFAR10_DIR": str(folder / "no-data")}) as app:
+    with running_server(
+        APP_ENTRY, folder, env={"CNN_RUNS_DIR": str(folder / "runs"), "CIFAR10_DIR": str(folder / "no-data")}
+    ) as app:
         yield app
 
 
@@ -195,8 +218,12 @@ def training_server(tmp_path_factory):
     runs, models = folder / "runs", folder / "models"
     runs.mkdir()
     models.mkdir()
-    env = {"CIFAR10_DIR": str(synthetic_cifar), "CNN_RUNS_DIR": str(runs), "CNN_MODELS_DIR": str(models),
-           "CNN_MAX_WORKERS": "2"}
+    env = {
+        "CIFAR10_DIR": str(synthetic_cifar),
+        "CNN_RUNS_DIR": str(runs),
+        "CNN_MODELS_DIR": str(models),
+        "CNN_MAX_WORKERS": "2",
+    }
     with running_server(ROOT / "streamlit_app.py", folder, env=env) as app:
         app.runs_dir, app.models_dir = runs, models
         yield app
@@ -216,11 +243,13 @@ def page(browser):
 
 def wait_for_app_run(page, timeout_ms: int = PAGE_RUN_TIMEOUT_MS) -> None:
     """Wait until the app is connected, the script has finished and the page has drawn its title."""
-    page.wait_for_selector("[data-testid=stApp][data-test-connection-state=CONNECTED]",
-                           state="attached", timeout=timeout_ms)
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-connection-state=CONNECTED]", state="attached", timeout=timeout_ms
+    )
     page.wait_for_timeout(300)  # let a rerun triggered by the navigation start
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
-                           state="attached", timeout=timeout_ms)
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-script-state=notRunning]", state="attached", timeout=timeout_ms
+    )
     page.wait_for_selector("[data-testid=stMain] h1", timeout=timeout_ms)
     page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
     page.wait_for_load_state("networkidle")  # lazily loaded element code (plotly) has arrived

@@ -50,8 +50,12 @@ def write_batch(path: Path, labels: np.ndarray, seed: int) -> None:
     """One CIFAR python-version batch: rows of 1024 R, 1024 G, 1024 B values."""
     images = synthetic_images(labels, seed)
     rows = images.transpose(0, 3, 1, 2).reshape(len(labels), 3072)
-    content = {b"batch_label": b"synthetic", b"labels": labels.tolist(), b"data": rows,
-               b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    content = {
+        b"batch_label": b"synthetic",
+        b"labels": labels.tolist(),
+        b"data": rows,
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
     path.write_bytes(pickle.dumps(content, protocol=2))
 
 
@@ -82,8 +86,11 @@ def models_dir(tmp_path, monkeypatch) -> Path:
 
 
 def real_cifar_dir() -> Path | None:
-    for candidate in (os.environ.get("CIFAR10_DIR"), ROOT.parent / "shared" / "data" / "cifar-10-batches-py",
-                      Path.home() / ".keras" / "datasets" / "cifar-10-batches-py"):
+    for candidate in (
+        os.environ.get("CIFAR10_DIR"),
+        ROOT.parent / "shared" / "data" / "cifar-10-batches-py",
+        Path.home() / ".keras" / "datasets" / "cifar-10-batches-py",
+    ):
         if candidate and (Path(candidate) / "data_batch_1").exists():
             return Path(candidate)
     return None

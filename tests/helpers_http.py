@@ -36,9 +36,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.seen.append((self.path, self.headers.get("Host")))
         path, _, query = self.path.partition("?")
-        route = getattr(
-            self, "route_" + path.strip("/").split("/")[0].replace("-", "_"), None
-        )
+        route = getattr(self, "route_" + path.strip("/").split("/")[0].replace("-", "_"), None)
         try:
             if route is None:
                 self.send_body(404, b"not found", "text/plain")
@@ -164,9 +162,7 @@ class ScriptedServer(http.server.ThreadingHTTPServer):
         self.seen = []
         self.connections = []
         self.port = self.server_address[1]
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def verify_request(self, request, client_address):
         self.connections.append(client_address)

@@ -21,11 +21,11 @@ def split_scans(data: bytes) -> tuple[bytes, list[bytes], bytes]:
     scans: list[bytes] = []
     position, head_end, unit_start = 2, None, 0
     while data[position + 1] != _EOI:
-        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
         if data[position + 1] == _SOS:
             end = _END_OF_SCAN.search(data, end).start()
             head_end = position if head_end is None else head_end
-            scans.append(data[unit_start if scans else position:end])
+            scans.append(data[unit_start if scans else position : end])
             unit_start = end
         position = end
     return data[:head_end], scans, data[position:]

@@ -28,8 +28,11 @@ def tiny_setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_setup")
     for name in ("models", "runs", "no-data"):
         (folder / name).mkdir()
-    save_model(ZOO["base"].build(), folder / "models" / "base.keras",
-               {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.1}})
+    save_model(
+        ZOO["base"].build(),
+        folder / "models" / "base.keras",
+        {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.1}},
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CNN_MODELS_DIR", str(folder / "models"))
         patch.setenv("CNN_RUNS_DIR", str(folder / "runs"))
@@ -70,8 +73,14 @@ def test_pages_without_a_model_never_import_tensorflow(tmp_path):
 
     pages = [str(path) for path in sorted((ROOT / "pages").glob("learn_*.py"))] + [str(ROOT / "pages" / "dataset.py")]
     env = {name: value for name, value in os.environ.items() if name != "CIFAR10_DIR"} | {"HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW_PROBE, *pages], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TENSORFLOW_PROBE, *pages],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(found) == 1 + len(pages)
@@ -89,13 +98,15 @@ def test_a_deep_link_opened_first_goes_through_the_router():
     import subprocess
     import sys
 
-    code = (f"from streamlit.testing.v1 import AppTest\n"
-            f"app = AppTest.from_file({str(ENTRY)!r}, default_timeout=120)\n"
-            "app.switch_page('pages/learn_relu.py')\n"  # before the first run: the deep link
-            "app.run()\n"
-            "assert not app.exception, app.exception\n"
-            "assert app.title[0].value.startswith('ReLU'), app.title\n"
-            "assert any('Concept' in caption.value for caption in app.sidebar.caption), 'no router sidebar'\n")
+    code = (
+        f"from streamlit.testing.v1 import AppTest\n"
+        f"app = AppTest.from_file({str(ENTRY)!r}, default_timeout=120)\n"
+        "app.switch_page('pages/learn_relu.py')\n"  # before the first run: the deep link
+        "app.run()\n"
+        "assert not app.exception, app.exception\n"
+        "assert app.title[0].value.startswith('ReLU'), app.title\n"
+        "assert any('Concept' in caption.value for caption in app.sidebar.caption), 'no router sidebar'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 

@@ -46,8 +46,14 @@ SHIPPED = ROOT / "models"
 
 def sidecar_bytes(**changes) -> bytes:
     """A valid sidecar's JSON with some fields changed (None removes one)."""
-    record = {"sidecar_version": 1, "sha256": "0" * 64, "model": "base", "epochs": 1,
-              "history": [{"epoch": 1, "loss": 2.0, "accuracy": 0.3}], "metrics": {"val_accuracy": 0.5}}
+    record = {
+        "sidecar_version": 1,
+        "sha256": "0" * 64,
+        "model": "base",
+        "epochs": 1,
+        "history": [{"epoch": 1, "loss": 2.0, "accuracy": 0.3}],
+        "metrics": {"val_accuracy": 0.5},
+    }
     record.update(changes)
     return json.dumps({key: value for key, value in record.items() if value is not None}).encode()
 
@@ -62,10 +68,14 @@ def nested(depth: int):
 HUGE = object()  # a 50 MB sidecar, written sparse
 BAD_SIDECARS = {
     "metrics_great": (sidecar_bytes(metrics="great"), "sidecar: metrics must be an object, not the text 'great'"),
-    "string_accuracy": (sidecar_bytes(metrics={"val_accuracy": "0.93"}),
-                        "sidecar: metrics.val_accuracy must be a number, not the text '0.93'"),
-    "percent_accuracy": (sidecar_bytes(metrics={"val_accuracy": 93.0}),
-                         "sidecar: metrics.val_accuracy must be a number from 0 to 1, not 93.0"),
+    "string_accuracy": (
+        sidecar_bytes(metrics={"val_accuracy": "0.93"}),
+        "sidecar: metrics.val_accuracy must be a number, not the text '0.93'",
+    ),
+    "percent_accuracy": (
+        sidecar_bytes(metrics={"val_accuracy": 93.0}),
+        "sidecar: metrics.val_accuracy must be a number from 0 to 1, not 93.0",
+    ),
     "not_a_dict": (b'["fast", 0.93]', "sidecar: must be a JSON object, not a list"),
     "brackets": (b"[" * 100_000, "sidecar: nested more than 12 levels deep"),
     "deep_config": (sidecar_bytes(config={"layers": nested(40)}), "sidecar: nested more than 12 levels deep"),
@@ -73,13 +83,19 @@ BAD_SIDECARS = {
     "huge": (HUGE, "sidecar: larger than 1 MB"),
     "latin1": (b'{"model": "caf\xe9"}', "sidecar: not UTF-8 text"),
     "bad_json": (b'{"model": ', "sidecar: not valid JSON (line 1)"),
-    "negative_latency": (sidecar_bytes(metrics={"latency_p50_ms": -3}),
-                         "sidecar: metrics.latency_p50_ms must be a number of milliseconds of at least 0"),
-    "float_epoch": (sidecar_bytes(history=[{"epoch": 1.5}]),
-                    "sidecar: history[0].epoch must be a whole number of at least 1, not 1.5"),
+    "negative_latency": (
+        sidecar_bytes(metrics={"latency_p50_ms": -3}),
+        "sidecar: metrics.latency_p50_ms must be a number of milliseconds of at least 0",
+    ),
+    "float_epoch": (
+        sidecar_bytes(history=[{"epoch": 1.5}]),
+        "sidecar: history[0].epoch must be a whole number of at least 1, not 1.5",
+    ),
     "history_text": (sidecar_bytes(history="lots"), "sidecar: history must be a list, not the text 'lots'"),
-    "true_parameters": (sidecar_bytes(parameters=True),
-                        "sidecar: parameters must be a whole number of at least 0, not true"),
+    "true_parameters": (
+        sidecar_bytes(parameters=True),
+        "sidecar: parameters must be a whole number of at least 0, not true",
+    ),
     "no_sha": (sidecar_bytes(sha256=None), "sidecar: sha256 is missing"),
     "future": (sidecar_bytes(sidecar_version=2), "sidecar: sidecar_version 2 is newer than this dashboard reads (1)"),
 }
@@ -120,11 +136,17 @@ def test_every_shipped_sidecar_reads_unchanged():
 
 
 def test_unknown_fields_are_kept_and_absent_ones_stay_absent():
-    raw = json.dumps({"sidecar_version": 1, "sha256": "a" * 64, "builder": "fast",
-                      "metrics": {"val_accuracy": 1, "note": "by hand"}}).encode()
+    raw = json.dumps(
+        {"sidecar_version": 1, "sha256": "a" * 64, "builder": "fast", "metrics": {"val_accuracy": 1, "note": "by hand"}}
+    ).encode()
     record = Sidecar.parse(raw).to_dict()
-    assert record == {"sidecar_version": 1, "sha256": "a" * 64, "builder": "fast", "history": [],
-                      "metrics": {"val_accuracy": 1, "note": "by hand"}}
+    assert record == {
+        "sidecar_version": 1,
+        "sha256": "a" * 64,
+        "builder": "fast",
+        "history": [],
+        "metrics": {"val_accuracy": 1, "note": "by hand"},
+    }
     record["metrics"]["val_accuracy"] = "changed"  # a copy: the parsed sidecar is not changed
     assert Sidecar.parse(raw).to_dict()["metrics"]["val_accuracy"] == 1
 
@@ -219,8 +241,10 @@ def test_the_cli_lists_unusable_models_beside_the_usable_ones(models_dir, tiny_m
     assert saved[:2] == [f"Saved models in {models_dir}:", "  good: validation 50.0%"]
     for name, (_, reason) in BAD_SIDECARS.items():
         assert f"  {name}: unusable ({reason})" in saved
-    assert "  'has space': unusable ('has space' is not a model name: use letters, digits, _, . and - " \
-           "(starting with a letter or digit, at most 64 characters).)" in saved
+    assert (
+        "  'has space': unusable ('has space' is not a model name: use letters, digits, _, . and - "
+        "(starting with a letter or digit, at most 64 characters).)" in saved
+    )
     assert len(saved) == 2 + len(BAD_SIDECARS) + 2
     assert main(["--models-dir", str(models_dir), "info", "good"]) == 0
 
@@ -228,8 +252,13 @@ def test_the_cli_lists_unusable_models_beside_the_usable_ones(models_dir, tiny_m
 def test_a_deeply_nested_sidecar_is_one_line_in_a_real_process(models_dir):
     (models_dir / "deep.keras").write_bytes(b"PK not opened")
     (models_dir / "deep.json").write_bytes(b"[" * 100_000)
-    result = subprocess.run([sys.executable, "-m", "cnn", "--models-dir", str(models_dir), "info", "deep"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn", "--models-dir", str(models_dir), "info", "deep"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr == "error: deep: unusable (sidecar: nested more than 12 levels deep)\n"
 
@@ -245,9 +274,9 @@ def zip_declaring(path: Path, members: dict[str, tuple[bytes, int]]) -> Path:
     data = bytearray(path.read_bytes())
     start = 0
     while (start := data.find(b"PK\x01\x02", start)) >= 0:
-        name_length = int.from_bytes(data[start + 28:start + 30], "little")
-        name = data[start + 46:start + 46 + name_length].decode()
-        data[start + 24:start + 28] = members[name][1].to_bytes(4, "little")  # uncompressed size
+        name_length = int.from_bytes(data[start + 28 : start + 30], "little")
+        name = data[start + 46 : start + 46 + name_length].decode()
+        data[start + 24 : start + 28] = members[name][1].to_bytes(4, "little")  # uncompressed size
         start += 46
     path.write_bytes(bytes(data))
     path.with_suffix(".json").write_bytes(sidecar_bytes(sha256=sha256_of(path)))  # a sidecar that matches
@@ -262,8 +291,10 @@ def test_shipped_archives_pass_the_check():
 def test_an_archive_that_would_expand_too_far_is_refused_before_keras_opens_it(models_dir, monkeypatch):
     import keras
 
-    bomb = zip_declaring(models_dir / "bomb.keras", {"metadata.json": (b"{}", 2), "config.json": (b"{}", 2**30),
-                                                     "model.weights.h5": (b"", 0)})
+    bomb = zip_declaring(
+        models_dir / "bomb.keras",
+        {"metadata.json": (b"{}", 2), "config.json": (b"{}", 2**30), "model.weights.h5": (b"", 0)},
+    )
     assert bomb.stat().st_size < 1000 and zipfile.ZipFile(bomb).getinfo("config.json").file_size == 2**30
 
     def keras_must_not_open(*args, **kwargs):
@@ -272,8 +303,7 @@ def test_an_archive_that_would_expand_too_far_is_refused_before_keras_opens_it(m
     monkeypatch.setattr(keras.models, "load_model", keras_must_not_open)
     with pytest.raises(ModelFileError) as caught:
         load_model("bomb", models_dir)
-    assert str(caught.value) == ("bomb: unusable ('config.json' would expand to 1,024 MB, more than the 16 MB "
-                                 "allowed)")
+    assert str(caught.value) == ("bomb: unusable ('config.json' would expand to 1,024 MB, more than the 16 MB allowed)")
 
 
 def test_an_archive_larger_than_the_limit_in_all_is_refused(tmp_path):
@@ -311,8 +341,9 @@ def build_tiny_model():
     """The smallest model load_model accepts (32x32x3 in, 10 classes out), freshly initialised: quick to save."""
     import keras
 
-    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
-                             keras.layers.Dense(10, activation="softmax")])
+    return keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -361,9 +392,13 @@ def leftovers(folder: Path) -> list[str]:
 
 OLD, NEW = 0.25, 0.75
 # Where the kill lands -> which pair survives: before the pending pair is complete, the old one; after, the new.
-KILL_POINTS = {"while the archive is written": (None, OLD), "before the first rename": (0, OLD),
-               "after the model went pending": (1, OLD), "after the pair went pending": (2, NEW),
-               "after the model was renamed": (3, NEW)}
+KILL_POINTS = {
+    "while the archive is written": (None, OLD),
+    "before the first rename": (0, OLD),
+    "after the model went pending": (1, OLD),
+    "after the pair went pending": (2, NEW),
+    "after the model was renamed": (3, NEW),
+}
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
@@ -551,15 +586,18 @@ def test_home_lists_the_unusable_models_with_their_reasons(mixed_models):
     models, unusable = app.dataframe[0].value, app.dataframe[1].value
     assert list(models["Model"]) == ["good"] and models["Validation"][0] == "60.0%"
     reasons = dict(zip(unusable["Model"], unusable["Why it cannot be used"]))
-    assert {name: reasons[name] for name in BAD_SIDECARS} == {name: reason for name, (_, reason) in
-                                                              BAD_SIDECARS.items()}
+    assert {name: reasons[name] for name in BAD_SIDECARS} == {
+        name: reason for name, (_, reason) in BAD_SIDECARS.items()
+    }
     assert reasons["'has space'"].startswith("'has space' is not a model name")
     assert any("cannot be used" in warning.value for warning in app.warning)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page, key", [("pages/predict.py", "predict_model"), ("pages/evaluate.py", "eval_model"),
-                                       ("pages/inspect.py", "inspect_model")])
+@pytest.mark.parametrize(
+    "page, key",
+    [("pages/predict.py", "predict_model"), ("pages/evaluate.py", "eval_model"), ("pages/inspect.py", "inspect_model")],
+)
 def test_model_pages_offer_only_the_usable_model_and_name_the_others(page, key, mixed_models):
     import streamlit as st
 

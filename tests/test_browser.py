@@ -121,7 +121,7 @@ def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
     sample = load_sample()
     path = folder / "upload.png"
     for start in range(0, 200, 50):
-        images, labels = sample.images[start:start + 50], sample.labels[start:start + 50]
+        images, labels = sample.images[start : start + 50], sample.labels[start : start + 50]
         for index in np.flatnonzero(predictor.predict(images) == labels):
             Image.fromarray(images[index]).resize((128, 128), Image.NEAREST).save(path)
             probabilities = predictor.predict_proba([decode_image(path.read_bytes())], policy="squash")[0]

@@ -26,8 +26,9 @@ def fresh_server(tmp_path):
     """A server that has served nothing yet, on the shipped models and the bundled sample images."""
     (tmp_path / "runs").mkdir()
     (tmp_path / "no-data").mkdir()
-    with running_server(ENTRY, tmp_path, env={"CNN_RUNS_DIR": str(tmp_path / "runs"),
-                                               "CIFAR10_DIR": str(tmp_path / "no-data")}) as app:
+    with running_server(
+        ENTRY, tmp_path, env={"CNN_RUNS_DIR": str(tmp_path / "runs"), "CIFAR10_DIR": str(tmp_path / "no-data")}
+    ) as app:
         yield app
 
 
@@ -60,7 +61,9 @@ def cell_centre(page, true_index: int, predicted_index: int) -> tuple[float, flo
             const layout = chart._fullLayout, box = chart.getBoundingClientRect();
             return [box.left + layout.xaxis._offset + layout.xaxis.l2p(column),
                     box.top + layout.yaxis._offset + layout.yaxis.l2p(row)];
-        }""", [true_index, predicted_index])
+        }""",
+        [true_index, predicted_index],
+    )
 
 
 def gallery_heading(page) -> str:
@@ -102,5 +105,6 @@ def test_the_classification_report_shows_every_row(shipped_models_server, page):
         """() => {
             const scroller = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');
             return [scroller.scrollHeight, scroller.clientHeight];
-        }""")
+        }"""
+    )
     assert scroll[0] <= scroll[1] + 1, f"the report scrolls inside itself: {scroll[0]} px of rows in {scroll[1]} px"

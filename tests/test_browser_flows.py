@@ -96,8 +96,9 @@ def test_short_training_chart_gains_points(training_server, page, tmp_path):
             break
         failure = page.locator("[data-testid=stAlertContentError], [data-testid=stAlertContentWarning]")
         assert failure.count() == 0, f"the run did not finish: {failure.all_inner_texts()}"
-        assert time.monotonic() < deadline, (f"no 'Finished' after {TRAINING_TIMEOUT_S} s; point counts seen "
-                                             f"{seen}\n{training_server.log_tail()}")
+        assert time.monotonic() < deadline, (
+            f"no 'Finished' after {TRAINING_TIMEOUT_S} s; point counts seen {seen}\n{training_server.log_tail()}"
+        )
         page.wait_for_timeout(250)
     wait_for_app_run(page)
     final = page.evaluate(LIVE_LOSS_POINTS)

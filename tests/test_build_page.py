@@ -43,8 +43,9 @@ def test_opens_with_report_model_1_and_adding_a_layer_changes_the_count(page_env
     app.number_input(key="build_add_after_6").set_value(6)  # after the Dense 256
     app.button(key="build_add").click().run()
     assert_fine(app)
-    expected = analyze({"version": 1, "layers": REPORT_SPECS["base"]["layers"]
-                        + [{"type": "dense", "units": 128}]}).parameters
+    expected = analyze(
+        {"version": 1, "layers": REPORT_SPECS["base"]["layers"] + [{"type": "dense", "units": 128}]}
+    ).parameters
     assert parameters(app) == f"{expected:,}" != "225,610"
     assert layer_labels(app)[7] == "dense 128 (dense_7)"
 
@@ -82,8 +83,9 @@ def test_invalid_stack_shows_the_error_naming_the_layer(page_env):
     assert flatten["type"] == "flatten"
     app.button(key=f"build_remove_{flatten['uid']}").click().run()
     assert_fine(app)
-    assert app.error[0].value == ("Layer 5 (dense 256): needs a flat input; add Flatten or GlobalAveragePooling "
-                                  "before it.")
+    assert app.error[0].value == (
+        "Layer 5 (dense 256): needs a flat input; add Flatten or GlobalAveragePooling before it."
+    )
     assert app.button(key="build_start_training").disabled
     assert len(layer_labels(app)) == 5, "the table still shows the layers before the problem"
 
@@ -163,21 +165,35 @@ def test_a_built_model_works_on_evaluate_inspect_and_predict(models_dir):
     from cnn.artifacts import save_model
     from cnn.spec import build_model
 
-    spec = {"version": 1, "layers": [
-        {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same", "activation": "linear", "use_bias": False},
-        {"type": "batchnorm"}, {"type": "relu"}, {"type": "avgpool", "size": 2},
-        {"type": "conv2d", "filters": 16, "kernel": 3, "stride": 2}, {"type": "global_avgpool"},
-        {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": 32}]}
-    save_model(build_model(spec, name="mine"), models_dir / "mine.keras",
-               {"model": "mine", "config": {"model": "mine", "spec": spec}, "metrics": {"val_accuracy": 0.1}})
-    for page, key, checks in (("inspect.py", "inspect_model", ("Grad-CAM",)),
-                              ("evaluate.py", "eval_model", ("Accuracy",)),
-                              ("predict.py", "predict_model", ())):
+    spec = {
+        "version": 1,
+        "layers": [
+            {"type": "conv2d", "filters": 8, "kernel": 3, "padding": "same", "activation": "linear", "use_bias": False},
+            {"type": "batchnorm"},
+            {"type": "relu"},
+            {"type": "avgpool", "size": 2},
+            {"type": "conv2d", "filters": 16, "kernel": 3, "stride": 2},
+            {"type": "global_avgpool"},
+            {"type": "dropout", "rate": 0.2},
+            {"type": "dense", "units": 32},
+        ],
+    }
+    save_model(
+        build_model(spec, name="mine"),
+        models_dir / "mine.keras",
+        {"model": "mine", "config": {"model": "mine", "spec": spec}, "metrics": {"val_accuracy": 0.1}},
+    )
+    for page, key, checks in (
+        ("inspect.py", "inspect_model", ("Grad-CAM",)),
+        ("evaluate.py", "eval_model", ("Accuracy",)),
+        ("predict.py", "predict_model", ()),
+    ):
         app = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=120).run()
         assert_fine(app)
         assert app.selectbox(key=key).value == "mine", page
         text = " ".join(element.value for element in [*app.caption, *app.markdown]) + " ".join(
-            metric.label for metric in app.metric)
+            metric.label for metric in app.metric
+        )
         assert all(check in text for check in checks), (page, text[:500])
     inspect = AppTest.from_file(str(ROOT / "pages" / "inspect.py"), default_timeout=120).run()
     layers = inspect.dataframe[0].value["Layer"].tolist()
@@ -187,12 +203,14 @@ def test_a_built_model_works_on_evaluate_inspect_and_predict(models_dir):
 def test_the_teachers_limits_apply_and_a_bad_one_is_reported(page_env, monkeypatch):
     monkeypatch.setenv("CNN_MAX_PARAMETERS", "100000")
     app = open_page()
-    assert app.error[0].value.startswith("Layer 6 (dense 256): brings the parameter count to 223,040, over the "
-                                         "classroom limit of 100,000")
+    assert app.error[0].value.startswith(
+        "Layer 6 (dense 256): brings the parameter count to 223,040, over the classroom limit of 100,000"
+    )
     monkeypatch.setenv("CNN_MAX_PARAMETERS", "lots")
     app = open_page()
-    assert app.error[0].value == ("The classroom limits are misconfigured: CNN_MAX_PARAMETERS must be a whole "
-                                  "number, not 'lots'.")
+    assert app.error[0].value == (
+        "The classroom limits are misconfigured: CNN_MAX_PARAMETERS must be a whole number, not 'lots'."
+    )
 
 
 def test_the_epoch_limit_is_the_train_pages(page_env):

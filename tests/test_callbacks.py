@@ -17,7 +17,7 @@ def lookahead_by_hand(x, y, w, every, total_steps):
         gradient = 2 / BATCH * x[rows].T @ (x[rows] @ w - y[rows])
         w = w - LEARNING_RATE * gradient
         if step % every == 0:
-            keep = 0.95 ** 5 * (step / total_steps) ** 3
+            keep = 0.95**5 * (step / total_steps) ** 3
             pulled_back = w - keep * (w - slow)  # keep of the way back to the slow weights
             slow = w = pulled_back  # the new slow weights, and training continues from them
         after_each_step.append(w)
@@ -35,8 +35,12 @@ def test_lookahead_pulls_the_weights_back_by_the_documented_fraction():
     start = rng.normal(size=(FEATURES, 1))
     total_steps = IMAGES // BATCH * EPOCHS
 
-    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(
-        1, use_bias=False, kernel_initializer=keras.initializers.Constant(start))])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(start)),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse")
     seen = []
 
@@ -44,8 +48,15 @@ def test_lookahead_pulls_the_weights_back_by_the_documented_fraction():
         def on_train_batch_end(self, batch, logs=None):
             seen.append(self.model.get_weights()[0].astype(np.float64))
 
-    model.fit(x.astype(np.float32), y.astype(np.float32), batch_size=BATCH, epochs=EPOCHS, shuffle=False,
-              verbose=0, callbacks=[Lookahead(total_steps, EPOCHS, every=LOOKAHEAD_EVERY), WeightsAfterEachStep()])
+    model.fit(
+        x.astype(np.float32),
+        y.astype(np.float32),
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=[Lookahead(total_steps, EPOCHS, every=LOOKAHEAD_EVERY), WeightsAfterEachStep()],
+    )
 
     expected_steps, expected_final = lookahead_by_hand(x, y, start, LOOKAHEAD_EVERY, total_steps)
     assert LOOKAHEAD_EVERY == 5 and len(seen) == total_steps == 12
@@ -61,6 +72,6 @@ def test_lookahead_pulls_the_weights_back_by_the_documented_fraction():
 def test_lookahead_schedule_keeps_nothing_at_the_start_and_0_95_to_the_5th_at_the_end():
     from cnn.callbacks import lookahead_decay
 
-    assert lookahead_decay(0, 100) == 0.0 and lookahead_decay(100, 100) == pytest.approx(0.95 ** 5)
-    assert lookahead_decay(50, 100) == pytest.approx(0.95 ** 5 / 8)
-    assert lookahead_decay(150, 100) == pytest.approx(0.95 ** 5)  # past the end: held at the end's value
+    assert lookahead_decay(0, 100) == 0.0 and lookahead_decay(100, 100) == pytest.approx(0.95**5)
+    assert lookahead_decay(50, 100) == pytest.approx(0.95**5 / 8)
+    assert lookahead_decay(150, 100) == pytest.approx(0.95**5)  # past the end: held at the end's value

@@ -56,12 +56,22 @@ def test_a_student_never_replaces_another_students_model(models_dir):
         classroom.check_output(mine, owner="you", teacher=False)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (".", "is not a model name"), ("", "cannot be empty"), ("\x00", "cannot contain control characters"),
-    ("a/b", "is not a model name"), ("../escape", "is not a model name"), ("x" * 65, "at most 64 characters"),
-    ("x" * 300, "at most 64 characters, not 300"), ("-dash", "is not a model name"), ("a b", "is not a model name"),
-    ("é", "is not a model name"), ("my.model", "may use only letters, digits, _ and -"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (".", "is not a model name"),
+        ("", "cannot be empty"),
+        ("\x00", "cannot contain control characters"),
+        ("a/b", "is not a model name"),
+        ("../escape", "is not a model name"),
+        ("x" * 65, "at most 64 characters"),
+        ("x" * 300, "at most 64 characters, not 300"),
+        ("-dash", "is not a model name"),
+        ("a b", "is not a model name"),
+        ("é", "is not a model name"),
+        ("my.model", "may use only letters, digits, _ and -"),
+    ],
+)
 def test_odd_model_names_get_one_plain_line(bad, message, models_dir):
     with pytest.raises(UserError, match=message) as refused:
         classroom.output_path(bad)
@@ -90,6 +100,7 @@ def test_classroom_limits_and_the_teachers(models_dir, tmp_path, monkeypatch):
     with pytest.raises(UserError, match="at most 30 epochs"):  # start_run applies the rules before anything starts
         classroom.start_run(config, models_dir / "mine.keras", owner="me", teacher=False)
     with pytest.raises(UserError, match="ships with the dashboard"):
-        classroom.start_run(TrainConfig.for_model("base", epochs=1, subset=100), models_dir / "base.keras",
-                            owner="me", teacher=False)
+        classroom.start_run(
+            TrainConfig.for_model("base", epochs=1, subset=100), models_dir / "base.keras", owner="me", teacher=False
+        )
     assert not (tmp_path / "runs").exists()

@@ -30,9 +30,28 @@ def trained(tmp_path_factory, synthetic_cifar):
     """A `base` model trained by the CLI on the synthetic data, in its own models folder."""
     folder = tmp_path_factory.mktemp("cli")
     models = folder / "models"
-    status = main(["--models-dir", str(models), "train", "--model", "base", "--epochs", "2", "--batch-size", "16",
-                   "--data-dir", str(synthetic_cifar), "--val-size", "20", "--no-mixed-precision",
-                   "--run-dir", str(folder / "run"), "--out", str(models / "tiny.keras")])
+    status = main(
+        [
+            "--models-dir",
+            str(models),
+            "train",
+            "--model",
+            "base",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--data-dir",
+            str(synthetic_cifar),
+            "--val-size",
+            "20",
+            "--no-mixed-precision",
+            "--run-dir",
+            str(folder / "run"),
+            "--out",
+            str(models / "tiny.keras"),
+        ]
+    )
     assert status == 0
     return models
 
@@ -68,8 +87,18 @@ def test_train_writes_model_and_sidecar(trained, synthetic_cifar):
 def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
     status, out, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny.keras")
     assert status == 0 and "verified" in out
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
-                             str(synthetic_cifar), "--indices", "0:30", "--json")
+    status, out, _ = run_cli(
+        capsys,
+        "--models-dir",
+        str(trained),
+        "evaluate",
+        "tiny",
+        "--data-dir",
+        str(synthetic_cifar),
+        "--indices",
+        "0:30",
+        "--json",
+    )
     result = json.loads(out)
     assert status == 0 and result["n"] == 30 and 0 <= result["accuracy"] <= 1
     assert np.array(result["confusion_matrix"]).shape == (10, 10) and np.sum(result["confusion_matrix"]) == 30
@@ -78,16 +107,37 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
 
 def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
     models = tmp_path / "models"
-    status, _, err = run_cli(capsys, "--models-dir", str(models), "train", "--model", "base", "--epochs", "1",
-                             "--batch-size", "32", "--data-dir", str(synthetic_cifar), "--val-size", "20",
-                             "--no-mixed-precision", "--run-dir", str(tmp_path / "run"), "--jpeg-augment", "1",
-                             "--jpeg-quality", "70:80", "--augment", "--flip", "alternate")
+    status, _, err = run_cli(
+        capsys,
+        "--models-dir",
+        str(models),
+        "train",
+        "--model",
+        "base",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--data-dir",
+        str(synthetic_cifar),
+        "--val-size",
+        "20",
+        "--no-mixed-precision",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--jpeg-augment",
+        "1",
+        "--jpeg-quality",
+        "70:80",
+        "--augment",
+        "--flip",
+        "alternate",
+    )
     assert status == 0, err
     config = read_sidecar(models / "base.keras")["config"]
     assert config["jpeg_augment"] == 1.0 and config["jpeg_quality"] == [70, 80]
     assert config["augment"] is True and config["flip"] == "alternate"
-    status, _, err = run_cli(capsys, "--models-dir", str(models), "train", "--model", "base",
-                             "--jpeg-quality", "80:70")
+    status, _, err = run_cli(capsys, "--models-dir", str(models), "train", "--model", "base", "--jpeg-quality", "80:70")
     assert status == 2 and "JPEG quality range" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exit_info:
         main(["--models-dir", str(models), "train", "--model", "base", "--flip", "sideways"])
@@ -95,13 +145,35 @@ def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_ci
 
 
 def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):
-    status, out, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
-                               str(synthetic_cifar), "--indices", "0:20", "--as-jpeg", "75", "--json")
+    status, out, err = run_cli(
+        capsys,
+        "--models-dir",
+        str(trained),
+        "evaluate",
+        "tiny",
+        "--data-dir",
+        str(synthetic_cifar),
+        "--indices",
+        "0:20",
+        "--as-jpeg",
+        "75",
+        "--json",
+    )
     assert status == 0, err
     result = json.loads(out)
     assert status == 0 and "JPEG q75" in result["split"] and result["n"] == 20
-    status, _, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
-                             str(synthetic_cifar), "--as-jpeg", "75", "--record")
+    status, _, err = run_cli(
+        capsys,
+        "--models-dir",
+        str(trained),
+        "evaluate",
+        "tiny",
+        "--data-dir",
+        str(synthetic_cifar),
+        "--as-jpeg",
+        "75",
+        "--record",
+    )
     assert status == 2 and "--record" in err
     assert "test_clean_accuracy" not in read_sidecar(trained / "tiny.keras").get("metrics", {})
     with pytest.raises(SystemExit) as exit_info:
@@ -110,8 +182,9 @@ def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, syn
 
 
 def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, capsys):
-    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir",
-                           str(synthetic_cifar), "--record")
+    status, _, _ = run_cli(
+        capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--record"
+    )
     metrics = read_sidecar(trained / "tiny.keras")["metrics"]
     assert status == 0 and metrics["test_clean_images"] == 50 and "test_clean_accuracy" in metrics
     status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
@@ -133,9 +206,21 @@ def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
     good.write_bytes(png_bytes((250, 10, 10)))
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is text, not a picture")
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", str(good), str(bad),
-                             "file:///etc/passwd", "ftp://example.com/x.png", str(tmp_path / "missing.png"),
-                             "--json", "--top", "3")
+    status, out, _ = run_cli(
+        capsys,
+        "--models-dir",
+        str(trained),
+        "predict",
+        "tiny",
+        str(good),
+        str(bad),
+        "file:///etc/passwd",
+        "ftp://example.com/x.png",
+        str(tmp_path / "missing.png"),
+        "--json",
+        "--top",
+        "3",
+    )
     results = json.loads(out)
     assert status == 1
     assert [result["source"] for result in results][0] == str(good)
@@ -150,8 +235,7 @@ def test_predict_refuses_private_urls(trained, capsys, monkeypatch):
     # rule can refuse it, and the server must see no connection at all.
     with ScriptedServer() as server:
         allow_only_the_port_of(server, monkeypatch)
-        status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", server.url("/png"),
-                                 "--json")
+        status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", server.url("/png"), "--json")
         assert server.connections == []
     (result,) = json.loads(out)
     assert status == 1 and "not allowed: it points to a private, local" in result["error"]
@@ -175,11 +259,21 @@ def test_bad_model_files_get_one_plain_line(trained, tmp_path, capsys):
 
 
 def test_bad_arguments_exit_with_usage_not_traceback():
-    result = subprocess.run([sys.executable, "-m", "cnn", "train", "--model", "base", "--epochs", "-3"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn", "train", "--model", "base", "--epochs", "-3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "must be at least 1" in result.stderr and "Traceback" not in result.stderr
-    result = subprocess.run([sys.executable, "-m", "cnn", "train", "--model", "nope", "--data-dir", "/nowhere"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn", "train", "--model", "nope", "--data-dir", "/nowhere"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Unknown model" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -200,8 +294,10 @@ def test_preprocess_agrees_across_training_evaluation_and_prediction(trained, sy
     batch, _ = next(iter(training_batches(split.images, split.labels, config)))
     # Training shuffles: find each training input's source image by its content.
     training_inputs = np.asarray(batch)
-    order = [int(np.flatnonzero((split.images == np.rint(x * 255).astype(np.uint8)).all(axis=(1, 2, 3)))[0])
-             for x in training_inputs[:5]]
+    order = [
+        int(np.flatnonzero((split.images == np.rint(x * 255).astype(np.uint8)).all(axis=(1, 2, 3)))[0])
+        for x in training_inputs[:5]
+    ]
     from_training = np.asarray(model(tf.constant(training_inputs[:5]), training=False))
     from_evaluation = predict_proba(model, split.images[order])
     encoded = []

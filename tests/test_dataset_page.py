@@ -158,13 +158,13 @@ def make_archive(folder: Path, archive: Path) -> str:
     return hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
-def test_download_with_progress_verifies_unpacks_and_is_found(no_dataset, synthetic_cifar, small_validation,
-                                                              tmp_path):
+def test_download_with_progress_verifies_unpacks_and_is_found(no_dataset, synthetic_cifar, small_validation, tmp_path):
     archive = tmp_path / "cifar-10-python.tar.gz"
     digest = make_archive(synthetic_cifar, archive)
     reports = []
-    folder = data._download_with_progress(lambda done, total: reports.append((done, total)),
-                                          url=archive.as_uri(), sha256=digest)
+    folder = data._download_with_progress(
+        lambda done, total: reports.append((done, total)), url=archive.as_uri(), sha256=digest
+    )
     assert folder == data.KERAS_CACHE and (folder / "batches.meta").is_file()
     size = archive.stat().st_size
     assert reports[0] == (0, size) and reports[-1] == (size, size)

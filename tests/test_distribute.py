@@ -59,18 +59,23 @@ def free_ports(count: int) -> list[int]:
 # ---------------------------------------------------------------- settings, checked without TensorFlow
 
 
-@pytest.mark.parametrize("value, message", [
-    (None, "TF_CONFIG environment variable, which is not set"),
-    ("{not json", "TF_CONFIG is not valid JSON"),
-    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs a "cluster" and a "task" object'),
-    (json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}),
-     "jobs MultiWorkerMirroredStrategy does not train with (ps)"),
-    (cluster(["localhost"]), "'worker' job must be a list of \"host:port\" addresses"),
-    (cluster(["a:1", "b:2"], index=2), "task index 2 is not 0-1"),
-    (cluster(["a:1", "b:2"], index=True), "task index True is not 0-1"),
-    (cluster(["a:1"], job="chief"), "task type 'chief' is not one of the cluster's jobs (worker)"),
-    (cluster(["a:1"], chief=["b:2", "c:3"]), "at most one chief"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (None, "TF_CONFIG environment variable, which is not set"),
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs a "cluster" and a "task" object'),
+        (
+            json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}),
+            "jobs MultiWorkerMirroredStrategy does not train with (ps)",
+        ),
+        (cluster(["localhost"]), "'worker' job must be a list of \"host:port\" addresses"),
+        (cluster(["a:1", "b:2"], index=2), "task index 2 is not 0-1"),
+        (cluster(["a:1", "b:2"], index=True), "task index True is not 0-1"),
+        (cluster(["a:1"], job="chief"), "task type 'chief' is not one of the cluster's jobs (worker)"),
+        (cluster(["a:1"], chief=["b:2", "c:3"]), "at most one chief"),
+    ],
+)
 def test_tf_config_mistakes_get_one_plain_message(value, message):
     with pytest.raises(UserError, match=re.escape(message)):
         read_tf_config({} if value is None else {"TF_CONFIG": value})
@@ -114,12 +119,27 @@ def test_a_global_batch_must_split_evenly_over_the_replicas():
         check_batch_split(32, 3)
 
 
-def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(synthetic_cifar, tmp_path, capsys,
-                                                                           monkeypatch):
+def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(
+    synthetic_cifar, tmp_path, capsys, monkeypatch
+):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    status = main(["--models-dir", str(tmp_path / "models"), "train", "--model", "base", "--data-dir",
-                   str(synthetic_cifar), "--val-size", "20", "--strategy", "multiworker",
-                   "--run-dir", str(tmp_path / "run")])
+    status = main(
+        [
+            "--models-dir",
+            str(tmp_path / "models"),
+            "train",
+            "--model",
+            "base",
+            "--data-dir",
+            str(synthetic_cifar),
+            "--val-size",
+            "20",
+            "--strategy",
+            "multiworker",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2 and "TF_CONFIG environment variable, which is not set" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
@@ -145,8 +165,23 @@ def test_a_worker_that_is_not_the_chief_takes_no_lock_and_writes_nothing(synthet
     with acquire_locks(run, out):  # the chief's: the run folder and model file are in use
         before = sorted(path.name for path in run.iterdir())
         with pytest.raises(ReachedTraining) as reached:
-            main(["train", "--model", "base", "--data-dir", str(synthetic_cifar), "--val-size", "20",
-                  "--strategy", "multiworker", "--out", str(out), "--run-dir", str(run)])
+            main(
+                [
+                    "train",
+                    "--model",
+                    "base",
+                    "--data-dir",
+                    str(synthetic_cifar),
+                    "--val-size",
+                    "20",
+                    "--strategy",
+                    "multiworker",
+                    "--out",
+                    str(out),
+                    "--run-dir",
+                    str(run),
+                ]
+            )
         assert reached.value.args == ("multiworker", run)  # train() itself swaps in a temporary folder
         assert sorted(path.name for path in run.iterdir()) == before
 
@@ -231,8 +266,14 @@ def in_fresh_process(check: str, *args) -> dict:
     """The JSON result of FRESH_PROCESS_CHECKS[check](*args), run by this file in a new Python."""
     addresses = [f"localhost:{port}" for port in free_ports(2)]
     env = {**os.environ, "TF_CONFIG": cluster(addresses)}  # for the multiworker strategy it must refuse
-    process = subprocess.run([sys.executable, __file__, check, *map(str, args)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    process = subprocess.run(
+        [sys.executable, __file__, check, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(process.stdout.strip().splitlines()[-1])
 
@@ -273,10 +314,28 @@ class Workers:
         for index, folder in enumerate(self.folders):
             (folder / "tmp").mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "TF_CONFIG": cluster(addresses, index=index), "TMPDIR": str(folder / "tmp")}
-            command = [sys.executable, "-m", "cnn", "--models-dir", str(folder / "models"), "train", "--model",
-                       "base", "--data-dir", str(data_dir), "--val-size", "20", "--no-mixed-precision",
-                       "--strategy", "multiworker", "--out", str(self.model_path(index)),
-                       "--run-dir", str(self.run_dirs[index]), *options]
+            command = [
+                sys.executable,
+                "-m",
+                "cnn",
+                "--models-dir",
+                str(folder / "models"),
+                "train",
+                "--model",
+                "base",
+                "--data-dir",
+                str(data_dir),
+                "--val-size",
+                "20",
+                "--no-mixed-precision",
+                "--strategy",
+                "multiworker",
+                "--out",
+                str(self.model_path(index)),
+                "--run-dir",
+                str(self.run_dirs[index]),
+                *options,
+            ]
             log = (folder / "log.txt").open("w")
             self.logs.append(folder / "log.txt")
             self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -294,8 +353,10 @@ class Workers:
             for process in self.processes:
                 process.kill()
                 process.wait()
-            pytest.fail("the workers did not finish (one waits for the other?):\n" + "\n".join(
-                f"--- worker {index}\n{log.read_text()[-2000:]}" for index, log in enumerate(self.logs)))
+            pytest.fail(
+                "the workers did not finish (one waits for the other?):\n"
+                + "\n".join(f"--- worker {index}\n{log.read_text()[-2000:]}" for index, log in enumerate(self.logs))
+            )
         return [log.read_text() for log in self.logs]
 
     def summaries(self) -> list[str]:
@@ -303,8 +364,10 @@ class Workers:
         outputs = self.wait()
         for index, (process, output) in enumerate(zip(self.processes, outputs)):
             assert process.returncode == 0, f"worker {index} failed:\n{output[-3000:]}"
-        return [re.search(r"^(chief |worker \(not the chief\) )?(finished|stopped early): .*$", output, re.M).group(0)
-                for output in outputs]
+        return [
+            re.search(r"^(chief |worker \(not the chief\) )?(finished|stopped early): .*$", output, re.M).group(0)
+            for output in outputs
+        ]
 
     def temporary_leftovers(self) -> list[str]:
         return [path.name for folder in self.folders for path in (folder / "tmp").glob("cnn-worker*")]
@@ -378,8 +441,18 @@ def test_two_workers_resume_the_chiefs_run_folder(synthetic_cifar, tmp_path, one
     from cnn.runs import read_history
 
     run = shutil.copytree(one_epoch_run, tmp_path / "shared-run")
-    workers = Workers(tmp_path, synthetic_cifar, "--epochs", "2", "--batch-size", "32", "--subset", "64",
-                      "--resume", run_dirs=(run, run))  # storage both see, as on a cluster's shared volume
+    workers = Workers(
+        tmp_path,
+        synthetic_cifar,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--subset",
+        "64",
+        "--resume",
+        run_dirs=(run, run),
+    )  # storage both see, as on a cluster's shared volume
     chief, other = workers.summaries()
     assert chief.startswith("chief finished: 2/2 epochs") and validation_loss(chief) == validation_loss(other)
     assert [row["epoch"] for row in read_history(run / "history.jsonl")] == [1, 2]
@@ -391,13 +464,25 @@ def test_workers_that_would_resume_differently_both_refuse(synthetic_cifar, tmp_
     run = shutil.copytree(one_epoch_run, tmp_path / "chief-run")
     training_files = ("history.jsonl", "checkpoint.keras", "state.json")  # what a resume continues from
     before = {name: (run / name).read_bytes() for name in training_files}
-    workers = Workers(tmp_path, synthetic_cifar, "--epochs", "2", "--batch-size", "32", "--subset", "64",
-                      "--resume", run_dirs=(run, tmp_path / "not-shared"))  # worker 1 cannot see the run
+    workers = Workers(
+        tmp_path,
+        synthetic_cifar,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--subset",
+        "64",
+        "--resume",
+        run_dirs=(run, tmp_path / "not-shared"),
+    )  # worker 1 cannot see the run
     outputs = workers.wait()
     for process, output in zip(workers.processes, outputs):
         assert process.returncode == 2 and "Traceback" not in output
-        assert ("error: The workers disagree on epoch to start from (worker 0: 1, worker 1: 0). Every worker must "
-                "read the same data, and to resume, the same run folder") in output
+        assert (
+            "error: The workers disagree on epoch to start from (worker 0: 1, worker 1: 0). Every worker must "
+            "read the same data, and to resume, the same run folder"
+        ) in output
     assert {name: (run / name).read_bytes() for name in training_files} == before
 
 

@@ -31,11 +31,23 @@ def fresh_caches():
 def saved_models(models_dir):
     """An untrained base (recorded test figures) and dropout (none): enough for every element."""
     history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(ZOO["base"].build(), models_dir / "base.keras", {
-        "model": "base", "parameters": 1000, "epochs": 1, "wall_time_s": 90.0, "history": history,
-        "metrics": {"val_accuracy": 0.62, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}})
-    save_model(ZOO["dropout"].build(), models_dir / "dropout.keras", {
-        "model": "dropout", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.5}})
+    save_model(
+        ZOO["base"].build(),
+        models_dir / "base.keras",
+        {
+            "model": "base",
+            "parameters": 1000,
+            "epochs": 1,
+            "wall_time_s": 90.0,
+            "history": history,
+            "metrics": {"val_accuracy": 0.62, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61},
+        },
+    )
+    save_model(
+        ZOO["dropout"].build(),
+        models_dir / "dropout.keras",
+        {"model": "dropout", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.5}},
+    )
     return models_dir
 
 

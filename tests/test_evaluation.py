@@ -45,8 +45,11 @@ def recorded_once(tmp_path_factory, synthetic_cifar):
     from cnn.zoo import ZOO
 
     models = tmp_path_factory.mktemp("recorded") / "models"
-    save_model(ZOO["base"].build(), models / "tiny.keras",
-               {"model": "base", "config": {"val_size": 20}, "metrics": {"val_accuracy": 0.1}})
+    save_model(
+        ZOO["base"].build(),
+        models / "tiny.keras",
+        {"model": "base", "config": {"val_size": 20}, "metrics": {"val_accuracy": 0.1}},
+    )
     status = main(["--models-dir", str(models), "evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--record"])
     assert status == 0
     return models / "tiny.keras"
@@ -100,10 +103,16 @@ def test_malformed_predictions_are_refused(recorded):
     import io
 
     buffer = io.BytesIO()
-    np.savez(buffer, **{"test/labels": np.array([0, 12], np.uint8), "test/predicted": np.array([0, 1], np.uint8),
-                        "test/top_classes": np.zeros((2, 3), np.uint8),
-                        "test/top_probabilities": np.zeros((2, 3), np.float16),
-                        "test/true_probability": np.zeros(2, np.float32)})
+    np.savez(
+        buffer,
+        **{
+            "test/labels": np.array([0, 12], np.uint8),
+            "test/predicted": np.array([0, 1], np.uint8),
+            "test/top_classes": np.zeros((2, 3), np.uint8),
+            "test/top_probabilities": np.zeros((2, 3), np.float16),
+            "test/true_probability": np.zeros(2, np.float32),
+        },
+    )
     target = predictions_path(recorded)
     target.write_bytes(buffer.getvalue())
     record = read_sidecar(recorded)

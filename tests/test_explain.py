@@ -84,7 +84,9 @@ def test_feature_maps_match_a_manual_sub_model_channels_last(zoo):
     picture = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)  # not 32x32: resized
     stages = explain.feature_maps(base, picture, "conv1")
     assert [(stage.layer_name, stage.activations.shape) for stage in stages] == [
-        ("conv1", (29, 29, 32)), ("pool1", (14, 14, 32))]
+        ("conv1", (29, 29, 32)),
+        ("pool1", (14, 14, 32)),
+    ]
     manual = keras.Model(base.input, [base.get_layer("conv1").output, base.get_layer("pool1").output])
     expected = manual(preprocess([picture]), training=False)
     for stage, reference in zip(stages, expected):
@@ -143,8 +145,9 @@ def test_grad_cam_layers_and_logits(zoo, image):
         last = trunk.layers[-1]
         before = keras.Model(trunk.input, last.input)(preprocess(image))
         probabilities = keras.ops.softmax(explain._logits(last, before))
-        np.testing.assert_allclose(np.asarray(probabilities), np.asarray(trunk(preprocess(image))), rtol=1e-4,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(probabilities), np.asarray(trunk(preprocess(image))), rtol=1e-4, atol=1e-6
+        )
     with pytest.raises(UserError):
         explain.grad_cam(zoo["base"], image, class_index=10)
 
@@ -177,7 +180,7 @@ def grad_cam_by_hand(model, image: np.ndarray, class_index: int, head: str) -> n
     maps = np.zeros((32, 32, 4)) + conv_bias
     for dy in range(3):
         for dx in range(3):
-            maps += padded[dy:dy + 32, dx:dx + 32] @ kernel[dy, dx]
+            maps += padded[dy : dy + 32, dx : dx + 32] @ kernel[dy, dx]
     maps = np.maximum(maps, 0)
     if head == "flatten":  # logit = sum of A[i, j, k] * W[(i, j, k), c] + b: the gradient is W's column
         gradient = dense_weights[:, class_index].reshape(maps.shape)

@@ -147,18 +147,14 @@ def test_non_public_addresses_are_refused_without_connecting(url, connections):
         ("http:///cat.png", "no host name"),
     ],
 )
-def test_malformed_or_forbidden_urls_are_refused_before_resolving(
-    url, match, fake_dns, connections
-):
+def test_malformed_or_forbidden_urls_are_refused_before_resolving(url, match, fake_dns, connections):
     _refused(url, match)
     assert fake_dns.lookups == []
     assert connections == []
 
 
 @pytest.mark.parametrize("port", [22, 6379, 8501])
-def test_public_address_on_another_port_is_refused_without_connecting(
-    port, fake_dns, connections
-):
+def test_public_address_on_another_port_is_refused_without_connecting(port, fake_dns, connections):
     fake_dns.names["public.test"] = ["93.184.216.34"]
     _refused(f"http://public.test:{port}/", "standard web ports")
     assert connections == []
@@ -180,9 +176,7 @@ def test_local_address_on_another_port_is_reported_as_local(url, connections):
     assert connections == []
 
 
-def test_a_local_server_on_an_allowed_port_is_refused_by_the_address_rule(
-    server, monkeypatch
-):
+def test_a_local_server_on_an_allowed_port_is_refused_by_the_address_rule(server, monkeypatch):
     allow_only_the_port_of(server, monkeypatch)
     with pytest.raises(FetchError, match=NOT_ALLOWED):
         fetch_url(server.url("/png"))  # the default config, as the page uses
@@ -201,9 +195,7 @@ def test_name_resolving_to_a_private_address_is_refused(fake_dns, connections):
     assert connections == []
 
 
-def test_name_with_one_private_record_among_public_ones_is_refused(
-    fake_dns, connections
-):
+def test_name_with_one_private_record_among_public_ones_is_refused(fake_dns, connections):
     fake_dns.names["mixed.test"] = ["93.184.216.34", "2606:2800::1", "10.0.0.1"]
     _refused("https://mixed.test/cat.png", NOT_ALLOWED)
     assert connections == []
@@ -254,9 +246,7 @@ def test_time_spent_resolving_is_taken_from_the_download(server, fake_dns):
 # --- pinning: one resolution, connection to the checked address -------------
 
 
-def test_connection_goes_to_the_checked_address_with_the_original_host(
-    server, fake_dns, connections
-):
+def test_connection_goes_to_the_checked_address_with_the_original_host(server, fake_dns, connections):
     # A rebinding resolver: the first answer passes the check, any later one
     # would point elsewhere. Only the first may ever be asked for.
     answers = iter([["127.0.0.1"]])
@@ -401,9 +391,7 @@ def test_redirect_bodies_are_never_read(server):
         ("http://user@public.test/", "user name or password"),
     ],
 )
-def test_each_redirect_hop_is_checked_again(
-    server, fake_dns, connections, location, match
-):
+def test_each_redirect_hop_is_checked_again(server, fake_dns, connections, location, match):
     fake_dns.names["intranet.test"] = ["10.0.0.7"]
     fake_dns.names["public.test"] = ["93.184.216.34"]  # refused before connecting
     _refused(server.url("/redirect-to?location=" + location), match, LOOPBACK_OK)
@@ -424,9 +412,7 @@ def test_redirect_to_loopback_is_refused(server, monkeypatch, connections):
             config = dataclasses.replace(config, allow_loopback=False)
         return real_resolve(target, config, deadline)
 
-    monkeypatch.setattr(
-        cnn.fetch, "_resolve_checked_address", resolve_with_app_rules_after_first_hop
-    )
+    monkeypatch.setattr(cnn.fetch, "_resolve_checked_address", resolve_with_app_rules_after_first_hop)
     url = server.url("/redirect-to?location=http://127.0.0.1/admin")
     _refused(url, NOT_ALLOWED, LOOPBACK_OK)
     assert hops == ["127.0.0.1", "127.0.0.1"]

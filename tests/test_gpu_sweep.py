@@ -28,8 +28,10 @@ def test_whitening_is_the_keras_models_own():
 
 
 def test_summary_averages_the_seeds_of_each_setting(tmp_path, capsys):
-    rows = [{"name": "a", "seed": seed, "val": val, "val_jpeg75": jpeg, "relative_flops": 1.0}
-            for seed, (val, jpeg) in enumerate([(0.93, 0.91), (0.95, 0.91)])]
+    rows = [
+        {"name": "a", "seed": seed, "val": val, "val_jpeg75": jpeg, "relative_flops": 1.0}
+        for seed, (val, jpeg) in enumerate([(0.93, 0.91), (0.95, 0.91)])
+    ]
     path = tmp_path / "sweep.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in [{"prepared_s": 1.0}, *rows]))
     gpu_sweep.summarize([path])

@@ -12,11 +12,21 @@ def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
     from cnn.zoo import ZOO
 
     history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(ZOO["base"].build(), models_dir / "base.keras", {
-        "model": "base", "epochs": 1, "history": history,
-        "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}})
-    save_model(ZOO["base"].build(), models_dir / "base_classroom.keras", {
-        "model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}})
+    save_model(
+        ZOO["base"].build(),
+        models_dir / "base.keras",
+        {
+            "model": "base",
+            "epochs": 1,
+            "history": history,
+            "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61},
+        },
+    )
+    save_model(
+        ZOO["base"].build(),
+        models_dir / "base_classroom.keras",
+        {"model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}},
+    )
     app = AppTest.from_file(str(ENTRY), default_timeout=60).run()  # Home is the default page
     assert not app.exception
     assert app.title[0].value.startswith("How a convolutional neural network")

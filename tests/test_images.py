@@ -58,24 +58,14 @@ def blank_bilevel_png(width, height):
 
     def chunk(kind, payload):
         checksum = zlib.crc32(kind + payload)
-        return (
-            struct.pack(">I", len(payload))
-            + kind
-            + payload
-            + struct.pack(">I", checksum)
-        )
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", checksum)
 
     compressor = zlib.compressobj(9)
     row = b"\0" * (1 + (width + 7) // 8)  # filter byte, then packed bits
     pixels = b"".join(compressor.compress(row) for _ in range(height))
     pixels += compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", pixels)
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def refused(data, **limits):
@@ -168,8 +158,7 @@ def _formats_outside_the_allowlist():
         "TIFF": encode(small, "TIFF"),
         "ICO": encode(small, "ICO"),
         "JPEG 2000": encode(small, "JPEG2000"),
-        "EPS": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
-        b"0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n",
+        "EPS": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n",
         # 8BPS, version 1, 6 reserved bytes, 3 channels, 8x8, 8 bits, RGB.
         "PSD": b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 8, 8, 8, 3) + b"\0" * 64,
         "FITS": b"SIMPLE  =                    T".ljust(2880, b" "),
@@ -200,22 +189,16 @@ def test_non_bytes_input_is_a_programming_error():
 
 
 def test_many_frame_gif_decodes_frame_zero_without_counting_frames(monkeypatch):
-    frames = [Image.new("P", (16, 16), 0)] + [
-        Image.new("P", (16, 16), 1) for _ in range(499)
-    ]
+    frames = [Image.new("P", (16, 16), 0)] + [Image.new("P", (16, 16), 1) for _ in range(499)]
     for frame in frames:
         frame.putpalette(list(RED) + list(BLUE) + [0] * 762)
-    data = encode(
-        frames[0], "GIF", save_all=True, append_images=frames[1:], duration=10
-    )
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=10)
 
     def no_counting(self):
         raise AssertionError("n_frames decodes every frame of a hostile file")
 
     monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", property(no_counting))
-    monkeypatch.setattr(
-        GifImagePlugin.GifImageFile, "is_animated", property(no_counting)
-    )
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "is_animated", property(no_counting))
     started = time.monotonic()
     image = decode_image(data)
     assert time.monotonic() - started < 0.5
@@ -259,9 +242,7 @@ def test_alpha_is_composited_onto_white(mode, transparent, opaque):
     assert close_to(pixel(image, (2, 0)), (127, 127, 127), tolerance=1)
 
 
-@pytest.mark.parametrize(
-    ("mode", "image_format"), [("1", "BMP"), ("1", "PNG"), ("L", "GIF")]
-)
+@pytest.mark.parametrize(("mode", "image_format"), [("1", "BMP"), ("1", "PNG"), ("L", "GIF")])
 def test_bilevel_and_grey_become_rgb(mode, image_format):
     source = Image.new(mode, (2, 1), 0)
     source.putpixel((1, 0), 255)
@@ -270,10 +251,13 @@ def test_bilevel_and_grey_become_rgb(mode, image_format):
     assert [pixel(image, (x, 0)) for x in range(2)] == [BLACK, WHITE]
 
 
-@pytest.mark.parametrize("width, shown, original", [
-    (40, (20, 40), None),  # decoded whole
-    (2048, (512, 1024), (1024, 2048)),  # shrunk while decoding, then turned: the original size is upright too
-])
+@pytest.mark.parametrize(
+    "width, shown, original",
+    [
+        (40, (20, 40), None),  # decoded whole
+        (2048, (512, 1024), (1024, 2048)),  # shrunk while decoding, then turned: the original size is upright too
+    ],
+)
 def test_exif_orientation_six_is_rotated_upright(width, shown, original):
     # Stored sideways: red left half, blue right half. Orientation 6 says
     # "rotate 90 degrees clockwise to view", which puts red on top.
@@ -368,8 +352,7 @@ def test_to_model_size_wants_rgb():
 
 
 def progressive_jpeg(mode, size, **options):
-    return encode(Image.new(mode, size, 128 if mode == "L" else (128, 100, 90)), "JPEG",
-                  progressive=True, **options)
+    return encode(Image.new(mode, size, 128 if mode == "L" else (128, 100, 90)), "JPEG", progressive=True, **options)
 
 
 def scans_and_passes(data):
@@ -396,31 +379,39 @@ def test_coefficient_buffer_is_what_libjpeg_keeps():
 def test_progressive_jpegs_needing_too_much_memory_are_refused(monkeypatch):
     data = progressive_jpeg("CMYK", (64, 48))  # 8x6 blocks of 4 components: 24.6 KB of coefficients
     monkeypatch.setattr(images, "MAX_JPEG_COEFFICIENT_BYTES", 20_000)
-    assert refused(data) == ("This progressive JPEG needs too much memory to decode (0.0246 MB; the limit is "
-                             "0.02 MB); save it again as an ordinary JPEG, or smaller.")
+    assert refused(data) == (
+        "This progressive JPEG needs too much memory to decode (0.0246 MB; the limit is "
+        "0.02 MB); save it again as an ordinary JPEG, or smaller."
+    )
     assert decode_image(encode(Image.new("CMYK", (64, 48)), "JPEG")).size == (64, 48)  # one scan: no buffer
 
 
 def test_large_webp_images_are_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_WEBP_PIXELS", 5000)
     big = Image.new("RGB", (100, 60), RED)
-    assert refused(encode(big, "WEBP")) == ("WebP images are accepted up to 0.005 megapixels and this one "
-                                            "has 0.006; save it as PNG or JPEG, or smaller.")
+    assert refused(encode(big, "WEBP")) == (
+        "WebP images are accepted up to 0.005 megapixels and this one has 0.006; save it as PNG or JPEG, or smaller."
+    )
     assert decode_image(encode(big, "PNG")).size == (100, 60)
     assert decode_image(encode(Image.new("RGB", (50, 100), RED), "WEBP")).size == (50, 100)
 
 
 def test_the_largest_accepted_colour_jpeg_fits_the_coefficient_limit():
     # SOF header of an 8000x5000 4:4:4 YCbCr JPEG, as jpeg_load reads it.
-    frame = images._read_frame(bytes([8]) + (5000).to_bytes(2, "big") + (8000).to_bytes(2, "big")
-                               + bytes([3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1]))
+    frame = images._read_frame(
+        bytes([8])
+        + (5000).to_bytes(2, "big")
+        + (8000).to_bytes(2, "big")
+        + bytes([3, 1, 0x11, 0, 2, 0x11, 1, 3, 0x11, 1])
+    )
     assert 64 * 2 * frame.blocks == 240_000_000 <= MAX_JPEG_COEFFICIENT_BYTES
 
 
 def test_scan_markers_inside_metadata_and_entropy_data_are_not_counted():
     noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    data = encode(Image.fromarray(noise), "JPEG", quality=100, restart_marker_blocks=1,
-                  comment=b"\xff\xda\x00\x0c" * 50)
+    data = encode(
+        Image.fromarray(noise), "JPEG", quality=100, restart_marker_blocks=1, comment=b"\xff\xda\x00\x0c" * 50
+    )
     assert b"\xff\x00" in data  # stuffed bytes in the entropy data
     assert scans_and_passes(data) == (1, 1.0)
     assert decode_image(data).size == (64, 64)
@@ -561,8 +552,7 @@ def test_sixteen_bit_is_converted_in_integers():
 def test_large_jpegs_are_decoded_at_a_reduced_scale(monkeypatch):
     loaded = []
     real_load = JpegImagePlugin.JpegImageFile.load
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load",
-                        lambda self: loaded.append(self.size) or real_load(self))
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", lambda self: loaded.append(self.size) or real_load(self))
     image = decode_image(encode(Image.new("RGB", (2048, 2048), RED), "JPEG"))
     assert set(loaded) == {(512, 512)}  # libjpeg's 1/4 DCT scaling: never 2048x2048 in memory
     assert image.size == (512, 512) and image.info[ORIGINAL_SIZE_KEY] == (2048, 2048)

@@ -52,8 +52,9 @@ def test_preprocess_makes_its_inputs_with_to_model_input(policy):
     np.testing.assert_array_equal(preprocess(images, policy=policy), expected)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((40, 40, 3), np.float32), np.zeros((40, 40), np.uint8),
-                                 np.zeros((40, 40, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((40, 40, 3), np.float32), np.zeros((40, 40), np.uint8), np.zeros((40, 40, 4), np.uint8)]
+)
 def test_to_model_input_refuses_what_is_not_rgb_pixels(bad):
     with pytest.raises(UserError, match="RGB uint8"):
         to_model_input(bad)
@@ -139,10 +140,12 @@ def test_grad_cam_holds_the_same_lock(model):
 def test_the_quick_enough_model_is_the_first_with_a_recorded_figure_within_budget():
     from cnn.inference import quick_enough_model
 
-    records = [{"name": "wide", "metrics": {"latency_p50_ms": 18.0}},
-               {"name": "unmeasured", "metrics": {}},
-               {"name": "quick", "metrics": {"latency_p50_ms": 9.5}},
-               {"name": "quicker", "metrics": {"latency_p50_ms": 1.0}}]
+    records = [
+        {"name": "wide", "metrics": {"latency_p50_ms": 18.0}},
+        {"name": "unmeasured", "metrics": {}},
+        {"name": "quick", "metrics": {"latency_p50_ms": 9.5}},
+        {"name": "quicker", "metrics": {"latency_p50_ms": 1.0}},
+    ]
     assert quick_enough_model(records) == "quick"
     assert quick_enough_model(records, budget_ms=20) == "wide"
     assert quick_enough_model(records[:2]) is None

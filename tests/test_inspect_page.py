@@ -70,8 +70,11 @@ def test_report_model_table_filters_feature_maps_and_grad_cam(shipped):  # noqa:
     assert layers.loc["pool1", "Parameters"] == 0
     assert any("filters of 'conv1'" in caption.value for caption in app.caption)
     # conv1 (with its ReLU) and the pooling after it, then the Grad-CAM heatmap
-    assert chart_titles(app) == ["conv1 (Conv2D + relu): 29x29x32", "pool1 (MaxPooling2D): 14x14x32",
-                                 chart_titles(app)[2]]
+    assert chart_titles(app) == [
+        "conv1 (Conv2D + relu): 29x29x32",
+        "pool1 (MaxPooling2D): 14x14x32",
+        chart_titles(app)[2],
+    ]
     assert chart_titles(app)[2].startswith("Grad-CAM: ")
     # Each tile of a mosaic is headed by its channel number; the axes carry no pixel numbers (0-250 before).
     conv1 = chart_specs(app)[0]
@@ -104,7 +107,11 @@ def test_fast_model_expands_its_trunk_and_explains_whitening(shipped):  # noqa: 
     app.selectbox(key="inspect_conv_layer").set_value("block1_conv1").run()
     assert_no_exception(app)
     assert [title.split(" (")[0] for title in chart_titles(app)[:-1]] == [
-        "block1_conv1", "block1_pool", "block1_bn1", "block1_relu1"]
+        "block1_conv1",
+        "block1_pool",
+        "block1_bn1",
+        "block1_relu1",
+    ]
     assert any("unflipped image" in caption.value for caption in app.caption)
 
 

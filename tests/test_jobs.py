@@ -24,8 +24,9 @@ def tiny(epochs=2, **overrides):
 
 
 def request(config, out, **fields):
-    return RunRequest(config=config.to_dict(), out_path=str(out), argv=jobs.equivalent_argv(config.to_dict(), out),
-                      **fields)
+    return RunRequest(
+        config=config.to_dict(), out_path=str(out), argv=jobs.equivalent_argv(config.to_dict(), out), **fields
+    )
 
 
 def wait_for(condition, run_dir, timeout_s=LOADED_MACHINE_S):
@@ -184,7 +185,17 @@ def test_worker_limit_comes_from_the_teacher_then_the_environment(tmp_path, monk
     with pytest.raises(UserError, match="1-64"):
         jobs.set_max_workers(0)
     assert [jobs.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"]
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "101st",
+    ]
 
 
 def test_the_sidecar_command_is_the_cli(tmp_path):

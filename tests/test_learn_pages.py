@@ -48,8 +48,7 @@ def rows_of_columns(node):
     for child in getattr(node, "children", {}).values():
         columns = [column for column in getattr(child, "children", {}).values() if column.type == "column"]
         if columns:
-            yield [[spec(chart)["layout"]["title"]["text"] for chart in _charts_under(column)]
-                   for column in columns]
+            yield [[spec(chart)["layout"]["title"]["text"] for chart in _charts_under(column)] for column in columns]
         yield from rows_of_columns(child)
 
 
@@ -133,7 +132,9 @@ def test_convolution_page_shows_kernel_window_and_output_cell_side_by_side():
     assert [["Kernel (weights)"], ["Input: window 1"], ["Feature map: 4 at (0, 0)"]] in list(rows_of_columns(app.main))
     step_slider(app).set_value(9).run()
     assert [spec(chart)["layout"]["title"]["text"] for chart in charts(app)[1:3]] == [
-        "Input: window 9", "Feature map: 4 at (2, 2)"]
+        "Input: window 9",
+        "Feature map: 4 at (2, 2)",
+    ]
 
 
 def test_convolution_page_play_moves_the_slider_and_stops_at_the_last_window():

@@ -117,8 +117,9 @@ def test_window_breakdown_writes_the_dot_product_and_matches_conv2d():
     assert ops.dot_product_lines(breakdown) == ["1×1 + 1×0 + 1×1 + 0×0 + 1×1 + 1×0 + 0×1 + 0×0 + 1×1 = 4"]
 
 
-@pytest.mark.parametrize("spec", [ops.ConvSpec(), ops.ConvSpec(2, "same", 1), ops.ConvSpec(1, 2, 2),
-                                  ops.ConvSpec(3, "same", 1)])
+@pytest.mark.parametrize(
+    "spec", [ops.ConvSpec(), ops.ConvSpec(2, "same", 1), ops.ConvSpec(1, 2, 2), ops.ConvSpec(3, "same", 1)]
+)
 def test_every_window_breakdown_equals_the_feature_map(spec):
     image = RNG.integers(0, 256, size=(9, 8, 3))
     kernel = ops.kernel_preset("Sobel x", 3)
@@ -211,7 +212,14 @@ def test_pad_supports_symmetric_and_per_side_padding():
 
 def test_numbers_are_written_out_never_as_exponents():
     assert [ops.format_number(value) for value in (1000.0, 1234.7, -0.125, 2.0, 0.000123, 123456.7, 1e-5)] == [
-        "1000", "1235", "-0.125", "2", "0.000123", "123457", "0.00001"]
+        "1000",
+        "1235",
+        "-0.125",
+        "2",
+        "0.000123",
+        "123457",
+        "0.00001",
+    ]
     window = ops.pool_window(np.array([[1234.5, 0.5], [2.0, 3.0]]), 2, 2, 0)
     assert ops.pool_window_lines(window)[1].startswith("max(1234, 0.5, 2, 3) = 1234")  # not "1.23e+03"
 
@@ -234,7 +242,13 @@ def test_toy_network_shapes_and_probabilities():
     image = RNG.integers(0, 256, size=(32, 32, 3)).astype(np.uint8)
     stages = ops.toy_network(image, num_filters=4, kernel_size=3, seed=7)
     assert [stage.shape for stage in stages] == [
-        (32, 32, 3), (32, 32, 4), (32, 32, 4), (16, 16, 4), (1024,), (10,), (10,)
+        (32, 32, 3),
+        (32, 32, 4),
+        (32, 32, 4),
+        (16, 16, 4),
+        (1024,),
+        (10,),
+        (10,),
     ]
     assert stages[-1].values.sum() == pytest.approx(1.0)
     again = ops.toy_network(image, num_filters=4, kernel_size=3, seed=7)

@@ -13,7 +13,7 @@ def test_enlarge_makes_each_pixel_a_square_block_of_one_image_or_a_batch():
     assert big.shape == (8, 12, 3) and big.dtype == np.uint8
     for row in range(2):
         for column in range(3):
-            assert (big[4 * row:4 * row + 4, 4 * column:4 * column + 4] == image[row, column]).all()
+            assert (big[4 * row : 4 * row + 4, 4 * column : 4 * column + 4] == image[row, column]).all()
     batch = pictures.enlarge(np.stack([image, image + 1]), 2)
     assert batch.shape == (2, 4, 6, 3) and (batch[1, 2:4, 4:6] == image[1, 2] + 1).all()
     np.testing.assert_array_equal(pictures.enlarge(image, 1), image)
@@ -22,8 +22,7 @@ def test_enlarge_makes_each_pixel_a_square_block_of_one_image_or_a_batch():
 
 
 def test_unit_to_uint8_rounds_and_clips():
-    np.testing.assert_array_equal(pictures.unit_to_uint8(np.array([0.0, 0.5, 1.0, -0.2, 1.3])),
-                                  [0, 128, 255, 0, 255])
+    np.testing.assert_array_equal(pictures.unit_to_uint8(np.array([0.0, 0.5, 1.0, -0.2, 1.3])), [0, 128, 255, 0, 255])
 
 
 def test_mosaic_places_tiles_row_by_row_with_gaps():
@@ -44,7 +43,7 @@ def test_grid_rows_and_tile_positions_agree_with_the_mosaic():
     images = np.stack([np.full((3, 4), index, np.float32) for index in range(5)])
     picture = pictures.mosaic(images, rows, gap=1, fill=np.nan)
     for index, (top, left) in enumerate(pictures.tile_positions(5, 3, 4, columns=2, gap=1)):
-        assert (picture[top:top + 3, left:left + 4] == index).all()
+        assert (picture[top : top + 3, left : left + 4] == index).all()
 
 
 def test_filters_enlarged_in_a_mosaic_have_the_expected_size():

@@ -39,8 +39,7 @@ def save_untrained(folder: Path, name: str, accuracy: float) -> None:
     from cnn.artifacts import save_model
     from cnn.zoo import ZOO
 
-    save_model(ZOO[name].build(), folder / f"{name}.keras",
-               {"builder": name, "metrics": {"val_accuracy": accuracy}})
+    save_model(ZOO[name].build(), folder / f"{name}.keras", {"builder": name, "metrics": {"val_accuracy": accuracy}})
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +71,15 @@ def cards(app: AppTest) -> list[dict]:
     for block in _blocks(app.main):
         first = next(iter(block.children.values()), None)
         if first is not None and first.type == "markdown" and first.value.startswith("**"):
-            found.append({
-                "label": first.value.strip("*"),
-                "errors": [element.value for element in _elements(block, "error")],
-                "tables": [element.value for element in _elements(block, "dataframe")],
-                "warnings": [element.value for element in _elements(block, "warning")],
-                "text": [element.value for element in _elements(block, "markdown")][1:],
-            })
+            found.append(
+                {
+                    "label": first.value.strip("*"),
+                    "errors": [element.value for element in _elements(block, "error")],
+                    "tables": [element.value for element in _elements(block, "dataframe")],
+                    "warnings": [element.value for element in _elements(block, "warning")],
+                    "text": [element.value for element in _elements(block, "markdown")][1:],
+                }
+            )
     return found
 
 
@@ -133,19 +134,23 @@ def test_the_page_preselects_the_most_accurate_model_quick_enough_for_one_image(
     app = run_page()
     assert_no_exception(app)
     picker = app.selectbox(key="predict_model")
-    assert picker.options == ["base (validation 60.0%, 25.0 ms per image)",
-                              "fast (validation 50.0%, 4.0 ms per image)"]  # the most accurate still first
+    assert picker.options == [
+        "base (validation 60.0%, 25.0 ms per image)",
+        "fast (validation 50.0%, 4.0 ms per image)",
+    ]  # the most accurate still first
     assert picker.value == "fast" and "within 10 ms" in picker.label
 
 
 def test_several_uploads_one_bad_keeps_the_others(shipped):
     app = run_page()
-    app.file_uploader(key="predict_uploads").set_value([
-        ("wide.png", encode(picture(64, 40, seed=1), "PNG"), "image/png"),
-        ("broken.png", b"this is not an image at all", "image/png"),
-        ("photo.jpg", encode(picture(50, 50, seed=2), "JPEG"), "image/jpeg"),
-        ("anim.gif", encode(picture(20, 30, seed=3), "GIF"), "image/gif"),
-    ]).run()
+    app.file_uploader(key="predict_uploads").set_value(
+        [
+            ("wide.png", encode(picture(64, 40, seed=1), "PNG"), "image/png"),
+            ("broken.png", b"this is not an image at all", "image/png"),
+            ("photo.jpg", encode(picture(50, 50, seed=2), "JPEG"), "image/jpeg"),
+            ("anim.gif", encode(picture(20, 30, seed=3), "GIF"), "image/gif"),
+        ]
+    ).run()
     assert_no_exception(app)
     by_label = {card["label"]: card for card in grid_cards(app)}
     assert list(by_label) == ["Upload: wide.png", "Upload: broken.png", "Upload: photo.jpg", "Upload: anim.gif"]
@@ -160,8 +165,7 @@ def test_several_uploads_one_bad_keeps_the_others(shipped):
         # An untrained model spreads its probability: the low-confidence note must show.
         assert any("may be guessing" in warning for warning in card["warnings"])
     # Details on demand, only for the pictures that got an answer: the first one until another is chosen.
-    assert app.selectbox(key="predict_details").options == ["Upload: wide.png", "Upload: photo.jpg",
-                                                           "Upload: anim.gif"]
+    assert app.selectbox(key="predict_details").options == ["Upload: wide.png", "Upload: photo.jpg", "Upload: anim.gif"]
     details = details_card(app)
     assert details["label"] == "Upload: wide.png"
     (table,) = details["tables"]
@@ -227,11 +231,13 @@ def cards_in(node) -> list[dict]:
 def test_the_same_picture_added_twice_is_shown_once(shipped):
     same = encode(picture(40, 40, seed=5), "PNG")
     app = run_page()
-    app.file_uploader(key="predict_uploads").set_value([
-        ("cat.png", same, "image/png"),
-        ("other.png", encode(picture(40, 40, seed=6), "PNG"), "image/png"),
-        ("cat (1).png", same, "image/png"),
-    ]).run()
+    app.file_uploader(key="predict_uploads").set_value(
+        [
+            ("cat.png", same, "image/png"),
+            ("other.png", encode(picture(40, 40, seed=6), "PNG"), "image/png"),
+            ("cat (1).png", same, "image/png"),
+        ]
+    ).run()
     assert_no_exception(app)
     assert [card["label"] for card in grid_cards(app)] == ["Upload: cat.png", "Upload: other.png"]
     assert any("cat (1).png (the same picture as cat.png)" in caption.value for caption in app.caption)
@@ -256,19 +262,28 @@ def test_camera_photo_is_predicted(shipped):
     app = run_page()
     app.toggle(key="predict_camera_on").set_value(True).run()
     app.camera_input(key="predict_camera").set_value(
-        ("photo.jpg", encode(picture(64, 48, seed=4), "JPEG"), "image/jpeg")).run()
+        ("photo.jpg", encode(picture(64, 48, seed=4), "JPEG"), "image/jpeg")
+    ).run()
     assert_no_exception(app)
     (card,) = grid_cards(app)
     assert card["label"] == "Camera photo" and len(top3_lines(card)) == 3
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/cat.png", "http://localhost/cat.png", "http://[::1]/cat.png",
-                                 "http://169.254.169.254/latest/meta-data/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/cat.png",
+        "http://localhost/cat.png",
+        "http://[::1]/cat.png",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
 def test_local_urls_are_refused_with_a_plain_message_and_uploads_still_work(shipped, url, monkeypatch):
     connections = []
     real_connect = socket.socket.connect
-    monkeypatch.setattr(socket.socket, "connect",
-                        lambda sock, address: connections.append(address) or real_connect(sock, address))
+    monkeypatch.setattr(
+        socket.socket, "connect", lambda sock, address: connections.append(address) or real_connect(sock, address)
+    )
     app = run_page()
     app.text_input(key="predict_url").set_value(url)
     app.file_uploader(key="predict_uploads").set_value(("ok.png", encode(picture(32, 32), "PNG"), "image/png"))
@@ -341,7 +356,8 @@ def test_an_upload_answers_at_most_the_limit_and_says_how_many_were_ignored(ship
 
     app = run_page()
     app.file_uploader(key="predict_uploads").set_value(
-        [(f"photo{index:02d}.png", tiny_png(index), "image/png") for index in range(MAX_UPLOADS + 3)]).run()
+        [(f"photo{index:02d}.png", tiny_png(index), "image/png") for index in range(MAX_UPLOADS + 3)]
+    ).run()
     assert_no_exception(app)
     labels = [card["label"] for card in grid_cards(app)]
     assert labels == [f"Upload: photo{index:02d}.png" for index in range(MAX_UPLOADS)]

@@ -114,4 +114,3 @@ def test_a_file_changed_in_place_with_size_and_time_restored_keeps_the_verified_
     resources._load_model.clear()  # the cache entry is evicted, or the server restarts
     with pytest.raises(ModelFileError, match="does not match the sha256"):
         resources.get_model("base")
-

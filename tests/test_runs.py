@@ -16,15 +16,20 @@ from cnn.errors import TrainingError
 from cnn.runs import RunFiles, RunRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-HOLD_LOCKS = ("import sys, time; from cnn import runs; runs.acquire_locks(sys.argv[1], sys.argv[2]); "
-              "print('held', flush=True); time.sleep(600)")
+HOLD_LOCKS = (
+    "import sys, time; from cnn import runs; runs.acquire_locks(sys.argv[1], sys.argv[2]); "
+    "print('held', flush=True); time.sleep(600)"
+)
 
 
 def test_a_run_folder_and_an_output_have_one_holder_at_a_time(tmp_path):
     out = tmp_path / "models" / "m.keras"
     with runs.acquire_locks(tmp_path / "run", out):
-        with pytest.raises(TrainingError, match=r"^The run folder run/ is in use by another training \(process \d+\): "
-                                                r"wait until it ends, or stop it first\.$"):
+        with pytest.raises(
+            TrainingError,
+            match=r"^The run folder run/ is in use by another training \(process \d+\): "
+            r"wait until it ends, or stop it first\.$",
+        ):
             runs.acquire_locks(tmp_path / "run", tmp_path / "models" / "other.keras")
         with pytest.raises(TrainingError, match="m.keras is being written by another training run"):
             runs.acquire_locks(tmp_path / "other_run", out)
@@ -38,8 +43,9 @@ def test_a_run_folder_and_an_output_have_one_holder_at_a_time(tmp_path):
 
 def test_the_locks_go_with_a_killed_process(tmp_path):
     out = tmp_path / "models" / "m.keras"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCKS, str(tmp_path / "run"), str(out)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCKS, str(tmp_path / "run"), str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(TrainingError, match=f"in use by another training \\(process {holder.pid}\\)"):
@@ -83,20 +89,24 @@ def write_run(folder: Path, status: dict, *, history=(), checkpoint=False) -> Ru
     return files
 
 
-@pytest.mark.parametrize("written, alive, checkpoint, expected, resumable", [
-    ("finished", False, True, "finished", False),  # a finished run offers no Resume
-    ("stopped", False, True, "stopped", True),
-    ("failed", False, False, "failed", False),
-    ("cancelled", False, False, "cancelled", False),
-    ("running", False, False, "killed", True),  # killed in epoch 1: Resume starts it again
-    ("running", False, True, "killed", True),
-    ("saving", False, True, "killed", True),  # died before the model was saved
-    ("running", True, True, "running", False),
-    ("queued", True, False, "queued", False),
-    ("saving", True, True, "saving", False),
-])
-def test_the_state_is_what_the_worker_wrote_and_whether_it_lives(tmp_path, written, alive, checkpoint, expected,
-                                                                  resumable):
+@pytest.mark.parametrize(
+    "written, alive, checkpoint, expected, resumable",
+    [
+        ("finished", False, True, "finished", False),  # a finished run offers no Resume
+        ("stopped", False, True, "stopped", True),
+        ("failed", False, False, "failed", False),
+        ("cancelled", False, False, "cancelled", False),
+        ("running", False, False, "killed", True),  # killed in epoch 1: Resume starts it again
+        ("running", False, True, "killed", True),
+        ("saving", False, True, "killed", True),  # died before the model was saved
+        ("running", True, True, "running", False),
+        ("queued", True, False, "queued", False),
+        ("saving", True, True, "saving", False),
+    ],
+)
+def test_the_state_is_what_the_worker_wrote_and_whether_it_lives(
+    tmp_path, written, alive, checkpoint, expected, resumable
+):
     files = write_run(tmp_path / "run", {"state": written, "message": "as written"}, checkpoint=checkpoint)
     locks = runs.acquire_locks(files.folder, tmp_path / "m.keras") if alive else None
     try:
@@ -153,9 +163,29 @@ def test_a_crash_is_recorded_by_the_worker_itself(tmp_path):
 
 
 def cli_train(tmp_path, synthetic_cifar, run_dir: Path, out: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "cnn", "train", "--model", "base", "--epochs", "2", "--batch-size", "16",
-               "--subset", "100", "--val-size", "20", "--data-dir", str(synthetic_cifar), "--no-mixed-precision",
-               "--run-dir", str(run_dir), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "cnn",
+        "train",
+        "--model",
+        "base",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--subset",
+        "100",
+        "--val-size",
+        "20",
+        "--data-dir",
+        str(synthetic_cifar),
+        "--no-mixed-precision",
+        "--run-dir",
+        str(run_dir),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs"), jobs.MAX_WORKERS_ENV: "1"}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -178,8 +208,10 @@ def test_two_trainings_of_the_same_run_or_output_never_both_run(tmp_path, synthe
             time.sleep(0.1)
         same_run = cli_train(tmp_path, synthetic_cifar, run_dir, out)
         same_output = cli_train(tmp_path, synthetic_cifar, tmp_path / "runs" / "other", out)
-        for second, message in ((same_run, "The run folder m/ is in use by another training"),
-                                (same_output, "m.keras is being written by another training run")):
+        for second, message in (
+            (same_run, "The run folder m/ is in use by another training"),
+            (same_output, "m.keras is being written by another training run"),
+        ):
             stdout, stderr = second.communicate(timeout=600)
             assert second.returncode == 2, (stdout, stderr)
             assert stderr.strip() == f"error: {message} (process {first.pid}): wait until it ends, or stop it first."
@@ -197,9 +229,11 @@ def test_the_worker_command_refuses_what_it_cannot_run(tmp_path, capsys, monkeyp
     from cnn.__main__ import main
 
     monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))
-    for argv, message in ((["train", "--job", str(tmp_path / "nothing")], "has no run configuration (config.json)"),
-                          (["train", "--job", str(tmp_path), "--epochs", "3"], "give it no other training settings"),
-                          (["train", "--epochs", "3"], "train needs --model NAME (or --job RUN_DIR).")):
+    for argv, message in (
+        (["train", "--job", str(tmp_path / "nothing")], "has no run configuration (config.json)"),
+        (["train", "--job", str(tmp_path), "--epochs", "3"], "give it no other training settings"),
+        (["train", "--epochs", "3"], "train needs --model NAME (or --job RUN_DIR)."),
+    ):
         assert main(argv) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and message in error and "\n" not in error

@@ -19,8 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((ROOT / "tests" / "data" / "zoo_report_models.json").read_text())
 # Recorded from the zoo's Python builders before the report models became specs (git: the commit
 # "Record the report models' layer summaries ..."): class, name, output shape, parameters, settings.
-SUMMARY_KEYS = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "pool_size", "rate",
-                "units", "momentum", "epsilon", "center", "scale", "dtype", "data_format", "dilation_rate")
+SUMMARY_KEYS = (
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    "activation",
+    "use_bias",
+    "pool_size",
+    "rate",
+    "units",
+    "momentum",
+    "epsilon",
+    "center",
+    "scale",
+    "dtype",
+    "data_format",
+    "dilation_rate",
+)
 
 
 def conv(filters=8, kernel=3, **settings):
@@ -61,8 +77,9 @@ def test_base_spec_table_matches_the_report_arithmetic():
 
 
 def test_same_padding_stride_and_batchnorm_formulas():
-    analysis = analyze(stack(conv(4, 3, stride=2, padding="same", use_bias=False), {"type": "batchnorm"},
-                             {"type": "global_avgpool"}))
+    analysis = analyze(
+        stack(conv(4, 3, stride=2, padding="same", use_bias=False), {"type": "batchnorm"}, {"type": "global_avgpool"})
+    )
     assert analysis.ok
     assert analysis.rows[0].output_shape == (16, 16, 4)
     assert analysis.rows[0].parameter_formula == "3*3*3*4 = 108 (no bias)"
@@ -72,8 +89,15 @@ def test_same_padding_stride_and_batchnorm_formulas():
 
 def test_canonical_spec_fills_in_the_defaults():
     canonical = check_spec(stack(conv(), {"type": "maxpool"}, {"type": "flatten"}))
-    assert canonical["layers"][0] == {"type": "conv2d", "filters": 8, "kernel": 3, "stride": 1, "padding": "valid",
-                                      "activation": "relu", "use_bias": True}
+    assert canonical["layers"][0] == {
+        "type": "conv2d",
+        "filters": 8,
+        "kernel": 3,
+        "stride": 1,
+        "padding": "valid",
+        "activation": "relu",
+        "use_bias": True,
+    }
     assert canonical["layers"][1] == {"type": "maxpool", "size": 2}
     assert check_spec(canonical) == canonical
 
@@ -95,10 +119,18 @@ def summary(model) -> dict:
         picked = {key: config[key] for key in SUMMARY_KEYS if key in config}
         if isinstance(picked.get("dtype"), dict):
             picked["dtype"] = picked["dtype"].get("config", {}).get("name")
-        rows.append({"class": type(layer).__name__, "name": layer.name, "output_shape": list(layer.output.shape)[1:],
-                     "parameters": int(layer.count_params()), "config": picked})
-    return json.loads(json.dumps({"name": model.name, "parameters": int(model.count_params()), "layers": rows},
-                                 default=list))
+        rows.append(
+            {
+                "class": type(layer).__name__,
+                "name": layer.name,
+                "output_shape": list(layer.output.shape)[1:],
+                "parameters": int(layer.count_params()),
+                "config": picked,
+            }
+        )
+    return json.loads(
+        json.dumps({"name": model.name, "parameters": int(model.count_params()), "layers": rows}, default=list)
+    )
 
 
 @pytest.mark.parametrize("name", list(REPORT_SPECS))
@@ -112,75 +144,117 @@ def test_zoo_report_models_are_identical_to_the_former_builders(name):
 
 ERRORS = {
     "not an object": ([], 'A spec is a JSON object like {"version": 1, "layers": [...]}.'),
-    "unknown top-level key": ({"version": 1, "layers": [], "code": "x"},
-                              "Unknown top-level key 'code': a spec has only \"version\" and \"layers\"."),
-    "wrong version": ({"version": 2, "layers": []},
-                      "Spec version '2' is not supported: this dashboard reads version 1."),
-    "boolean version": ({"version": True, "layers": []},
-                        "Spec version 'True' is not supported: this dashboard reads version 1."),
+    "unknown top-level key": (
+        {"version": 1, "layers": [], "code": "x"},
+        'Unknown top-level key \'code\': a spec has only "version" and "layers".',
+    ),
+    "wrong version": (
+        {"version": 2, "layers": []},
+        "Spec version '2' is not supported: this dashboard reads version 1.",
+    ),
+    "boolean version": (
+        {"version": True, "layers": []},
+        "Spec version 'True' is not supported: this dashboard reads version 1.",
+    ),
     "layers not a list": ({"version": 1, "layers": {}}, '"layers" must be a list of layer objects.'),
     "layer not an object": (stack("conv2d"), 'Layer 1: must be an object like {"type": "conv2d", ...}.'),
-    "unknown type": (stack({"type": "lambda", "function": "import os"}),
-                     "Layer 1: unknown layer type 'lambda'; use one of conv2d, maxpool, avgpool, dropout, "
-                     "batchnorm, relu, flatten, global_avgpool, dense."),
-    "missing type": (stack({"filters": 3}), "Layer 1: unknown layer type missing; use one of conv2d, maxpool, "
-                                            "avgpool, dropout, batchnorm, relu, flatten, global_avgpool, dense."),
-    "unknown setting": (stack(conv(), {"type": "dropout", "rate": 0.2, "code": "x"}),
-                        "Layer 2 (dropout): unknown setting 'code'; a dropout layer takes rate (and an optional "
-                        "name)."),
+    "unknown type": (
+        stack({"type": "lambda", "function": "import os"}),
+        "Layer 1: unknown layer type 'lambda'; use one of conv2d, maxpool, avgpool, dropout, "
+        "batchnorm, relu, flatten, global_avgpool, dense.",
+    ),
+    "missing type": (
+        stack({"filters": 3}),
+        "Layer 1: unknown layer type missing; use one of conv2d, maxpool, "
+        "avgpool, dropout, batchnorm, relu, flatten, global_avgpool, dense.",
+    ),
+    "unknown setting": (
+        stack(conv(), {"type": "dropout", "rate": 0.2, "code": "x"}),
+        "Layer 2 (dropout): unknown setting 'code'; a dropout layer takes rate (and an optional name).",
+    ),
     "missing setting": (stack({"type": "conv2d", "kernel": 3}), "Layer 1 (conv2d): the setting 'filters' is missing."),
-    "huge filters": (stack(conv(10 ** 9)), "Layer 1 (conv2d): filters must be a whole number 1-512, not 1000000000."),
+    "huge filters": (stack(conv(10**9)), "Layer 1 (conv2d): filters must be a whole number 1-512, not 1000000000."),
     "fractional filters": (stack(conv(8.5)), "Layer 1 (conv2d): filters must be a whole number 1-512, not 8.5."),
     "boolean kernel": (stack(conv(8, True)), "Layer 1 (conv2d): kernel must be a whole number 1-11, not True."),
-    "bad padding": (stack(conv(padding="full")),
-                    "Layer 1 (conv2d): padding must be one of valid, same, not full."),
-    "bad activation": (stack(conv(activation="eval")),
-                       "Layer 1 (conv2d): activation must be one of relu, linear, gelu, elu, tanh, sigmoid, not eval."),
+    "bad padding": (stack(conv(padding="full")), "Layer 1 (conv2d): padding must be one of valid, same, not full."),
+    "bad activation": (
+        stack(conv(activation="eval")),
+        "Layer 1 (conv2d): activation must be one of relu, linear, gelu, elu, tanh, sigmoid, not eval.",
+    ),
     "bias not a flag": (stack(conv(use_bias="yes")), "Layer 1 (conv2d): use_bias must be true or false, not yes."),
-    "dropout rate": (stack(conv(), {"type": "dropout", "rate": 1.5}),
-                     "Layer 2 (dropout): rate must be a number 0-0.9, not 1.5."),
-    "bad layer name": (stack(conv(name="../etc")), "Layer 1 (conv2d): a layer name starts with a letter and has only "
-                                                    "letters, digits and _ (at most 40); or leave it out."),
-    "duplicate name": (stack(conv(name="c"), conv(name="c")),
-                       "Layer 2 (conv2d): the name 'c' is already used by layer 1; names must be unique (or leave "
-                       "the name out)."),
-    "reserved name": (stack(conv(name="probabilities")),
-                      "Layer 1 (conv2d): the name 'probabilities' is already used by the model's input or output; "
-                      "names must be unique (or leave the name out)."),
-    "pool shrinks to nothing": (stack(conv(8, 3, stride=4), {"type": "maxpool", "size": 8}, {"type": "maxpool"}),
-                                "Layer 3 (maxpool 2x2): the feature map would shrink to 0x0 (it is 1x1); remove this "
-                                "pooling layer or use padding='same' in the convolutions before it."),
-    "kernel does not fit": (stack(conv(8, 3, stride=4), {"type": "maxpool", "size": 4}, conv(8, 5)),
-                            "Layer 3 (conv2d 8 filters 5x5): the 5x5 kernel does not fit in the 2x2 feature map; use "
-                            "a smaller kernel, padding='same', or remove a pooling layer before it."),
-    "dense before flatten": (stack(conv(), {"type": "dense", "units": 10}),
-                             "Layer 2 (dense 10): needs a flat input; add Flatten or GlobalAveragePooling before it."),
-    "conv after flatten": (stack(conv(), {"type": "flatten"}, conv()),
-                           "Layer 3 (conv2d 8 filters 3x3): needs a 2-D feature map but gets a flat vector of 7,200 "
-                           "values; move it before the Flatten (or GlobalAveragePooling)."),
-    "flatten twice": (stack(conv(), {"type": "flatten"}, {"type": "flatten"}),
-                      "Layer 3 (flatten): the input is already flat (7,200 values); remove this layer."),
-    "output needs flat input": (stack(conv()), "The output layer (dense 10, softmax) needs a flat input; end the "
-                                               "stack with Flatten or GlobalAveragePooling."),
-    "no convolution": (stack({"type": "flatten"}, {"type": "dense", "units": 8}),
-                       "The stack has no conv2d layer: a CNN needs at least one; add a conv2d layer first."),
-    "empty stack": (stack(), "The output layer (dense 10, softmax) needs a flat input; end the stack with Flatten or "
-                             "GlobalAveragePooling."),
+    "dropout rate": (
+        stack(conv(), {"type": "dropout", "rate": 1.5}),
+        "Layer 2 (dropout): rate must be a number 0-0.9, not 1.5.",
+    ),
+    "bad layer name": (
+        stack(conv(name="../etc")),
+        "Layer 1 (conv2d): a layer name starts with a letter and has only "
+        "letters, digits and _ (at most 40); or leave it out.",
+    ),
+    "duplicate name": (
+        stack(conv(name="c"), conv(name="c")),
+        "Layer 2 (conv2d): the name 'c' is already used by layer 1; names must be unique (or leave the name out).",
+    ),
+    "reserved name": (
+        stack(conv(name="probabilities")),
+        "Layer 1 (conv2d): the name 'probabilities' is already used by the model's input or output; "
+        "names must be unique (or leave the name out).",
+    ),
+    "pool shrinks to nothing": (
+        stack(conv(8, 3, stride=4), {"type": "maxpool", "size": 8}, {"type": "maxpool"}),
+        "Layer 3 (maxpool 2x2): the feature map would shrink to 0x0 (it is 1x1); remove this "
+        "pooling layer or use padding='same' in the convolutions before it.",
+    ),
+    "kernel does not fit": (
+        stack(conv(8, 3, stride=4), {"type": "maxpool", "size": 4}, conv(8, 5)),
+        "Layer 3 (conv2d 8 filters 5x5): the 5x5 kernel does not fit in the 2x2 feature map; use "
+        "a smaller kernel, padding='same', or remove a pooling layer before it.",
+    ),
+    "dense before flatten": (
+        stack(conv(), {"type": "dense", "units": 10}),
+        "Layer 2 (dense 10): needs a flat input; add Flatten or GlobalAveragePooling before it.",
+    ),
+    "conv after flatten": (
+        stack(conv(), {"type": "flatten"}, conv()),
+        "Layer 3 (conv2d 8 filters 3x3): needs a 2-D feature map but gets a flat vector of 7,200 "
+        "values; move it before the Flatten (or GlobalAveragePooling).",
+    ),
+    "flatten twice": (
+        stack(conv(), {"type": "flatten"}, {"type": "flatten"}),
+        "Layer 3 (flatten): the input is already flat (7,200 values); remove this layer.",
+    ),
+    "output needs flat input": (
+        stack(conv()),
+        "The output layer (dense 10, softmax) needs a flat input; end the stack with Flatten or GlobalAveragePooling.",
+    ),
+    "no convolution": (
+        stack({"type": "flatten"}, {"type": "dense", "units": 8}),
+        "The stack has no conv2d layer: a CNN needs at least one; add a conv2d layer first.",
+    ),
+    "empty stack": (
+        stack(),
+        "The output layer (dense 10, softmax) needs a flat input; end the stack with Flatten or GlobalAveragePooling.",
+    ),
     "too many layers": (stack(*[{"type": "relu"}] * 5000), "The stack has 5,000 layers; at most 60 are allowed."),
-    "too many parameters": (stack(conv(64, 3, padding="same"), {"type": "flatten"}, {"type": "dense", "units": 64}),
-                            "Layer 3 (dense 64): brings the parameter count to 4,196,160, over the classroom limit "
-                            "of 2,000,000; use fewer filters or units, or add pooling (or GlobalAveragePooling) "
-                            "before Flatten. The teacher can raise the limit (CNN_MAX_PARAMETERS)."),
-    "output over the limit": (stack(conv(512, 3, padding="same"), {"type": "flatten"}),
-                              "The output layer (dense 10, softmax): brings the parameter count to 5,257,226, over "
-                              "the classroom limit of 2,000,000; use fewer filters or units, or add pooling (or "
-                              "GlobalAveragePooling) before Flatten. The teacher can raise the limit "
-                              "(CNN_MAX_PARAMETERS)."),
-    "too much work": (stack(*[conv(256, 1, padding="same", name=f"c{index}") for index in range(3)],
-                            {"type": "global_avgpool"}),
-                      "Layer 3 (conv2d 256 filters 1x1): brings the work per image to 135,004,160 multiply-adds, "
-                      "over the classroom limit of 100,000,000; use fewer filters, a stride of 2, or pool earlier. "
-                      "The teacher can raise the limit (CNN_MAX_MULTIPLY_ADDS)."),
+    "too many parameters": (
+        stack(conv(64, 3, padding="same"), {"type": "flatten"}, {"type": "dense", "units": 64}),
+        "Layer 3 (dense 64): brings the parameter count to 4,196,160, over the classroom limit "
+        "of 2,000,000; use fewer filters or units, or add pooling (or GlobalAveragePooling) "
+        "before Flatten. The teacher can raise the limit (CNN_MAX_PARAMETERS).",
+    ),
+    "output over the limit": (
+        stack(conv(512, 3, padding="same"), {"type": "flatten"}),
+        "The output layer (dense 10, softmax): brings the parameter count to 5,257,226, over "
+        "the classroom limit of 2,000,000; use fewer filters or units, or add pooling (or "
+        "GlobalAveragePooling) before Flatten. The teacher can raise the limit "
+        "(CNN_MAX_PARAMETERS).",
+    ),
+    "too much work": (
+        stack(*[conv(256, 1, padding="same", name=f"c{index}") for index in range(3)], {"type": "global_avgpool"}),
+        "Layer 3 (conv2d 256 filters 1x1): brings the work per image to 135,004,160 multiply-adds, "
+        "over the classroom limit of 100,000,000; use fewer filters, a stride of 2, or pool earlier. "
+        "The teacher can raise the limit (CNN_MAX_MULTIPLY_ADDS).",
+    ),
 }
 
 
@@ -218,18 +292,30 @@ def test_raised_limit_accepts_what_the_default_refuses():
 
 TEXT_ERRORS = {
     "10 MB": (b" " * 10_000_000, "The spec is 10,000,000 bytes; at most 65,536 are allowed."),
-    "deeply nested": ("[" * 30_000 + "]" * 30_000,
-                      "The spec's JSON is nested 30,000 levels deep; a spec needs at most 3."),
-    "nested setting": ('{"version": 1, "layers": [{"type": "conv2d", "filters": [[8]]}]}',
-                       "The spec's JSON is nested 5 levels deep; a spec needs at most 3."),
-    "not JSON": ('{"version": 1,', "The spec is not valid JSON (line 1, column 15: Expecting property name "
-                                   "enclosed in double quotes)."),
-    "not UTF-8": (b'{"version": 1, "layers": ["\xff"]}',
-                  "The spec is not UTF-8 text: export it from the Build page, or write it as JSON."),
-    "NaN": ('{"version": 1, "layers": [{"type": "dropout", "rate": NaN}]}',
-            "The spec is not valid JSON (NaN is not a number a spec may use)."),
-    "huge integer": ('{"version": 1, "layers": [{"type": "conv2d", "filters": ' + "9" * 50_000 + ', "kernel": 3}]}',
-                     None),
+    "deeply nested": (
+        "[" * 30_000 + "]" * 30_000,
+        "The spec's JSON is nested 30,000 levels deep; a spec needs at most 3.",
+    ),
+    "nested setting": (
+        '{"version": 1, "layers": [{"type": "conv2d", "filters": [[8]]}]}',
+        "The spec's JSON is nested 5 levels deep; a spec needs at most 3.",
+    ),
+    "not JSON": (
+        '{"version": 1,',
+        "The spec is not valid JSON (line 1, column 15: Expecting property name enclosed in double quotes).",
+    ),
+    "not UTF-8": (
+        b'{"version": 1, "layers": ["\xff"]}',
+        "The spec is not UTF-8 text: export it from the Build page, or write it as JSON.",
+    ),
+    "NaN": (
+        '{"version": 1, "layers": [{"type": "dropout", "rate": NaN}]}',
+        "The spec is not valid JSON (NaN is not a number a spec may use).",
+    ),
+    "huge integer": (
+        '{"version": 1, "layers": [{"type": "conv2d", "filters": ' + "9" * 50_000 + ', "kernel": 3}]}',
+        None,
+    ),
 }
 
 
@@ -254,9 +340,16 @@ def test_hostile_text_gets_one_plain_line(case, keras_never_called):
         assert str(raised.value).startswith("The spec is not valid JSON (Exceeds the limit")
 
 
-@pytest.mark.parametrize("spec", [ERRORS["huge filters"][0], ERRORS["too many layers"][0],
-                                  ERRORS["unknown type"][0], ERRORS["output over the limit"][0]],
-                         ids=["huge filters", "thousands of layers", "unknown type", "too many parameters"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ERRORS["huge filters"][0],
+        ERRORS["too many layers"][0],
+        ERRORS["unknown type"][0],
+        ERRORS["output over the limit"][0],
+    ],
+    ids=["huge filters", "thousands of layers", "unknown type", "too many parameters"],
+)
 def test_hostile_specs_never_reach_keras(spec, keras_never_called):
     with pytest.raises(SpecError):
         specs.build_model(spec)
@@ -274,8 +367,10 @@ def test_json_depth_skips_brackets_inside_strings():
 
 
 def test_spec_module_imports_no_tensorflow_and_no_streamlit():
-    code = ("import sys; from cnn import spec; spec.analyze(spec.REPORT_SPECS['batchnorm']); "
-            "print(sorted(m for m in ('keras', 'tensorflow', 'streamlit') if m in sys.modules))")
+    code = (
+        "import sys; from cnn import spec; spec.analyze(spec.REPORT_SPECS['batchnorm']); "
+        "print(sorted(m for m in ('keras', 'tensorflow', 'streamlit') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr
 
@@ -300,13 +395,26 @@ def test_spec_file_size_is_checked_before_reading(tmp_path):
 # ---------------------------------------------------------------- names, limits, estimates
 
 
-@pytest.mark.parametrize("name, message", [
-    ("base", "'base' is the name of a zoo model or of its Train-page run; choose another name."),
-    ("base_classroom", "'base_classroom' is the name of a zoo model or of its Train-page run; choose another name."),
-    ("../x", "The model name '../x' may use only letters, digits, _ and - (at most 64 characters, not starting "
-             "with _ or -)."),
-    ("", "The model name '' may use only letters, digits, _ and - (at most 64 characters, not starting with _ or -)."),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("base", "'base' is the name of a zoo model or of its Train-page run; choose another name."),
+        (
+            "base_classroom",
+            "'base_classroom' is the name of a zoo model or of its Train-page run; choose another name.",
+        ),
+        (
+            "../x",
+            "The model name '../x' may use only letters, digits, _ and - (at most 64 characters, not starting "
+            "with _ or -).",
+        ),
+        (
+            "",
+            "The model name '' may use only letters, digits, _ and - (at most 64 characters, not starting "
+            "with _ or -).",
+        ),
+    ],
+)
 def test_model_names_are_checked(name, message):
     with pytest.raises(SpecError) as raised:
         specs.check_model_name(name)
@@ -341,7 +449,8 @@ def test_estimate_grows_with_work_images_and_batch_normalization():
     assert specs.minutes_per_epoch(base, 3_500_000, 5_000, 5_000) < small
     assert specs.minutes_per_epoch(deeper, 39_000_000, 45_000, 5_000) > small
     assert specs.minutes_per_epoch(batchnorm, 39_000_000, 45_000, 5_000) == pytest.approx(
-        specs.BATCHNORM_SLOWDOWN * specs.minutes_per_epoch(deeper, 39_000_000, 45_000, 5_000))
+        specs.BATCHNORM_SLOWDOWN * specs.minutes_per_epoch(deeper, 39_000_000, 45_000, 5_000)
+    )
 
 
 # ---------------------------------------------------------------- training configs with a spec
@@ -355,10 +464,13 @@ def test_train_config_carries_the_canonical_spec():
     assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(model="base"), "'base' is the name of a zoo model"),
-    (dict(spec=stack(conv())), "The output layer (dense 10, softmax) needs a flat input"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(model="base"), "'base' is the name of a zoo model"),
+        (dict(spec=stack(conv())), "The output layer (dense 10, softmax) needs a flat input"),
+    ],
+)
 def test_train_config_refuses_bad_built_models(overrides, message):
     from cnn.training import TrainConfig
 
@@ -400,9 +512,30 @@ def test_built_model_trains_saves_and_loads_everywhere(synthetic_cifar, models_d
     spec["layers"].insert(2, {"type": "dropout", "rate": 0.25})
     spec_file = tmp_path / "mine.json"
     spec_file.write_text(json.dumps(spec))
-    assert main(["train", "--model", "mine", "--spec", str(spec_file), "--epochs", "1", "--subset", "40",
-                 "--val-size", "20", "--data-dir", str(synthetic_cifar), "--run-dir", str(tmp_path / "run"),
-                 "--out", str(models_dir / "mine.keras")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "mine",
+                "--spec",
+                str(spec_file),
+                "--epochs",
+                "1",
+                "--subset",
+                "40",
+                "--val-size",
+                "20",
+                "--data-dir",
+                str(synthetic_cifar),
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--out",
+                str(models_dir / "mine.keras"),
+            ]
+        )
+        == 0
+    )
     model, record = load_model("mine")
     assert specs.spec_of(record) == check_spec(spec)
     assert record["description"].startswith("Built on the Build page: 5 layers")

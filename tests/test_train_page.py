@@ -138,10 +138,16 @@ def test_resume_is_offered_exactly_when_the_run_can_resume(page_env):
     row = {"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}
     hand_made_run("killed_early", page_env, {"state": "running", "epoch": 0})  # killed in epoch 1
     hand_made_run("killed_later", page_env, {"state": "running", "epoch": 1}, history=[row], checkpoint=True)
-    hand_made_run("done", page_env, {"state": "finished", "epoch": 3, "message": "3/3 epochs"},
-                  history=[{**row, "epoch": epoch} for epoch in (1, 2, 3)], checkpoint=True)
-    hand_made_run("paused", page_env, {"state": "stopped", "epoch": 1, "message": "1/3 epochs"},
-                  history=[row], checkpoint=True)
+    hand_made_run(
+        "done",
+        page_env,
+        {"state": "finished", "epoch": 3, "message": "3/3 epochs"},
+        history=[{**row, "epoch": epoch} for epoch in (1, 2, 3)],
+        checkpoint=True,
+    )
+    hand_made_run(
+        "paused", page_env, {"state": "stopped", "epoch": 1, "message": "1/3 epochs"}, history=[row], checkpoint=True
+    )
 
     app = open_page(run="killed_early")
     assert "Resume starts it again with the same settings" in app.warning[0].value
@@ -169,8 +175,10 @@ def busy_machine(page_env):
 @pytest.mark.slow  # starts worker processes
 def test_a_waiting_run_says_its_place_in_line_and_can_be_cancelled(busy_machine):
     config = TrainConfig.for_model("base", epochs=2, subset=100, val_size=20, mixed_precision=False)
-    started = [classroom.start_run(config, busy_machine / f"{name}.keras", owner="someone", teacher=False)
-               for name in ("ahead", "mine")]
+    started = [
+        classroom.start_run(config, busy_machine / f"{name}.keras", owner="someone", teacher=False)
+        for name in ("ahead", "mine")
+    ]
     for run_dir in started:
         deadline = time.monotonic() + 60
         while jobs.run_state(run_dir).state != "queued":
@@ -208,19 +216,29 @@ def test_a_run_in_use_elsewhere_is_refused(busy_machine):
         app.text_input(key="train_out_base").set_value("shared")
         app.button[0].click().run()
         worker = json.loads(RunFiles(run_dir).status.read_text())["pid"]  # the worker, not the server, is named
-        assert (f"The run folder shared/ is in use by another training (process {worker})"
-                in app.error[0].value)
+        assert f"The run folder shared/ is in use by another training (process {worker})" in app.error[0].value
     finally:
         jobs.stop_run(run_dir)
         jobs.wait_until_done(run_dir, timeout_s=300)
 
 
 def test_shipped_models_are_read_only_and_limits_hold_without_the_teacher_key(page_env):
-    history = [{"epoch": epoch, "loss": 2.0 / epoch, "accuracy": 0.3 + 0.1 * epoch,
-                "val_loss": 2.2 / epoch + 0.1 * epoch, "val_accuracy": 0.3 + 0.05 * epoch} for epoch in (1, 2, 3)]
+    history = [
+        {
+            "epoch": epoch,
+            "loss": 2.0 / epoch,
+            "accuracy": 0.3 + 0.1 * epoch,
+            "val_loss": 2.2 / epoch + 0.1 * epoch,
+            "val_accuracy": 0.3 + 0.05 * epoch,
+        }
+        for epoch in (1, 2, 3)
+    ]
     for name in ("base", "dropout"):
-        save_model(ZOO[name].build(), page_env / f"{name}.keras",
-                   {"model": name, "history": history, "metrics": {"val_accuracy": 0.5}})
+        save_model(
+            ZOO[name].build(),
+            page_env / f"{name}.keras",
+            {"model": name, "history": history, "metrics": {"val_accuracy": 0.5}},
+        )
     app = open_page(teacher_key=KEY)
     assert app.multiselect(key="train_overlay").value == ["base", "dropout"]
     charts = [chart for chart in app.get("plotly_chart") if "saved_accuracy" in chart.proto.id]
@@ -273,8 +291,10 @@ def no_cifar(page_env, tmp_path, monkeypatch):
 
 def start_on_the_sample(app: AppTest, epochs: int, subset: int, val_size: int) -> Path:
     """Press Start with tiny settings on the sample page; the run folder."""
-    assert any("bundled sample of 1,000 test images" in warning.value and "not for real accuracy" in warning.value
-               for warning in app.warning), "the page says plainly that it trains on a sample"
+    assert any(
+        "bundled sample of 1,000 test images" in warning.value and "not for real accuracy" in warning.value
+        for warning in app.warning
+    ), "the page says plainly that it trains on a sample"
     assert app.number_input(key="train_val_base").value == 200, "the sample's last 200 images validate"
     app.number_input(key="train_epochs_base").set_value(epochs)
     app.select_slider(key="train_batch_base").set_value(32)

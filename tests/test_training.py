@@ -103,8 +103,12 @@ def test_jpeg_augmentation_changes_pixels_a_little(synthetic_cifar):
     config = TrainConfig.for_model("base", batch_size=len(split), jpeg_augment=1.0, val_size=20)
     batch, _ = next(iter(training_batches(split.images, split.labels, config)))
     batch = np.asarray(batch)
-    originals = np.stack([split.images[np.argmin(np.abs(split.images / 255.0 - image).mean(axis=(1, 2, 3)))]
-                          for image in batch[:10]]) / 255.0
+    originals = (
+        np.stack(
+            [split.images[np.argmin(np.abs(split.images / 255.0 - image).mean(axis=(1, 2, 3)))] for image in batch[:10]]
+        )
+        / 255.0
+    )
     difference = np.abs(batch[:10] - originals).mean()
     assert 0.001 < difference < 0.08  # re-encoded (lossy), yet the same pictures
     with pytest.raises(UserError, match="JPEG"):
@@ -131,7 +135,7 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch():
             rows += zip(np.argmax(y, axis=1).tolist(), np.asarray(flip).tolist())
             if len(rows) >= 8 * epochs:
                 break
-        by_epoch = [dict(rows[8 * epoch: 8 * epoch + 8]) for epoch in range(epochs)]
+        by_epoch = [dict(rows[8 * epoch : 8 * epoch + 8]) for epoch in range(epochs)]
         assert all(sorted(seen) == list(range(8)) for seen in by_epoch)  # each epoch shows every image once
         return np.array([[seen[image] for image in range(8)] for seen in by_epoch])
 
@@ -152,10 +156,12 @@ def _mirrored(augmented, image) -> bool:
     from cnn.augment import MAX_SHIFT
 
     size = image.shape[0] - 2 * MAX_SHIFT
-    centre = augmented[MAX_SHIFT: MAX_SHIFT + size, MAX_SHIFT: MAX_SHIFT + size]  # never from the padding
+    centre = augmented[MAX_SHIFT : MAX_SHIFT + size, MAX_SHIFT : MAX_SHIFT + size]  # never from the padding
     windows = range(2 * MAX_SHIFT + 1)
-    matches = [any(np.array_equal(centre, view[top: top + size, left: left + size])
-                   for top in windows for left in windows) for view in (image, image[:, ::-1])]
+    matches = [
+        any(np.array_equal(centre, view[top : top + size, left : left + size]) for top in windows for left in windows)
+        for view in (image, image[:, ::-1])
+    ]
     assert sum(matches) == 1, "the augmented image is neither the image nor its mirror, shifted"
     return matches[1]
 

@@ -2,8 +2,10 @@
 
 from ui.training_views import learning_curve, partial_note
 
-FULL = [{"epoch": 1, "loss": 2.0, "val_loss": 2.1, "accuracy": 0.2, "val_accuracy": 0.18},
-        {"epoch": 2, "loss": 1.6, "val_loss": 1.9, "accuracy": 0.4, "val_accuracy": 0.33}]
+FULL = [
+    {"epoch": 1, "loss": 2.0, "val_loss": 2.1, "accuracy": 0.2, "val_accuracy": 0.18},
+    {"epoch": 2, "loss": 1.6, "val_loss": 1.9, "accuracy": 0.4, "val_accuracy": 0.33},
+]
 PARTIAL = {"epoch": 3, "loss": 1.5, "accuracy": 0.45, "partial_batches": 5, "batches_per_epoch": 20}
 
 
@@ -13,8 +15,9 @@ def test_end_of_line_labels_have_room_past_the_last_epoch():
         low, high = figure.layout.xaxis.range
         assert low == 0 and high >= 2 + 0.5, "the x-axis reaches past the last epoch, so its label shows"
         assert all(trace.cliponaxis is False for trace in figure.data), "labels may draw past the plot area"
-        assert [trace.text[-1] for trace in figure.data] == (["1.600", "1.900"] if metric == "loss"
-                                                             else ["40.0%", "33.0%"])
+        assert [trace.text[-1] for trace in figure.data] == (
+            ["1.600", "1.900"] if metric == "loss" else ["40.0%", "33.0%"]
+        )
         assert figure.layout.xaxis.title.text == "epoch" and figure.layout.yaxis.title.text
 
 

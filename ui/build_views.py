@@ -31,9 +31,17 @@ DEFAULT_EPOCHS = 3
 DEFAULT_SUBSET = 5_000  # training images of a classroom run (as on the Train page)
 # Raced against the built models: the report's models with a figure in the report, and ours.
 REFERENCE_MODELS = tuple(name for name, entry in ZOO.items() if entry.report_accuracy or not entry.report_number)
-FIELD_LABELS = {"filters": "filters", "kernel": "kernel size", "stride": "stride", "padding": "padding",
-                "activation": "activation", "use_bias": "bias", "size": "pool size", "rate": "dropout rate",
-                "units": "units"}
+FIELD_LABELS = {
+    "filters": "filters",
+    "kernel": "kernel size",
+    "stride": "stride",
+    "padding": "padding",
+    "activation": "activation",
+    "use_bias": "bias",
+    "size": "pool size",
+    "rate": "dropout rate",
+    "units": "units",
+}
 
 
 # ---------------------------------------------------------------- the stack (plain data, no widgets)
@@ -59,7 +67,7 @@ def duplicated(stack: list[dict], uid: int, new_uid: int) -> list[dict]:
     """The stack with a copy of layer `uid` right after it (the copy has no name: names are unique)."""
     index = next(position for position, layer in enumerate(stack) if layer["uid"] == uid)
     copy = {key: value for key, value in stack[index].items() if key != "name"}
-    return stack[:index + 1] + [{**copy, "uid": new_uid}] + stack[index + 1:]
+    return stack[: index + 1] + [{**copy, "uid": new_uid}] + stack[index + 1 :]
 
 
 def removed(stack: list[dict], uid: int) -> list[dict]:
@@ -73,8 +81,10 @@ def inserted(stack: list[dict], kind: str, after: int, new_uid: int) -> list[dic
 
 def as_spec(stack: Sequence[dict]) -> dict:
     """The spec of the stack (the uids dropped)."""
-    return {"version": specs.SPEC_VERSION,
-            "layers": [{key: value for key, value in layer.items() if key != "uid"} for layer in stack]}
+    return {
+        "version": specs.SPEC_VERSION,
+        "layers": [{key: value for key, value in layer.items() if key != "uid"} for layer in stack],
+    }
 
 
 # ---------------------------------------------------------------- session state and callbacks
@@ -117,8 +127,10 @@ def _widget_key(uid: int, field: str) -> str:
 
 def starting_points() -> dict[str, dict]:
     """{label: spec} of the report's six models and of every saved model built on this page."""
-    points = {f"Report model {entry.report_number}: {entry.name} ({entry.summary})": specs.REPORT_SPECS[entry.name]
-              for entry in report_models()}
+    points = {
+        f"Report model {entry.report_number}: {entry.name} ({entry.summary})": specs.REPORT_SPECS[entry.name]
+        for entry in report_models()
+    }
     for record in list_models():
         spec = specs.spec_of(record)
         if spec is not None:
@@ -131,10 +143,20 @@ def starting_point_picker() -> None:
     points = starting_points()
     choice, button = st.columns([4, 1], vertical_alignment="bottom")
     choice.selectbox("Start from", list(points), key="build_start")
-    button.button("Load", key="build_load", icon=":material/upload:", on_click=_load_chosen,
-                  help="Replaces the stack below with this model's layers.")
-    st.file_uploader("Or import a spec file (JSON, as exported below)", type=["json"], key="build_upload",
-                     on_change=_import_upload, max_upload_size=1)
+    button.button(
+        "Load",
+        key="build_load",
+        icon=":material/upload:",
+        on_click=_load_chosen,
+        help="Replaces the stack below with this model's layers.",
+    )
+    st.file_uploader(
+        "Or import a spec file (JSON, as exported below)",
+        type=["json"],
+        key="build_upload",
+        on_change=_import_upload,
+        max_upload_size=1,
+    )
 
 
 def _load_chosen() -> None:
@@ -167,10 +189,16 @@ def show_message() -> None:
 
 
 def export_button(analysis: specs.Analysis, name: str) -> None:
-    st.download_button("Export the spec (JSON)", specs.spec_to_text(analysis.spec) if analysis.ok else "",
-                       file_name=f"{name or 'my_cnn'}.json", mime="application/json", disabled=not analysis.ok,
-                       icon=":material/download:", key="build_export",
-                       help="A file you can share, import here again, or train with `python -m cnn train --spec`.")
+    st.download_button(
+        "Export the spec (JSON)",
+        specs.spec_to_text(analysis.spec) if analysis.ok else "",
+        file_name=f"{name or 'my_cnn'}.json",
+        mime="application/json",
+        disabled=not analysis.ok,
+        icon=":material/download:",
+        key="build_export",
+        help="A file you can share, import here again, or train with `python -m cnn train --spec`.",
+    )
 
 
 # ---------------------------------------------------------------- the layer editor
@@ -182,8 +210,9 @@ def layer_editor(stack: list[dict]) -> None:
         with st.container(border=True):
             _layer_box(position, layer, len(stack))
     kind_column, after_column, add_column = st.columns([3, 2, 1], vertical_alignment="bottom")
-    kind_column.selectbox("Layer type to add", list(specs.LAYER_TYPES), key="build_add_type",
-                          format_func=specs.LAYER_LABELS.get)
+    kind_column.selectbox(
+        "Layer type to add", list(specs.LAYER_TYPES), key="build_add_type", format_func=specs.LAYER_LABELS.get
+    )
     after_key = f"build_add_after_{len(stack)}"  # keyed by the length, so the default follows the stack's end
     after_column.number_input("after layer (0 = at the top)", 0, len(stack), len(stack), key=after_key)
     add_column.button("Add", key="build_add", icon=":material/add:", type="primary", on_click=_add, args=(after_key,))
@@ -200,14 +229,36 @@ def _layer_box(position: int, layer: dict, count: int) -> None:
     kind = layer.get("type")
     title, up, down, copy, drop = st.columns([6, 1, 1, 1, 1], vertical_alignment="center")
     title.markdown(f"**{position}. {specs.LAYER_LABELS.get(kind, kind)}**")
-    up.button("", key=f"build_up_{uid}", icon=":material/arrow_upward:", disabled=position == 1, help="Move up",
-              on_click=lambda: _update(moved(current_stack(), uid, -1)))
-    down.button("", key=f"build_down_{uid}", icon=":material/arrow_downward:", disabled=position == count,
-                help="Move down", on_click=lambda: _update(moved(current_stack(), uid, +1)))
-    copy.button("", key=f"build_copy_{uid}", icon=":material/content_copy:", help="Duplicate",
-                on_click=lambda: _update(duplicated(current_stack(), uid, _new_uid())))
-    drop.button("", key=f"build_remove_{uid}", icon=":material/delete:", help="Remove",
-                on_click=lambda: _update(removed(current_stack(), uid)))
+    up.button(
+        "",
+        key=f"build_up_{uid}",
+        icon=":material/arrow_upward:",
+        disabled=position == 1,
+        help="Move up",
+        on_click=lambda: _update(moved(current_stack(), uid, -1)),
+    )
+    down.button(
+        "",
+        key=f"build_down_{uid}",
+        icon=":material/arrow_downward:",
+        disabled=position == count,
+        help="Move down",
+        on_click=lambda: _update(moved(current_stack(), uid, +1)),
+    )
+    copy.button(
+        "",
+        key=f"build_copy_{uid}",
+        icon=":material/content_copy:",
+        help="Duplicate",
+        on_click=lambda: _update(duplicated(current_stack(), uid, _new_uid())),
+    )
+    drop.button(
+        "",
+        key=f"build_remove_{uid}",
+        icon=":material/delete:",
+        help="Remove",
+        on_click=lambda: _update(removed(current_stack(), uid)),
+    )
     fields = list(specs.LAYER_TYPES.get(kind, {}).items())
     cells = [column for _ in range(0, len(fields) + 1, FIELDS_PER_ROW) for column in st.columns(FIELDS_PER_ROW)]
     for cell, (field, rule) in zip(cells, fields):
@@ -245,31 +296,59 @@ def _field_widget(uid: int, field: str, rule, value):
 
 def shape_table(analysis: specs.Analysis) -> pd.DataFrame:
     """The input row and one row per analysed layer: shape, parameters and how they come about."""
-    rows = [{"#": 0, "Layer": "input image", "Output shape": str(specs.INPUT_SHAPE), "Parameters": 0,
-             "Parameters: formula": "-", "Output size: formula": "32x32 pixels, 3 colour channels (RGB)"}]
-    rows += [{"#": row.index, "Layer": f"{row.layer} ({row.name})", "Output shape": str(row.output_shape),
-              "Parameters": row.parameters, "Parameters: formula": row.parameter_formula,
-              "Output size: formula": row.shape_formula} for row in analysis.rows]
+    rows = [
+        {
+            "#": 0,
+            "Layer": "input image",
+            "Output shape": str(specs.INPUT_SHAPE),
+            "Parameters": 0,
+            "Parameters: formula": "-",
+            "Output size: formula": "32x32 pixels, 3 colour channels (RGB)",
+        }
+    ]
+    rows += [
+        {
+            "#": row.index,
+            "Layer": f"{row.layer} ({row.name})",
+            "Output shape": str(row.output_shape),
+            "Parameters": row.parameters,
+            "Parameters: formula": row.parameter_formula,
+            "Output size: formula": row.shape_formula,
+        }
+        for row in analysis.rows
+    ]
     return pd.DataFrame(rows)
 
 
 def live_table(analysis: specs.Analysis, limits: specs.Limits) -> None:
     """The shape table, the totals against the limits, and the first problem, if any."""
-    st.dataframe(shape_table(analysis), hide_index=True, key="build_table", column_config={
-        "#": st.column_config.NumberColumn(width=30), "Layer": st.column_config.TextColumn(width=190),
-        "Output shape": st.column_config.TextColumn(width=95),
-        "Parameters": st.column_config.NumberColumn(format="localized", width=85)})
+    st.dataframe(
+        shape_table(analysis),
+        hide_index=True,
+        key="build_table",
+        column_config={
+            "#": st.column_config.NumberColumn(width=30),
+            "Layer": st.column_config.TextColumn(width=190),
+            "Output shape": st.column_config.TextColumn(width=95),
+            "Parameters": st.column_config.NumberColumn(format="localized", width=85),
+        },
+    )
     if analysis.ok:
         total, work = st.columns(2)
         total.metric("Parameters", f"{analysis.parameters:,}", help=f"Classroom limit: {limits.max_parameters:,}")
-        work.metric("Multiply-adds per image", f"{analysis.multiply_adds / 1e6:,.1f} M",
-                    help=f"Forward pass of one image; classroom limit {limits.max_multiply_adds / 1e6:,.0f} M")
+        work.metric(
+            "Multiply-adds per image",
+            f"{analysis.multiply_adds / 1e6:,.1f} M",
+            help=f"Forward pass of one image; classroom limit {limits.max_multiply_adds / 1e6:,.0f} M",
+        )
     else:
         st.error(analysis.error, icon=":material/error:")
-    st.caption("Output shape: height, width, channels of each layer's output, without the batch. Conv2D: "
-               "(kernel height x width x input channels + 1 bias) x filters; Dense: (inputs + 1) x units; "
-               "BatchNormalization: 4 per channel; pooling, dropout, ReLU and flatten have none. The last row is "
-               "the fixed softmax output over the 10 classes. The same formulas as the Inspect page.")
+    st.caption(
+        "Output shape: height, width, channels of each layer's output, without the batch. Conv2D: "
+        "(kernel height x width x input channels + 1 bias) x filters; Dense: (inputs + 1) x units; "
+        "BatchNormalization: 4 per channel; pooling, dropout, ReLU and flatten have none. The last row is "
+        "the fixed softmax output over the 10 classes. The same formulas as the Inspect page."
+    )
 
 
 # ---------------------------------------------------------------- training
@@ -278,16 +357,30 @@ def live_table(analysis: specs.Analysis, limits: specs.Limits) -> None:
 def train_form(analysis: specs.Analysis, *, teacher: bool, disabled: bool) -> TrainRequest | None:
     """Name, epochs and images, the estimate, and Start; the request when Start was pressed and all is valid."""
     name_column, epochs_column, subset_column = st.columns(3)
-    name = name_column.text_input("Model name (letters, digits, _ and -)", DEFAULT_NAME, key="build_name",
-                                  max_chars=64).strip()
+    name = name_column.text_input(
+        "Model name (letters, digits, _ and -)", DEFAULT_NAME, key="build_name", max_chars=64
+    ).strip()
     bounds = classroom.limits(teacher)  # the same epoch limit as the Train page's
-    epochs = epochs_column.number_input("Epochs", 1, bounds.max_epochs, min(DEFAULT_EPOCHS, bounds.max_epochs),
-                                        key="build_epochs", help=f"Classroom limit: {bounds.max_epochs}")
-    subset = subset_column.number_input("Training images (first N)", 16, 45_000, DEFAULT_SUBSET, step=500,
-                                        key="build_subset")
+    epochs = epochs_column.number_input(
+        "Epochs",
+        1,
+        bounds.max_epochs,
+        min(DEFAULT_EPOCHS, bounds.max_epochs),
+        key="build_epochs",
+        help=f"Classroom limit: {bounds.max_epochs}",
+    )
+    subset = subset_column.number_input(
+        "Training images (first N)", 16, 45_000, DEFAULT_SUBSET, step=500, key="build_subset"
+    )
     with st.expander("Validation images"):
-        val_size = st.number_input("Validation images (the last N training images)", 10, 10_000,
-                                   data.VALIDATION_SIZE, step=500, key="build_val")
+        val_size = st.number_input(
+            "Validation images (the last N training images)",
+            10,
+            10_000,
+            data.VALIDATION_SIZE,
+            step=500,
+            key="build_val",
+        )
     problem, existing = _name_problem(name)
     if problem:
         st.error(problem, icon=":material/error:")
@@ -296,17 +389,25 @@ def train_form(analysis: specs.Analysis, *, teacher: bool, disabled: bool) -> Tr
         replace = st.checkbox(f"Replace the model {name!r} built earlier", key="build_replace")
     if analysis.ok:
         minutes = specs.minutes_per_epoch(analysis.spec, analysis.multiply_adds, int(subset), int(val_size))
-        st.caption(f"Estimate on this machine: about {duration(minutes)} per epoch, {duration(minutes * epochs)} "
-                   f"for {epochs} epochs, plus about half a minute to start (from "
-                   f"{analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and the speeds measured on the "
-                   "report's models, with and without batch normalization; a busy machine is slower).")
-    start = st.button("Start training", key="build_start_training", type="primary", icon=":material/play_arrow:",
-                      disabled=disabled or not analysis.ok or bool(problem))
+        st.caption(
+            f"Estimate on this machine: about {duration(minutes)} per epoch, {duration(minutes * epochs)} "
+            f"for {epochs} epochs, plus about half a minute to start (from "
+            f"{analysis.multiply_adds / 1e6:,.1f} M multiply-adds per image and the speeds measured on the "
+            "report's models, with and without batch normalization; a busy machine is slower)."
+        )
+    start = st.button(
+        "Start training",
+        key="build_start_training",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=disabled or not analysis.ok or bool(problem),
+    )
     if not start:
         return None
     try:
-        config = TrainConfig.for_model(name, spec=analysis.spec, epochs=int(epochs), subset=int(subset),
-                                       val_size=int(val_size))
+        config = TrainConfig.for_model(
+            name, spec=analysis.spec, epochs=int(epochs), subset=int(subset), val_size=int(val_size)
+        )
         return TrainRequest(config, classroom.output_path(name), replace)
     except UserError as error:
         show_user_error(error)
@@ -343,9 +444,12 @@ def run_dir_of(name: str):
 
 def race_records(records: Sequence[dict]) -> list[dict]:
     """Models built on this page, and the reference models (the report's models with a figure, and ours)."""
-    return [record for record in records
-            if specs.spec_of(record) is not None
-            or (record["name"] in REFERENCE_MODELS and record.get("model") == record["name"])]
+    return [
+        record
+        for record in records
+        if specs.spec_of(record) is not None
+        or (record["name"] in REFERENCE_MODELS and record.get("model") == record["name"])
+    ]
 
 
 def leaderboard(records: Sequence[dict]) -> pd.DataFrame:
@@ -356,18 +460,21 @@ def leaderboard(records: Sequence[dict]) -> pd.DataFrame:
         spec = specs.spec_of(record) or specs.REPORT_SPECS.get(record.get("model"))
         built = specs.spec_of(record) is not None
         entry = ZOO.get(record["name"])
-        rows.append({
-            "Model": record["name"],
-            "Kind": "built here" if built else (f"report model {entry.report_number}" if entry.report_number
-                                                else "ours"),
-            "Layers": len(spec["layers"]) + 1 if spec else None,
-            "Parameters": record.get("parameters"),
-            "Epochs": record.get("epochs"),
-            "Train (min)": round((record.get("wall_time_s") or 0) / 60, 1),
-            "Validation (%)": _percent(metrics.get("val_accuracy")),
-            "Test 0-999 (%)": _percent(metrics.get("test_clean_accuracy")),
-            "Report (%)": _percent(report_accuracy(record["name"])),
-        })
+        rows.append(
+            {
+                "Model": record["name"],
+                "Kind": "built here"
+                if built
+                else (f"report model {entry.report_number}" if entry.report_number else "ours"),
+                "Layers": len(spec["layers"]) + 1 if spec else None,
+                "Parameters": record.get("parameters"),
+                "Epochs": record.get("epochs"),
+                "Train (min)": round((record.get("wall_time_s") or 0) / 60, 1),
+                "Validation (%)": _percent(metrics.get("val_accuracy")),
+                "Test 0-999 (%)": _percent(metrics.get("test_clean_accuracy")),
+                "Report (%)": _percent(report_accuracy(record["name"])),
+            }
+        )
     frame = pd.DataFrame(rows)
     return frame.sort_values("Validation (%)", ascending=False, na_position="last") if len(frame) else frame
 
@@ -380,10 +487,12 @@ LEADERBOARD_COLUMNS = {
     "Layers": st.column_config.NumberColumn(help="Layers of the stack plus the softmax output."),
     "Parameters": st.column_config.NumberColumn(format="localized"),
     "Train (min)": st.column_config.NumberColumn(help="Training wall time in minutes."),
-    "Validation (%)": st.column_config.NumberColumn(format="%.1f", help="Accuracy on the validation images "
-                                                                        "(the last training images)."),
-    "Test 0-999 (%)": st.column_config.NumberColumn(format="%.1f",
-                                                    help="Accuracy on the exact CIFAR-10 test images 0-999."),
+    "Validation (%)": st.column_config.NumberColumn(
+        format="%.1f", help="Accuracy on the validation images (the last training images)."
+    ),
+    "Test 0-999 (%)": st.column_config.NumberColumn(
+        format="%.1f", help="Accuracy on the exact CIFAR-10 test images 0-999."
+    ),
     "Report (%)": st.column_config.NumberColumn(format="%.1f", help="The accuracy the course report gives."),
 }
 

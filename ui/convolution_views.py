@@ -44,8 +44,13 @@ def play_button(window_count: int) -> None:
     """▶ Play / ⏸ Pause. Outside the fragment on purpose: its click reruns the whole page, which
     redefines the fragment with or without its timer."""
     label = "⏸ Pause" if is_playing() else "▶ Play"
-    st.button(label, key="conv_play", on_click=_toggle_play, args=(window_count,),
-              help=f"Move the window one step every {PLAY_DELAY_S:g} s, to the last window.")
+    st.button(
+        label,
+        key="conv_play",
+        on_click=_toggle_play,
+        args=(window_count,),
+        help=f"Move the window one step every {PLAY_DELAY_S:g} s, to the last window.",
+    )
 
 
 def _advance_while_playing(window_count: int) -> None:
@@ -58,8 +63,14 @@ def _advance_while_playing(window_count: int) -> None:
         st.session_state[PLAYING] = False
 
 
-def step_through(image: np.ndarray, description: str, kernel_name: str, kernel: np.ndarray,
-                 spec: ops.ConvSpec, feature_map: np.ndarray) -> None:
+def step_through(
+    image: np.ndarray,
+    description: str,
+    kernel_name: str,
+    kernel: np.ndarray,
+    spec: ops.ConvSpec,
+    feature_map: np.ndarray,
+) -> None:
     """The window slider and the three panels, as a fragment that ticks while Play is on."""
     run_every = PLAY_DELAY_S if is_playing() else None
     st.fragment(_step_through, run_every=run_every)(image, description, kernel_name, kernel, spec, feature_map)
@@ -68,9 +79,12 @@ def step_through(image: np.ndarray, description: str, kernel_name: str, kernel: 
 def _input_with_window(padded: np.ndarray, title: str, breakdown: ops.WindowBreakdown, spec: ops.ConvSpec):
     """The padded input with the window outlined (and its taps crossed when dilated)."""
     return plots.input_figure(
-        padded, title, highlight=plots.box_around(breakdown.rows, breakdown.cols),
+        padded,
+        title,
+        highlight=plots.box_around(breakdown.rows, breakdown.cols),
         marks=plots.window_marks(breakdown.rows, breakdown.cols) if spec.dilation > 1 else None,
-        height=PANEL_HEIGHT, colorbar_below=True,
+        height=PANEL_HEIGHT,
+        colorbar_below=True,
     )
 
 
@@ -82,44 +96,67 @@ def _step_through(image, description, kernel_name, kernel, spec, feature_map) ->
     step = st.slider("Window position (reading order)", 1, window_count, key=step_key(window_count))
     breakdown = ops.window_breakdown(image, kernel, spec, step - 1)
     total = ops.format_number(breakdown.total)
-    st.markdown(f"**Window {step} of {window_count}:** each weight of {kernel_phrase(kernel_name)} times the "
-                f"pixel under it, all added up, gives **{total}**: the feature map's value at row "
-                f"{breakdown.out_row}, column {breakdown.out_col}.")
+    st.markdown(
+        f"**Window {step} of {window_count}:** each weight of {kernel_phrase(kernel_name)} times the "
+        f"pixel under it, all added up, gives **{total}**: the feature map's value at row "
+        f"{breakdown.out_row}, column {breakdown.out_col}."
+    )
     kernel_view, window_view, output_view = st.columns(3)
     with kernel_view:
-        st.plotly_chart(plots.heatmap(kernel, "Kernel (weights)", colorbar_title="weight", show_scale=False,
-                                      height=PANEL_HEIGHT), key="conv_step_kernel")
+        st.plotly_chart(
+            plots.heatmap(kernel, "Kernel (weights)", colorbar_title="weight", show_scale=False, height=PANEL_HEIGHT),
+            key="conv_step_kernel",
+        )
         size = len(kernel)
-        st.caption(f"The {size}x{size} weights of {kernel_phrase(kernel_name)}"
-                   + (", the same for the red, green and blue channels." if image.ndim == 3 else "."))
+        st.caption(
+            f"The {size}x{size} weights of {kernel_phrase(kernel_name)}"
+            + (", the same for the red, green and blue channels." if image.ndim == 3 else ".")
+        )
     padded = ops.pad(image, breakdown.padding)
     window = plots.box_around(breakdown.rows, breakdown.cols)
     large_input = max(padded.shape[:2]) > plots.MAX_TEXT_SIDE
     with window_view:
-        figure = _input_with_window(padded, f"Input{' around' if large_input else ':'} window {step}", breakdown,
-                                    spec)
+        figure = _input_with_window(padded, f"Input{' around' if large_input else ':'} window {step}", breakdown, spec)
         if large_input:  # a 3x3 window on a 32x32 picture is a few pixels wide on a projector: zoom in on it
             plots.zoom_around(figure, window, padded.shape, ZOOM_MARGIN)
         st.plotly_chart(figure, key="conv_step_input")
-        st.caption(f"{description[0].upper()}{description[1:]}, {ops.padding_in_words(breakdown.padding)}; the "
-                   "outlined square is the kernel's current window (crosses mark the taps when dilated)"
-                   + (f", with {ZOOM_MARGIN} pixels around it; the whole input is under the dot product."
-                      if large_input else "."))
+        st.caption(
+            f"{description[0].upper()}{description[1:]}, {ops.padding_in_words(breakdown.padding)}; the "
+            "outlined square is the kernel's current window (crosses mark the taps when dilated)"
+            + (
+                f", with {ZOOM_MARGIN} pixels around it; the whole input is under the dot product."
+                if large_input
+                else "."
+            )
+        )
     with output_view:
         large_map = max(feature_map.shape) > plots.MAX_TEXT_SIDE
         title = f"Feature map: {total} at ({breakdown.out_row}, {breakdown.out_col})"
         if large_map:  # one cell of a 30x30 map is as small as the window: the cells around it, numbers written in
             figure = plots.neighbourhood_heatmap(
-                feature_map, breakdown.out_row, breakdown.out_col, ZOOM_MARGIN, title, height=PANEL_HEIGHT,
-                zmin=float(feature_map.min()), zmax=float(feature_map.max()), show_scale=False)
+                feature_map,
+                breakdown.out_row,
+                breakdown.out_col,
+                ZOOM_MARGIN,
+                title,
+                height=PANEL_HEIGHT,
+                zmin=float(feature_map.min()),
+                zmax=float(feature_map.max()),
+                show_scale=False,
+            )
         else:
             cell = plots.Box(breakdown.out_row, breakdown.out_col, breakdown.out_row, breakdown.out_col)
             figure = plots.heatmap(feature_map, title, highlight=cell, height=PANEL_HEIGHT, show_scale=False)
         st.plotly_chart(figure, key="conv_step_map")
-        st.caption(f"The feature map of {kernel_phrase(kernel_name)}; the outlined cell at row {breakdown.out_row}, "
-                   f"column {breakdown.out_col} is this window's {total}"
-                   + (f", with the cells up to {ZOOM_MARGIN} away; the whole map is under All feature maps."
-                      if large_map else "."))
+        st.caption(
+            f"The feature map of {kernel_phrase(kernel_name)}; the outlined cell at row {breakdown.out_row}, "
+            f"column {breakdown.out_col} is this window's {total}"
+            + (
+                f", with the cells up to {ZOOM_MARGIN} away; the whole map is under All feature maps."
+                if large_map
+                else "."
+            )
+        )
     st.markdown("**The dot product, written out** (pixel × weight):")
     st.code("\n".join(ops.dot_product_lines(breakdown)), language=None, wrap_lines=True)
     if large_input:

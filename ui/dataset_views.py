@@ -40,16 +40,32 @@ def cached_histogram(cache_key: str, _images: np.ndarray, per_channel: bool) -> 
     return explore.pixel_histogram(_images, per_channel=per_channel)
 
 
-def image_grid(images: np.ndarray, rows: list[np.ndarray], row_labels: Sequence[str],
-               column_labels: Sequence[str], title: str, *, x_title: str, y_title: str) -> go.Figure:
+def image_grid(
+    images: np.ndarray,
+    rows: list[np.ndarray],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    title: str,
+    *,
+    x_title: str,
+    y_title: str,
+) -> go.Figure:
     """A labelled mosaic: row r shows `images[rows[r]]`; hover names the tile."""
     picture = pictures.mosaic(images, rows, gap=GAP)
     figure = go.Figure(go.Image(source=png_data_uri(picture), hoverinfo="skip"))
     figure.update_layout(title=title, height=int(90 + 58 * len(rows)), margin=dict(l=100, r=10, t=50, b=50))
-    figure.update_xaxes(title_text=x_title, tickvals=pictures.tile_centers(len(column_labels), TILE, GAP),
-                        ticktext=list(column_labels), showgrid=False)
-    figure.update_yaxes(title_text=y_title, tickvals=pictures.tile_centers(len(rows), TILE, GAP),
-                        ticktext=list(row_labels), showgrid=False)
+    figure.update_xaxes(
+        title_text=x_title,
+        tickvals=pictures.tile_centers(len(column_labels), TILE, GAP),
+        ticktext=list(column_labels),
+        showgrid=False,
+    )
+    figure.update_yaxes(
+        title_text=y_title,
+        tickvals=pictures.tile_centers(len(rows), TILE, GAP),
+        ticktext=list(row_labels),
+        showgrid=False,
+    )
     return figure
 
 
@@ -67,26 +83,37 @@ def histogram_figure(histogram: explore.PixelHistogram, normalized: bool, title:
     for name, counts, mean in zip(histogram.names, histogram.counts, histogram.means):
         style = CHANNEL_STYLES[name]
         shown_mean = mean / 255 if normalized else mean
-        figure.add_trace(go.Scatter(
-            x=x_values, y=counts, mode="lines", name=f"{name} (mean {shown_mean:.3g})",
-            line=dict(color=style["color"], dash=style["dash"], width=2),
-            hovertemplate=f"{name}: value %{{x}}, %{{y}} pixels<extra></extra>",
-        ))
-    figure.update_layout(title=title, height=360, margin=dict(l=60, r=20, t=50, b=50),
-                         legend=dict(title="channel"))
-    figure.update_xaxes(title_text="pixel value ÷ 255 (what the model sees)" if normalized else "pixel value (0-255)",
-                        range=[0, 1] if normalized else [0, 255])
+        figure.add_trace(
+            go.Scatter(
+                x=x_values,
+                y=counts,
+                mode="lines",
+                name=f"{name} (mean {shown_mean:.3g})",
+                line=dict(color=style["color"], dash=style["dash"], width=2),
+                hovertemplate=f"{name}: value %{{x}}, %{{y}} pixels<extra></extra>",
+            )
+        )
+    figure.update_layout(title=title, height=360, margin=dict(l=60, r=20, t=50, b=50), legend=dict(title="channel"))
+    figure.update_xaxes(
+        title_text="pixel value ÷ 255 (what the model sees)" if normalized else "pixel value (0-255)",
+        range=[0, 1] if normalized else [0, 255],
+    )
     figure.update_yaxes(title_text="number of pixels")
     return figure
 
 
 def class_balance_figure(counts: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
     """Bars of images per class, each labelled with its count."""
-    figure = go.Figure(go.Bar(
-        x=list(class_names), y=[int(count) for count in counts], text=[f"{int(count):,}" for count in counts],
-        textposition="outside",
-        marker=dict(color=LINE_COLOR), hovertemplate="%{x}: %{y} images<extra></extra>",
-    ))
+    figure = go.Figure(
+        go.Bar(
+            x=list(class_names),
+            y=[int(count) for count in counts],
+            text=[f"{int(count):,}" for count in counts],
+            textposition="outside",
+            marker=dict(color=LINE_COLOR),
+            hovertemplate="%{x}: %{y} images<extra></extra>",
+        )
+    )
     figure.update_layout(title=title, height=340, margin=dict(l=60, r=20, t=50, b=50))
     figure.update_xaxes(title_text="class")
     figure.update_yaxes(title_text="number of images", range=[0, float(max(counts.max(), 1)) * 1.15])
@@ -105,9 +132,11 @@ def part_labels(dataset: data.Cifar10) -> dict[str, str]:
 
 def progress_reporter(bar):
     """A `progress(done, total)` callback for `data.download_cifar10` that moves a st.progress bar."""
+
     def report(done: int, total: int) -> None:
         megabytes = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
         bar.progress(min(done / total, 1.0) if total else 0.0, text=f"Downloading CIFAR-10: {megabytes}")
+
     return report
 
 
@@ -123,19 +152,23 @@ def shapes_table(cache_key: str, _parts: Sequence[data.Split]) -> pd.DataFrame:
 
 def channel_stats_table(histogram: explore.PixelHistogram) -> pd.DataFrame:
     """Mean and standard deviation of each histogram row, raw and divided by 255."""
-    return pd.DataFrame({
-        "channel": histogram.names,
-        "mean (0-255)": np.round(histogram.means, 2),
-        "std (0-255)": np.round(histogram.stds, 2),
-        "mean ÷255": np.round(histogram.means / 255, 4),
-        "std ÷255": np.round(histogram.stds / 255, 4),
-    })
+    return pd.DataFrame(
+        {
+            "channel": histogram.names,
+            "mean (0-255)": np.round(histogram.means, 2),
+            "std (0-255)": np.round(histogram.stds, 2),
+            "mean ÷255": np.round(histogram.means / 255, 4),
+            "std ÷255": np.round(histogram.stds / 255, 4),
+        }
+    )
 
 
 def pixel_rows(image: np.ndarray, count: int = 3) -> str:
     """The first `count` pixels of row 0 as text, one [R, G, B] per line (like the report's figure 21)."""
-    return "\n".join("[" + ", ".join(format_number(value) if float(value).is_integer() else f"{value:.8f}"
-                                     for value in pixel) + "]" for pixel in image[0, :count])
+    return "\n".join(
+        "[" + ", ".join(format_number(value) if float(value).is_integer() else f"{value:.8f}" for value in pixel) + "]"
+        for pixel in image[0, :count]
+    )
 
 
 def one_hot_table(labels: np.ndarray, encoded: np.ndarray) -> pd.DataFrame:
@@ -152,6 +185,12 @@ def augmentation_grid(originals: np.ndarray, copies: int, seed: int) -> go.Figur
     count = len(originals)
     augmented = augment.augment_preview(np.repeat(originals, copies, axis=0), seed=seed)
     rows = [np.array([index, *range(count + index * copies, count + (index + 1) * copies)]) for index in range(count)]
-    return image_grid(np.concatenate([originals, augmented]), rows, [f"image {n + 1}" for n in range(count)],
-                      ["original", *(f"copy {n + 1}" for n in range(copies))], "Original and augmented copies",
-                      x_title="augmented copy", y_title="image")
+    return image_grid(
+        np.concatenate([originals, augmented]),
+        rows,
+        [f"image {n + 1}" for n in range(count)],
+        ["original", *(f"copy {n + 1}" for n in range(copies))],
+        "Original and augmented copies",
+        x_title="augmented copy",
+        y_title="image",
+    )

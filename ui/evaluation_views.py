@@ -46,9 +46,11 @@ CLEAN_LABEL = "test images 0-999 (exact)"
 WHOLE_LABEL = "whole test set (images 1000-9999 JPEG-derived in the shared copy)"
 SAMPLE_LABEL = "bundled sample (exact test images 0-999)"
 MEASURED_HERE = "No usable predictions are stored with this model, so it is run here"
-STORED_DESCRIPTION = ("the whole CIFAR-10 test set, from the predictions stored beside the model "
-                      "(recorded by `python -m cnn evaluate {name} --record`; in the shared copy, images 1000-9999 "
-                      "are JPEG-derived)")
+STORED_DESCRIPTION = (
+    "the whole CIFAR-10 test set, from the predictions stored beside the model "
+    "(recorded by `python -m cnn evaluate {name} --record`; in the shared copy, images 1000-9999 "
+    "are JPEG-derived)"
+)
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,11 @@ def measured_evaluation(name: str) -> TestEvaluation | None:
         return None
     clean = Evaluation.from_predictions(clean_answers, CLEAN_LABEL if is_full else SAMPLE_LABEL)
     whole_answers = store.get(_measured_key(name, data_key, len(split)))
-    whole = (Evaluation.from_predictions(whole_answers, WHOLE_LABEL)
-             if whole_answers is not None and len(split) > CLEAN_TEST_STOP else None)
+    whole = (
+        Evaluation.from_predictions(whole_answers, WHOLE_LABEL)
+        if whole_answers is not None and len(split) > CLEAN_TEST_STOP
+        else None
+    )
     return TestEvaluation(clean, whole, description)
 
 
@@ -151,8 +156,11 @@ def seconds_per_image(name: str) -> float | None:
 
 def _longest_measured_prefix(answers: dict, key: tuple) -> Predictions | None:
     """The longest run of images 0..k already measured for the same model file and data."""
-    prefixes = [value for (path, sha, data_key, stop), value in answers.items()
-                if (path, sha, data_key) == key[:3] and stop < key[3]]
+    prefixes = [
+        value
+        for (path, sha, data_key, stop), value in answers.items()
+        if (path, sha, data_key) == key[:3] and stop < key[3]
+    ]
     return max(prefixes, key=len, default=None)
 
 
@@ -171,8 +179,11 @@ def evaluation_measured_here(name: str) -> TestEvaluation:
     """A model without stored predictions: test images 0-999 first (progress bar and estimate), the whole
     test set when asked (a button with its estimated time)."""
     split, _, _, _ = test_data()
-    st.info(f"{MEASURED_HERE}: first on the exact test images 0-999. `python -m cnn evaluate NAME --record` stores "
-            "a model's predictions beside it, so that its page draws at once.", icon=":material/info:")
+    st.info(
+        f"{MEASURED_HERE}: first on the exact test images 0-999. `python -m cnn evaluate NAME --record` stores "
+        "a model's predictions beside it, so that its page draws at once.",
+        icon=":material/info:",
+    )
     if measured_evaluation(name) is None:
         measure_with_progress(name, CLEAN_TEST_STOP)
     evaluation = measured_evaluation(name)
@@ -188,8 +199,9 @@ def evaluation_measured_here(name: str) -> TestEvaluation:
 def measure_with_progress(name: str, stop: int) -> None:
     """`measure` behind a progress bar that says how many images are done and about how long is left."""
     bar = st.progress(0.0, text="Loading the model...")
-    measure(name, stop, show=lambda estimate: bar.progress(estimate.done / estimate.total,
-                                                           text=progress_text(estimate)))
+    measure(
+        name, stop, show=lambda estimate: bar.progress(estimate.done / estimate.total, text=progress_text(estimate))
+    )
     bar.empty()
 
 
@@ -226,24 +238,42 @@ def confusion_figure(evaluation: Evaluation, normalized: bool) -> go.Figure:
     values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) if normalized else counts
     text = [[f"{value:.0%}" if normalized else f"{int(value)}" for value in row] for row in values]
     names = list(CLASS_NAMES)
-    figure = go.Figure(go.Heatmap(
-        z=values, x=names, y=names, colorscale=COLOR_SCALE, text=text, texttemplate="%{text}",
-        colorbar=dict(title="share of true class" if normalized else "images"), hoverinfo="skip",
-    ))
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=names,
+            y=names,
+            colorscale=COLOR_SCALE,
+            text=text,
+            texttemplate="%{text}",
+            colorbar=dict(title="share of true class" if normalized else "images"),
+            hoverinfo="skip",
+        )
+    )
     # Invisible points on the cell centres make every cell clickable: plotly selects points, not heatmap
     # cells. A click selects the point under the pointer found by hovering, so these points carry the
     # hover label; with hoverinfo="skip" a click selected nothing.
     true_index, predicted_index = np.meshgrid(range(len(names)), range(len(names)), indexing="ij")
-    figure.add_trace(go.Scatter(
-        x=[names[i] for i in predicted_index.ravel()], y=[names[i] for i in true_index.ravel()],
-        # Plain lists: a numpy array travels as a typed array and comes back from a click as {"0": .., "1": ..}.
-        customdata=[[int(t), int(p)] for t, p in zip(true_index.ravel(), predicted_index.ravel())],
-        text=[cell for row in text for cell in row], mode="markers",
-        marker=dict(size=30, symbol="square", opacity=0), showlegend=False,
-        hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to see these images<extra></extra>",
-    ))
-    figure.update_layout(title=f"Confusion matrix ({'row-normalized' if normalized else 'counts'})", height=560,
-                         margin=dict(l=90, r=20, t=50, b=80), clickmode="event+select", hovermode="closest")
+    figure.add_trace(
+        go.Scatter(
+            x=[names[i] for i in predicted_index.ravel()],
+            y=[names[i] for i in true_index.ravel()],
+            # Plain lists: a numpy array travels as a typed array and comes back from a click as {"0": .., "1": ..}.
+            customdata=[[int(t), int(p)] for t, p in zip(true_index.ravel(), predicted_index.ravel())],
+            text=[cell for row in text for cell in row],
+            mode="markers",
+            marker=dict(size=30, symbol="square", opacity=0),
+            showlegend=False,
+            hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to see these images<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"Confusion matrix ({'row-normalized' if normalized else 'counts'})",
+        height=560,
+        margin=dict(l=90, r=20, t=50, b=80),
+        clickmode="event+select",
+        hovermode="closest",
+    )
     figure.update_xaxes(title_text="predicted class", tickangle=-40)
     figure.update_yaxes(title_text="true class", autorange="reversed")
     return figure
@@ -257,8 +287,11 @@ def pair_from_selection(points: Sequence[dict]) -> tuple[str, str] | None:
         custom = point.get("customdata")
         if isinstance(custom, dict):  # a typed array, as the browser serializes it
             custom = [custom.get("0"), custom.get("1")]
-        if isinstance(custom, (list, tuple)) and len(custom) == 2 and all(
-                isinstance(index, int) and 0 <= index < NUM_CLASSES for index in custom):
+        if (
+            isinstance(custom, (list, tuple))
+            and len(custom) == 2
+            and all(isinstance(index, int) and 0 <= index < NUM_CLASSES for index in custom)
+        ):
             return CLASS_NAMES[custom[0]], CLASS_NAMES[custom[1]]
     return None
 
@@ -272,11 +305,17 @@ def _select_clicked_pair() -> None:
 
 
 def confusion_matrix(evaluation: Evaluation, normalized: bool) -> None:
-    st.plotly_chart(confusion_figure(evaluation, normalized), key=CONFUSION_KEY, on_select=_select_clicked_pair,
-                    selection_mode="points")
-    st.caption(f"Rows: the true class; columns: the class the model predicted; {evaluation.n:,} images of the "
-               f"{evaluation.split}. The diagonal holds the correct answers; the colour scale (Cividis) is readable "
-               "with colour-blindness, and every cell's value is written in it. Click a cell to see its images.")
+    st.plotly_chart(
+        confusion_figure(evaluation, normalized),
+        key=CONFUSION_KEY,
+        on_select=_select_clicked_pair,
+        selection_mode="points",
+    )
+    st.caption(
+        f"Rows: the true class; columns: the class the model predicted; {evaluation.n:,} images of the "
+        f"{evaluation.split}. The diagonal holds the correct answers; the colour scale (Cividis) is readable "
+        "with colour-blindness, and every cell's value is written in it. Click a cell to see its images."
+    )
 
 
 def pair_picker(evaluation: Evaluation) -> tuple[int, int]:
@@ -284,7 +323,8 @@ def pair_picker(evaluation: Evaluation) -> tuple[int, int]:
     if TRUE_KEY not in st.session_state:
         worst = evaluation.most_confused(1)
         st.session_state[TRUE_KEY], st.session_state[PREDICTED_KEY] = (
-            worst[0][:2] if worst else (CLASS_NAMES[3], CLASS_NAMES[5]))
+            worst[0][:2] if worst else (CLASS_NAMES[3], CLASS_NAMES[5])
+        )
     left, right = st.columns(2)
     true_name = left.selectbox("True class", CLASS_NAMES, key=TRUE_KEY)
     predicted_name = right.selectbox("Predicted as", CLASS_NAMES, key=PREDICTED_KEY)
@@ -296,8 +336,11 @@ def gallery_images(evaluation: Evaluation, shown: int) -> np.ndarray | None:
     split, _ = resources.test_images()
     count = min(len(split), evaluation.n)
     if not np.array_equal(split.labels[:count], evaluation.labels[:count]):
-        st.warning("The test images on this machine are not the ones these predictions were made on, so the "
-                   "images are not shown.", icon=":material/warning:")
+        st.warning(
+            "The test images on this machine are not the ones these predictions were made on, so the "
+            "images are not shown.",
+            icon=":material/warning:",
+        )
         return None
     if shown > len(split):
         st.caption(f"Only test images 0-{len(split) - 1:,} are on this machine: the gallery shows those.")
@@ -316,33 +359,56 @@ def mistakes_gallery(evaluation: Evaluation, true_label: int, predicted_label: i
     pages = max(1, -(-len(indices) // MISTAKES_SHOWN))
     heading, pager = st.columns([3, 1], vertical_alignment="bottom")
     # One page number per pair and evaluation, so a new cell starts at its first page.
-    page = pager.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1,
-                              key=f"{GALLERY_PAGE_KEY}_{true_label}_{predicted_label}_{evaluation.n}",
-                              disabled=pages == 1)
+    page = pager.number_input(
+        f"Page (of {pages})",
+        min_value=1,
+        max_value=pages,
+        value=1,
+        step=1,
+        key=f"{GALLERY_PAGE_KEY}_{true_label}_{predicted_label}_{evaluation.n}",
+        disabled=pages == 1,
+    )
     first = (int(page) - 1) * MISTAKES_SHOWN
-    shown = indices[first:first + MISTAKES_SHOWN]
-    heading.markdown(f"**{len(indices):,}** {true_name} image(s) {verb}"
-                     + (f"; images {first + 1}-{first + len(shown)} are shown." if pages > 1 else "."))
+    shown = indices[first : first + MISTAKES_SHOWN]
+    heading.markdown(
+        f"**{len(indices):,}** {true_name} image(s) {verb}"
+        + (f"; images {first + 1}-{first + len(shown)} are shown." if pages > 1 else ".")
+    )
     columns = st.columns(GALLERY_COLUMNS, gap="medium")
     for position, index in enumerate(shown):
         # One line per class ("  \n" is a Markdown line break), so the top-3 reads as a short list.
-        caption = f"**#{index}**" + (" (JPEG)" if index >= CLEAN_TEST_STOP else "") + "  \n" + "  \n".join(
-            f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in evaluation.answers.top(index))
+        caption = (
+            f"**#{index}**"
+            + (" (JPEG)" if index >= CLEAN_TEST_STOP else "")
+            + "  \n"
+            + "  \n".join(
+                f"{row.rank}. {row.class_name} {row.probability:.0%}" for row in evaluation.answers.top(index)
+            )
+        )
         columns[position % GALLERY_COLUMNS].image(enlarge(images[index], GALLERY_SCALE), caption=caption)
     if len(indices):
-        st.caption(f"Test images whose true class is {true_name}, {verb}; under each: its test-set index and the "
-                   f"model's three most probable classes. {MISTAKES_SHOWN} images a page.")
+        st.caption(
+            f"Test images whose true class is {true_name}, {verb}; under each: its test-set index and the "
+            f"model's three most probable classes. {MISTAKES_SHOWN} images a page."
+        )
 
 
 def per_class_figure(evaluation: Evaluation) -> go.Figure:
     accuracy = evaluation.per_class_accuracy()
-    figure = go.Figure(go.Bar(
-        x=list(accuracy.values()), y=list(accuracy), orientation="h", marker=dict(color=LINE_COLOR),
-        text=[f"{value:.1%}" for value in accuracy.values()], textposition="outside",
-    ))
+    figure = go.Figure(
+        go.Bar(
+            x=list(accuracy.values()),
+            y=list(accuracy),
+            orientation="h",
+            marker=dict(color=LINE_COLOR),
+            text=[f"{value:.1%}" for value in accuracy.values()],
+            textposition="outside",
+        )
+    )
     figure.update_layout(title="Accuracy per class", height=380, margin=dict(l=90, r=40, t=50, b=40))
-    figure.update_xaxes(title_text="share of the class's images classified correctly (recall)", range=[0, 1.12],
-                        tickformat=".0%")
+    figure.update_xaxes(
+        title_text="share of the class's images classified correctly (recall)", range=[0, 1.12], tickformat=".0%"
+    )
     figure.update_yaxes(title_text="true class", autorange="reversed")
     return figure
 
@@ -354,9 +420,16 @@ def confused_pairs_table(evaluation: Evaluation, count: int = 8) -> pd.DataFrame
     """The pairs with the most mistakes, each with its share of the true class's images in percent."""
     totals = evaluation.confusion.sum(axis=1)
     return pd.DataFrame(
-        [{"true class": true, "predicted as": predicted, "images": images,
-          PAIR_SHARE: 100 * images / max(1, totals[CLASS_NAMES.index(true)])}
-         for true, predicted, images in evaluation.most_confused(count)])
+        [
+            {
+                "true class": true,
+                "predicted as": predicted,
+                "images": images,
+                PAIR_SHARE: 100 * images / max(1, totals[CLASS_NAMES.index(true)]),
+            }
+            for true, predicted, images in evaluation.most_confused(count)
+        ]
+    )
 
 
 # ---------------------------------------------------------------- comparing models
@@ -376,14 +449,20 @@ def comparison_table(records: Sequence[dict], measured: dict[str, tuple]) -> pd.
         if clean is None and record["name"] in measured:
             clean, whole = measured[record["name"]]
             source = "measured here"
-        rows.append({
-            "model": record["name"], "zoo model": record.get("model"),
-            "parameters": record.get("parameters"), "epochs": record.get("epochs"),
-            "train (min)": (record.get("wall_time_s") or 0) / 60 or None,
-            VALIDATION: _percent(metrics.get("val_accuracy")), TEST_EXACT: _percent(clean),
-            TEST_ALL: _percent(whole), REPORTED: _percent(report_accuracy(record.get("model"))),
-            "figures from": source,
-        })
+        rows.append(
+            {
+                "model": record["name"],
+                "zoo model": record.get("model"),
+                "parameters": record.get("parameters"),
+                "epochs": record.get("epochs"),
+                "train (min)": (record.get("wall_time_s") or 0) / 60 or None,
+                VALIDATION: _percent(metrics.get("val_accuracy")),
+                TEST_EXACT: _percent(clean),
+                TEST_ALL: _percent(whole),
+                REPORTED: _percent(report_accuracy(record.get("model"))),
+                "figures from": source,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -401,11 +480,13 @@ def comparison_column_config() -> dict:
     }
     config = {name: st.column_config.NumberColumn(name, format="%.1f", help=text) for name, text in helps.items()}
     config["parameters"] = st.column_config.NumberColumn("parameters", format="localized")
-    config["train (min)"] = st.column_config.NumberColumn("train (min)", format="%.1f",
-                                                          help="Training wall time in minutes.")
+    config["train (min)"] = st.column_config.NumberColumn(
+        "train (min)", format="%.1f", help="Training wall time in minutes."
+    )
     config["figures from"] = st.column_config.TextColumn(
-        "figures from", help="sidecar: recorded by `python -m cnn evaluate NAME --record`; "
-                             "measured here: run in this session.")
+        "figures from",
+        help="sidecar: recorded by `python -m cnn evaluate NAME --record`; measured here: run in this session.",
+    )
     return config
 
 
@@ -417,25 +498,44 @@ def report_figures_text() -> str:
 def report_progression_text() -> str:
     """The report's first and last figures, e.g. "from 64.0% (model 1) to 90.0% (model 6)"."""
     first, *_, last = [entry for entry in report_models() if entry.report_accuracy]
-    return (f"from {first.report_accuracy:.1%} (model {first.report_number}) "
-            f"to {last.report_accuracy:.1%} (model {last.report_number})")
+    return (
+        f"from {first.report_accuracy:.1%} (model {first.report_number}) "
+        f"to {last.report_accuracy:.1%} (model {last.report_number})"
+    )
 
 
 def story_figure(table: pd.DataFrame) -> go.Figure:
     """Our test accuracy (exact images 0-999) beside the report's figure, per model, in percent."""
     figure = go.Figure()
     ours = table.dropna(subset=[TEST_EXACT])
-    figure.add_trace(go.Bar(
-        x=ours["model"], y=ours[TEST_EXACT], name="ours: test images 0-999 (exact)",
-        marker=dict(color=OKABE_ITO["blue"]), text=[f"{value:.1f}%" for value in ours[TEST_EXACT]],
-        textposition="outside"))
+    figure.add_trace(
+        go.Bar(
+            x=ours["model"],
+            y=ours[TEST_EXACT],
+            name="ours: test images 0-999 (exact)",
+            marker=dict(color=OKABE_ITO["blue"]),
+            text=[f"{value:.1f}%" for value in ours[TEST_EXACT]],
+            textposition="outside",
+        )
+    )
     reported = table.dropna(subset=[REPORTED])
-    figure.add_trace(go.Bar(
-        x=reported["model"], y=reported[REPORTED], name="the report's test accuracy",
-        marker=dict(color=OKABE_ITO["orange"], pattern=dict(shape="/")),
-        text=[f"{value:.1f}%" for value in reported[REPORTED]], textposition="outside"))
-    figure.update_layout(title="Test accuracy: ours and the report's", barmode="group", height=380,
-                         margin=dict(l=60, r=20, t=50, b=80), legend=dict(orientation="h", y=-0.3))
+    figure.add_trace(
+        go.Bar(
+            x=reported["model"],
+            y=reported[REPORTED],
+            name="the report's test accuracy",
+            marker=dict(color=OKABE_ITO["orange"], pattern=dict(shape="/")),
+            text=[f"{value:.1f}%" for value in reported[REPORTED]],
+            textposition="outside",
+        )
+    )
+    figure.update_layout(
+        title="Test accuracy: ours and the report's",
+        barmode="group",
+        height=380,
+        margin=dict(l=60, r=20, t=50, b=80),
+        legend=dict(orientation="h", y=-0.3),
+    )
     figure.update_xaxes(title_text="saved model")
     figure.update_yaxes(title_text="test accuracy (%)", range=[0, 110], ticksuffix="%")
     return figure

@@ -16,16 +16,20 @@ TEST_ALL = "Test all 10,000 (JPEG)"
 # the long explanations live in the header tooltips, not in the column names.
 COLUMN_CONFIG = {
     "Model": st.column_config.TextColumn(width=60),
-    "Parameters": st.column_config.NumberColumn(format="localized", width=85,
-                                                help="Number of weights, trained or not."),
+    "Parameters": st.column_config.NumberColumn(
+        format="localized", width=85, help="Number of weights, trained or not."
+    ),
     "Epochs": st.column_config.NumberColumn(width=55, help="Passes over the training images."),
     "Train (min)": st.column_config.NumberColumn(width=75, help="Training wall time in minutes."),
     "Validation": st.column_config.TextColumn(width=75, help="Accuracy on the last 5,000 training images."),
     TEST_EXACT: st.column_config.TextColumn(
-        width=120, help="Accuracy on CIFAR-10 test images 0-999, identical to the official ones."),
+        width=120, help="Accuracy on CIFAR-10 test images 0-999, identical to the official ones."
+    ),
     TEST_ALL: st.column_config.TextColumn(
-        width=150, help="Accuracy on all 10,000 test images; 1000-9999 were rebuilt from JPEG files in this "
-                        "copy, which costs a little accuracy."),
+        width=150,
+        help="Accuracy on all 10,000 test images; 1000-9999 were rebuilt from JPEG files in this "
+        "copy, which costs a little accuracy.",
+    ),
     "Report": st.column_config.TextColumn(width=60, help="The accuracy the course report gives."),
 }
 
@@ -37,16 +41,18 @@ def models_table(entries: list[SavedModel]) -> pd.DataFrame:
         if not entry.usable:
             continue
         sidecar, metrics = entry.sidecar, entry.sidecar.metrics
-        rows.append({
-            "Model": entry.name,
-            "Parameters": sidecar.parameters,
-            "Epochs": sidecar.epochs,
-            "Train (min)": round((sidecar.wall_time_s or 0) / 60, 1),
-            "Validation": _percent(metrics.val_accuracy),
-            TEST_EXACT: _percent(metrics.test_clean_accuracy),
-            TEST_ALL: _percent(metrics.test_all_accuracy),
-            "Report": _percent(report_accuracy(sidecar.model)),
-        })
+        rows.append(
+            {
+                "Model": entry.name,
+                "Parameters": sidecar.parameters,
+                "Epochs": sidecar.epochs,
+                "Train (min)": round((sidecar.wall_time_s or 0) / 60, 1),
+                "Validation": _percent(metrics.val_accuracy),
+                TEST_EXACT: _percent(metrics.test_clean_accuracy),
+                TEST_ALL: _percent(metrics.test_all_accuracy),
+                "Report": _percent(report_accuracy(sidecar.model)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -60,14 +66,23 @@ def split_shipped(entries: list[SavedModel]) -> tuple[list[SavedModel], list[Sav
 
 def unusable_table(entries: list[SavedModel]) -> pd.DataFrame:
     """One row per saved model that cannot be used: its name and why (shown as plain text, never Markdown)."""
-    return pd.DataFrame([{"Model": display_name(entry.name), "Why it cannot be used": entry.problem}
-                         for entry in entries if not entry.usable], columns=["Model", "Why it cannot be used"])
+    return pd.DataFrame(
+        [
+            {"Model": display_name(entry.name), "Why it cannot be used": entry.problem}
+            for entry in entries
+            if not entry.usable
+        ],
+        columns=["Model", "Why it cannot be used"],
+    )
 
 
 def model_descriptions(entries: list[SavedModel]) -> str:
     """What each usable model is, as a Markdown list (too long for a table cell)."""
-    return "\n".join(f"- **{entry.name}**: {plain_markdown(entry.sidecar.description or 'no description')}"
-                     for entry in entries if entry.usable)
+    return "\n".join(
+        f"- **{entry.name}**: {plain_markdown(entry.sidecar.description or 'no description')}"
+        for entry in entries
+        if entry.usable
+    )
 
 
 def _percent(value) -> str:

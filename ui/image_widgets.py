@@ -26,8 +26,13 @@ UPLOAD_PROMPT = f"Drop an image ({FORMATS_IN_WORDS})"
 def sample_image(key: str, default_index: int = 0) -> tuple[np.ndarray, str]:
     """A number input choosing one bundled test image; returns (32x32x3 uint8, description)."""
     sample = get_sample()
-    index = st.number_input(f"Test image number (0-{len(sample) - 1})", min_value=0, max_value=len(sample) - 1,
-                            value=default_index, key=f"{key}_sample_index")
+    index = st.number_input(
+        f"Test image number (0-{len(sample) - 1})",
+        min_value=0,
+        max_value=len(sample) - 1,
+        value=default_index,
+        key=f"{key}_sample_index",
+    )
     return sample.images[index], f"CIFAR-10 test image {index} (a {CLASS_NAMES[int(sample.labels[index])]})"
 
 
@@ -51,15 +56,24 @@ def uploaded_image(key: str, purpose: str, max_side: int | None = None) -> tuple
     if max_side is not None:
         fitted, shrunk = fit_within(image, max_side)
         if shrunk:
-            st.caption(f"Your {image.width}x{image.height} image was shrunk to {fitted.width}x{fitted.height} "
-                       "so that every change redraws quickly.")
+            st.caption(
+                f"Your {image.width}x{image.height} image was shrunk to {fitted.width}x{fitted.height} "
+                "so that every change redraws quickly."
+            )
         image = fitted
     return np.asarray(image), f"your image ({image.width}x{image.height})"
 
 
-def image_chooser(key: str, sources: Sequence[str] = (SAMPLE, UPLOAD), *, purpose: str, label: str = "Image",
-                  examples: Mapping[str, tuple[np.ndarray, str]] | None = None, max_side: int | None = None,
-                  horizontal: bool = False) -> tuple[np.ndarray, str] | None:
+def image_chooser(
+    key: str,
+    sources: Sequence[str] = (SAMPLE, UPLOAD),
+    *,
+    purpose: str,
+    label: str = "Image",
+    examples: Mapping[str, tuple[np.ndarray, str]] | None = None,
+    max_side: int | None = None,
+    horizontal: bool = False,
+) -> tuple[np.ndarray, str] | None:
     """A radio over the sources; returns (image array, description), or None until a valid upload.
 
     Args:

@@ -46,8 +46,11 @@ def model_choice(key: str = "inspect_model") -> str | None:
             "24 2x2 filters computed from CIFAR-10 statistics before training and never changed by it, so its "
             "first filters below are flat colour blocks. Its learned filters start at 'block1_conv1' (pick it "
             "under Feature maps)."
-            + (f" This page opens on '{alternative}', a report model whose first filters were learned."
-               if alternative else ""),
+            + (
+                f" This page opens on '{alternative}', a report model whose first filters were learned."
+                if alternative
+                else ""
+            ),
             icon=":material/info:",
         )
     return name
@@ -56,20 +59,25 @@ def model_choice(key: str = "inspect_model") -> str | None:
 def layer_frame(model) -> pd.DataFrame:
     """The layer table of `explain.layer_table` as a DataFrame with readable headers."""
     rows = explain.layer_table(model)
-    return pd.DataFrame({
-        "Layer": [("    " * row.depth) + row.name for row in rows],
-        "Type": [row.layer_type for row in rows],
-        "Output shape": [row.output_shape for row in rows],
-        "Parameters": [row.parameters for row in rows],
-        "How the count comes": [row.formula for row in rows],
-        "Trainable": [row.trainable for row in rows],
-    })
+    return pd.DataFrame(
+        {
+            "Layer": [("    " * row.depth) + row.name for row in rows],
+            "Type": [row.layer_type for row in rows],
+            "Output shape": [row.output_shape for row in rows],
+            "Parameters": [row.parameters for row in rows],
+            "How the count comes": [row.formula for row in rows],
+            "Trainable": [row.trainable for row in rows],
+        }
+    )
 
 
 def show_layer_table(model) -> None:
     """The table, its totals and how to read it."""
-    st.dataframe(layer_frame(model), hide_index=True,
-                 column_config={"Parameters": st.column_config.NumberColumn(format="localized")})
+    st.dataframe(
+        layer_frame(model),
+        hide_index=True,
+        column_config={"Parameters": st.column_config.NumberColumn(format="localized")},
+    )
     trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
     total = model.count_params()
     st.caption(
@@ -81,10 +89,12 @@ def show_layer_table(model) -> None:
         "flatten, dropout and activations have none."
     )
     if explain.is_view_averaging_wrapper(model):
-        st.caption(f"The nested model {explain.conv_trunk(model).name!r} is the network itself: the wrapper "
-                   "('views') feeds it six copies of the image (as is, shifted one pixel up-left and down-right, "
-                   "and the mirror of each) and averages the answers ('view_average'), the unshifted pair "
-                   "counting for half.")
+        st.caption(
+            f"The nested model {explain.conv_trunk(model).name!r} is the network itself: the wrapper "
+            "('views') feeds it six copies of the image (as is, shifted one pixel up-left and down-right, "
+            "and the mirror of each) and averages the answers ('view_average'), the unshifted pair "
+            "counting for half."
+        )
 
 
 FILTERS_PER_ROW = 8
@@ -98,10 +108,12 @@ def show_filters(model) -> None:
     scale = max(1, FILTER_SIDE // max(height, width))
     pictures_of_filters = pictures.enlarge(pictures.unit_to_uint8(filters.images), scale)
     st.image(pictures.mosaic(pictures_of_filters, pictures.grid_rows(len(filters.images), FILTERS_PER_ROW), gap=6))
-    st.caption(f"{filters.note} {len(filters.images)} filters, {FILTERS_PER_ROW} per row, numbered from 0 left to "
-               f"right then top to bottom. Each {height}x{width} filter is drawn {scale} times larger with square "
-               "pixels, its lowest weight black and its highest the brightest colour: the colour shows which "
-               "input channel (red, green, blue) it weights most.")
+    st.caption(
+        f"{filters.note} {len(filters.images)} filters, {FILTERS_PER_ROW} per row, numbered from 0 left to "
+        f"right then top to bottom. Each {height}x{width} filter is drawn {scale} times larger with square "
+        "pixels, its lowest weight black and its highest the brightest colour: the colour shows which "
+        "input channel (red, green, blue) it weights most."
+    )
 
 
 def image_chooser(key: str) -> tuple[np.ndarray, str] | None:
@@ -123,19 +135,28 @@ def mosaic_figure(activations: np.ndarray, shown: int, title: str):
     height, width, _ = activations.shape
     gap = max(1, round(height * LABEL_ROOM))
     grid = pictures.tile_channels(activations, shown, columns=MOSAIC_COLUMNS, gap=gap)
-    channel_of_cell = pictures.tile_channels(np.broadcast_to(np.arange(activations.shape[2], dtype=np.float32),
-                                                            activations.shape), shown, MOSAIC_COLUMNS, gap)
+    channel_of_cell = pictures.tile_channels(
+        np.broadcast_to(np.arange(activations.shape[2], dtype=np.float32), activations.shape),
+        shown,
+        MOSAIC_COLUMNS,
+        gap,
+    )
     figure = plots.heatmap(grid, title, colorbar_title="activation", show_values=False)
-    figure.update_traces(customdata=channel_of_cell,
-                         hovertemplate="channel %{customdata}: %{z:.3~r}<extra></extra>")
+    figure.update_traces(customdata=channel_of_cell, hovertemplate="channel %{customdata}: %{z:.3~r}<extra></extra>")
     cell_pixels = MOSAIC_WIDTH / grid.shape[1]
     for channel, (top, left) in enumerate(pictures.tile_positions(shown, height, width, MOSAIC_COLUMNS, gap)):
-        figure.add_annotation(x=left + (width - 1) / 2, y=top - 0.5, yanchor="bottom", showarrow=False,
-                              text=f"channel {channel}" if width * cell_pixels >= 70 else str(channel),
-                              font=dict(size=12))
+        figure.add_annotation(
+            x=left + (width - 1) / 2,
+            y=top - 0.5,
+            yanchor="bottom",
+            showarrow=False,
+            text=f"channel {channel}" if width * cell_pixels >= 70 else str(channel),
+            font=dict(size=12),
+        )
     figure.update_xaxes(showticklabels=False, ticks="", title_text="each tile: one channel, its width")
-    figure.update_yaxes(showticklabels=False, ticks="", title_text="its height",
-                        range=[grid.shape[0] - 0.5, -gap - 0.5])  # room for the first row's labels
+    figure.update_yaxes(
+        showticklabels=False, ticks="", title_text="its height", range=[grid.shape[0] - 0.5, -gap - 0.5]
+    )  # room for the first row's labels
     figure.update_layout(height=int(140 + MOSAIC_WIDTH * (grid.shape[0] + gap) / grid.shape[1]))
     return figure
 
@@ -149,10 +170,12 @@ def show_feature_maps(model, image: np.ndarray, description: str) -> None:
         shown = min(channels, count)
         title = f"{stage.layer_name} ({stage.layer_type}): {height}x{width}x{count}"
         st.plotly_chart(mosaic_figure(stage.activations, shown, title), key=f"inspect_stage_{index}")
-        st.caption(f"Channels 0-{shown - 1} of {count} after '{stage.layer_name}' for {description}: the output "
-                   f"array is (height {height}, width {width}, channels {count}), channels last. Each tile is one "
-                   f"channel [:, :, c], headed by its number c, {MOSAIC_COLUMNS} to a row. All tiles share one "
-                   "colour scale: lighter means a larger value. Point at a tile to read a value.")
+        st.caption(
+            f"Channels 0-{shown - 1} of {count} after '{stage.layer_name}' for {description}: the output "
+            f"array is (height {height}, width {width}, channels {count}), channels last. Each tile is one "
+            f"channel [:, :, c], headed by its number c, {MOSAIC_COLUMNS} to a row. All tiles share one "
+            "colour scale: lighter means a larger value. Point at a tile to read a value."
+        )
 
 
 def show_grad_cam(model, image: np.ndarray, description: str) -> None:
@@ -167,8 +190,10 @@ def show_grad_cam(model, image: np.ndarray, description: str) -> None:
     heat.plotly_chart(cam_figure(cam.heatmap, CLASS_NAMES[cam.class_index]), key="inspect_cam_heatmap")
     heat.caption("Importance of each region for the class, from 0 (none, dark purple) to 1 (most, yellow).")
     blended.image(pictures.enlarge(pictures.overlay(model_input, cam.heatmap), SHOWN_SCALE))
-    blended.caption("The same heatmap and colours (viridis: dark purple = none, yellow = most important) "
-                    "blended half and half over the input.")
+    blended.caption(
+        "The same heatmap and colours (viridis: dark purple = none, yellow = most important) "
+        "blended half and half over the input."
+    )
     st.caption(f"Grad-CAM for '{CLASS_NAMES[cam.class_index]}'. {cam.note}")
 
 
@@ -180,8 +205,17 @@ def cam_figure(heatmap: np.ndarray, class_name: str):
 
     The colour bar lies under the grid, so the grid gets the narrow column's whole width.
     """
-    figure = plots.heatmap(heatmap, f"Grad-CAM: {class_name}", colorbar_title="importance", show_values=False,
-                           zmin=0, zmax=1, color_scale=plots.VIRIDIS_SCALE, colorbar_below=True, height=CAM_HEIGHT)
+    figure = plots.heatmap(
+        heatmap,
+        f"Grad-CAM: {class_name}",
+        colorbar_title="importance",
+        show_values=False,
+        zmin=0,
+        zmax=1,
+        color_scale=plots.VIRIDIS_SCALE,
+        colorbar_below=True,
+        height=CAM_HEIGHT,
+    )
     figure.update_xaxes(dtick=8)
     figure.update_yaxes(dtick=8)
     return figure

@@ -22,8 +22,14 @@ CUSTOM_KERNEL = "your kernel"  # the name of the edited grid, in menus, tabs and
 
 def input_image(key: str, sources=(REPORT_EXAMPLE, SAMPLE, UPLOAD)) -> tuple[np.ndarray, str] | None:
     """A radio over the report's 5x5 example, a test image and an upload; returns (image, description) or None."""
-    return image_chooser(key, sources, label="Input", purpose="to see it convolved", max_side=MAX_UPLOAD_SIDE,
-                         examples={REPORT_EXAMPLE: (ops.REPORT_EXAMPLE_INPUT, "the report's 5x5 example input")})
+    return image_chooser(
+        key,
+        sources,
+        label="Input",
+        purpose="to see it convolved",
+        max_side=MAX_UPLOAD_SIDE,
+        examples={REPORT_EXAMPLE: (ops.REPORT_EXAMPLE_INPUT, "the report's 5x5 example input")},
+    )
 
 
 def kernels(key: str, default_presets=("report example",)) -> list[tuple[str, np.ndarray]]:

@@ -32,8 +32,16 @@ MAX_TEXT_SIDE = 12
 TICK_FORMAT = "~r"
 HOVER_FORMAT = ".4~r"
 # Okabe-Ito: a qualitative palette that colour-blind readers can tell apart; series take its colours in order.
-OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "bluish green": "#009E73", "reddish purple": "#CC79A7",
-             "sky blue": "#56B4E9", "vermillion": "#D55E00", "black": "#000000", "yellow": "#F0E442"}
+OKABE_ITO = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish green": "#009E73",
+    "reddish purple": "#CC79A7",
+    "sky blue": "#56B4E9",
+    "vermillion": "#D55E00",
+    "black": "#000000",
+    "yellow": "#F0E442",
+}
 SERIES_COLORS = tuple(OKABE_ITO.values())
 # Distinct from every Cividis colour, for lines and bars.
 LINE_COLOR = OKABE_ITO["blue"]
@@ -104,12 +112,27 @@ def _mark(figure: go.Figure, marks: Marks, name: str) -> None:
         figure.update_layout(shapes=list(figure.layout.shapes) + shapes)
         # The shapes do the drawing; invisible points carry the hover text, and an
         # empty trace gives the legend an open black square like the outlines.
-        figure.add_trace(go.Scatter(x=cols, y=rows, mode="markers", marker=dict(size=20, opacity=0),
-                                    text=list(marks.labels) or None,
-                                    hoverinfo="text" if marks.labels else "x+y", showlegend=False))
-        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True,
-                                    marker=dict(symbol="square-open", size=14, color="black",
-                                                line=dict(width=3))))
+        figure.add_trace(
+            go.Scatter(
+                x=cols,
+                y=rows,
+                mode="markers",
+                marker=dict(size=20, opacity=0),
+                text=list(marks.labels) or None,
+                hoverinfo="text" if marks.labels else "x+y",
+                showlegend=False,
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=name,
+                showlegend=True,
+                marker=dict(symbol="square-open", size=14, color="black", line=dict(width=3)),
+            )
+        )
         return
     figure.add_trace(
         go.Scatter(
@@ -137,13 +160,27 @@ def _grid_layout(figure: go.Figure, title: str, rows: int, cols: int, origin: tu
         title=dict(text=title, x=0, xanchor="left"),
         height=int(min(560, max(300, 110 + 22 * rows))),
         margin=dict(l=50, r=20, t=60, b=40),
-        legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom",
-                    bgcolor="rgba(255,255,255,0.8)"),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom", bgcolor="rgba(255,255,255,0.8)"),
     )
-    figure.update_xaxes(title_text="column", dtick=1 if cols <= 16 else None, constrain="domain",
-                        range=[left - 0.5, left + cols - 0.5], autorange=False, showgrid=False, zeroline=False)
-    figure.update_yaxes(title_text="row", dtick=1 if rows <= 16 else None, range=[top + rows - 0.5, top - 0.5],
-                        autorange=False, scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
+    figure.update_xaxes(
+        title_text="column",
+        dtick=1 if cols <= 16 else None,
+        constrain="domain",
+        range=[left - 0.5, left + cols - 0.5],
+        autorange=False,
+        showgrid=False,
+        zeroline=False,
+    )
+    figure.update_yaxes(
+        title_text="row",
+        dtick=1 if rows <= 16 else None,
+        range=[top + rows - 0.5, top - 0.5],
+        autorange=False,
+        scaleanchor="x",
+        constrain="domain",
+        showgrid=False,
+        zeroline=False,
+    )
     return figure
 
 
@@ -232,9 +269,10 @@ def neighbourhood_heatmap(values, row: int, col: int, radius: int, title: str, *
     """
     grid = np.asarray(values)
     top, left = max(0, row - radius), max(0, col - radius)
-    piece = grid[top:row + radius + 1, left:col + radius + 1]
-    return heatmap(piece, title, highlight=Box(row, col, row, col), show_values=True, origin=(top, left),
-                   **heatmap_options)
+    piece = grid[top : row + radius + 1, left : col + radius + 1]
+    return heatmap(
+        piece, title, highlight=Box(row, col, row, col), show_values=True, origin=(top, left), **heatmap_options
+    )
 
 
 def _colorbar(title: str, *, below: bool) -> dict:
@@ -298,8 +336,11 @@ def negative_marks(values) -> Marks:
     """Marks on every negative cell of a 2-D grid, labelled with the value ReLU removes."""
     grid = np.asarray(values, dtype=float)
     rows, cols = np.nonzero(grid < 0)
-    return Marks(rows=rows.tolist(), cols=cols.tolist(),
-                 labels=[f"was {format_number(grid[r, c])}, now 0" for r, c in zip(rows, cols)])
+    return Marks(
+        rows=rows.tolist(),
+        cols=cols.tolist(),
+        labels=[f"was {format_number(grid[r, c])}, now 0" for r, c in zip(rows, cols)],
+    )
 
 
 def maxima_marks(result: ops.PoolResult) -> Marks:
@@ -312,16 +353,31 @@ def maxima_marks(result: ops.PoolResult) -> Marks:
     )
 
 
-def input_figure(image, title: str, *, highlight: Box | None = None, marks: Marks | None = None,
-                 colorbar_below: bool = False, height: int | None = None) -> go.Figure:
+def input_figure(
+    image,
+    title: str,
+    *,
+    highlight: Box | None = None,
+    marks: Marks | None = None,
+    colorbar_below: bool = False,
+    height: int | None = None,
+) -> go.Figure:
     """A 2-D grid as a value heatmap, an RGB image as a picture; same outline and marks.
 
     A grid whose numbers are written in gets no colour bar (the numbers say it).
     """
     if np.ndim(image) == 2:
-        return heatmap(image, title, colorbar_title="pixel", highlight=highlight, marks=marks,
-                       marks_name="kernel taps", colorbar_below=colorbar_below, height=height,
-                       show_scale=max(np.shape(image)) > MAX_TEXT_SIDE)
+        return heatmap(
+            image,
+            title,
+            colorbar_title="pixel",
+            highlight=highlight,
+            marks=marks,
+            marks_name="kernel taps",
+            colorbar_below=colorbar_below,
+            height=height,
+            show_scale=max(np.shape(image)) > MAX_TEXT_SIDE,
+        )
     figure = rgb_image(image, title, highlight=highlight, marks=marks)
     if height is not None:
         figure.update_layout(height=height)
@@ -332,8 +388,9 @@ def relu_curve(x_limit: float = 5.0) -> go.Figure:
     """The ReLU function max(0, x) drawn from -x_limit to x_limit."""
     inputs = np.linspace(-x_limit, x_limit, 201)
     figure = go.Figure(
-        go.Scatter(x=inputs, y=ops.relu(inputs), mode="lines", name="ReLU(x) = max(0, x)",
-                   line=dict(color=LINE_COLOR, width=3))
+        go.Scatter(
+            x=inputs, y=ops.relu(inputs), mode="lines", name="ReLU(x) = max(0, x)", line=dict(color=LINE_COLOR, width=3)
+        )
     )
     figure.update_layout(title="ReLU(x) = max(0, x)", height=320, margin=dict(l=50, r=20, t=50, b=40))
     figure.update_xaxes(title_text="input x", zeroline=True)

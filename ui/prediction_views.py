@@ -60,8 +60,9 @@ class InputImage:
 
 def policy_picker() -> str:
     """The resize-policy selectbox, with what each policy does written under it."""
-    policy = st.selectbox("How a picture becomes 32x32", list(RESIZE_POLICIES), format_func=POLICY_LABELS.get,
-                          key="predict_policy")
+    policy = st.selectbox(
+        "How a picture becomes 32x32", list(RESIZE_POLICIES), format_func=POLICY_LABELS.get, key="predict_policy"
+    )
     st.caption(RESIZE_POLICIES[policy] + " Training images were already 32x32, so this only matters for yours.")
     return policy
 
@@ -110,9 +111,12 @@ def _answered_uploads(uploads: list) -> list:
     """The first MAX_UPLOADS files, with a warning naming how many were left out."""
     if len(uploads) > MAX_UPLOADS:
         ignored = len(uploads) - MAX_UPLOADS
-        st.warning(f"You gave {len(uploads)} files, and one upload answers at most {MAX_UPLOADS}: the first "
-                   f"{MAX_UPLOADS} are answered below and the other {ignored} were ignored. Remove some and "
-                   "upload the rest in another round.", icon=":material/block:")
+        st.warning(
+            f"You gave {len(uploads)} files, and one upload answers at most {MAX_UPLOADS}: the first "
+            f"{MAX_UPLOADS} are answered below and the other {ignored} were ignored. Remove some and "
+            "upload the rest in another round.",
+            icon=":material/block:",
+        )
     return uploads[:MAX_UPLOADS]
 
 
@@ -121,13 +125,19 @@ def collect_inputs() -> list[InputImage]:
     upload_tab, link_tab, camera_tab, sample_tab = st.tabs(["Upload", "Link", "Camera", "CIFAR-10 samples"])
     keyed: dict[str, InputImage] = {}
     with upload_tab:
-        uploads = st.file_uploader(f"Drop one or several images ({FORMATS_IN_WORDS}; of a GIF, its first frame)",
-                                   type=UPLOAD_EXTENSIONS, accept_multiple_files=True, key=upload_key())
-        keyed.update(_file_input(f"Upload: {upload.name}", upload)
-                     for upload in _answered_uploads(unique_uploads(uploads or [])))
+        uploads = st.file_uploader(
+            f"Drop one or several images ({FORMATS_IN_WORDS}; of a GIF, its first frame)",
+            type=UPLOAD_EXTENSIONS,
+            accept_multiple_files=True,
+            key=upload_key(),
+        )
+        keyed.update(
+            _file_input(f"Upload: {upload.name}", upload) for upload in _answered_uploads(unique_uploads(uploads or []))
+        )
     with link_tab:
-        url = st.text_input("Address of an image (http or https)", key="predict_url",
-                            placeholder="https://example.org/cat.jpg").strip()
+        url = st.text_input(
+            "Address of an image (http or https)", key="predict_url", placeholder="https://example.org/cat.jpg"
+        ).strip()
         st.caption("The address must be public: local and private network addresses are refused.")
         if url:
             url_key = f"url:{url}"
@@ -141,20 +151,32 @@ def collect_inputs() -> list[InputImage]:
     found = list(keyed.values())
     with sample_tab:
         sample = get_sample()
-        picks = st.multiselect("Test images (the bundled exact CIFAR-10 test images 0-999)",
-                               range(len(sample)), key="predict_samples",
-                               format_func=lambda index: f"{index}: {CLASS_NAMES[int(sample.labels[index])]}")
-        found += [InputImage(f"CIFAR-10 test image {index} (true class: {CLASS_NAMES[int(sample.labels[index])]})",
-                             lambda index=index: Image.fromarray(sample.images[index]),
-                             true_class=CLASS_NAMES[int(sample.labels[index])]) for index in picks]
+        picks = st.multiselect(
+            "Test images (the bundled exact CIFAR-10 test images 0-999)",
+            range(len(sample)),
+            key="predict_samples",
+            format_func=lambda index: f"{index}: {CLASS_NAMES[int(sample.labels[index])]}",
+        )
+        found += [
+            InputImage(
+                f"CIFAR-10 test image {index} (true class: {CLASS_NAMES[int(sample.labels[index])]})",
+                lambda index=index: Image.fromarray(sample.images[index]),
+                true_class=CLASS_NAMES[int(sample.labels[index])],
+            )
+            for index in picks
+        ]
     return found
 
 
 def top_table(top) -> pd.DataFrame:
     """The report's chapter IV table: Rank, Class, Probability."""
-    return pd.DataFrame({"Rank": [ranked.rank for ranked in top],
-                         "Class": [ranked.class_name for ranked in top],
-                         "Probability": [f"{ranked.probability:.1%}" for ranked in top]})
+    return pd.DataFrame(
+        {
+            "Rank": [ranked.rank for ranked in top],
+            "Class": [ranked.class_name for ranked in top],
+            "Probability": [f"{ranked.probability:.1%}" for ranked in top],
+        }
+    )
 
 
 def show_prediction(item: InputImage, predictor, policy: str, index: int) -> bool:
@@ -178,27 +200,36 @@ def show_prediction(item: InputImage, predictor, policy: str, index: int) -> boo
         width, height = image.info.get(ORIGINAL_SIZE_KEY, image.size)
         original.caption(f"The original, {width}x{height} pixels.")
         seen.image(enlarge(result.model_input, SHOWN_SCALE))
-        seen.caption("What the model sees: the 32x32 input, made by the same preprocessing as in training "
-                     f"({POLICY_LABELS[policy].lower()}), drawn large.")
+        seen.caption(
+            "What the model sees: the 32x32 input, made by the same preprocessing as in training "
+            f"({POLICY_LABELS[policy].lower()}), drawn large."
+        )
         cam.image(enlarge(overlay(result.model_input, result.cam.heatmap), SHOWN_SCALE))
-        cam.caption(f"Grad-CAM for '{CLASS_NAMES[result.cam.class_index]}' (approximate): bright yellow marks "
-                    f"the regions that raised this class's score most, dark purple the least. {result.cam.note}")
+        cam.caption(
+            f"Grad-CAM for '{CLASS_NAMES[result.cam.class_index]}' (approximate): bright yellow marks "
+            f"the regions that raised this class's score most, dark purple the least. {result.cam.note}"
+        )
         best = result.top[0]
         st.markdown(f"Top guess: **{best.class_name}** with probability **{best.probability:.1%}**.")
         if result.low_confidence:
-            st.warning(f"Low confidence: the top probability is below {LOW_CONFIDENCE:.0%}. The model only knows "
-                       f"these 10 classes ({', '.join(CLASS_NAMES)}), so it may be guessing, especially if the "
-                       "picture shows none of them.", icon=":material/help:")
+            st.warning(
+                f"Low confidence: the top probability is below {LOW_CONFIDENCE:.0%}. The model only knows "
+                f"these 10 classes ({', '.join(CLASS_NAMES)}), so it may be guessing, especially if the "
+                "picture shows none of them.",
+                icon=":material/help:",
+            )
         table, bars = st.columns([1, 2])
         table.dataframe(top_table(result.top), hide_index=True)
         table.caption("The three most probable classes, as in the report's chapter IV.")
-        bars.plotly_chart(plots.probability_bars(result.probabilities, CLASS_NAMES, "All ten classes"),
-                          key=f"predict_bars_{index}")
-        bars.caption("Probability of each of the ten classes (they add up to 100%): "
-                     + ", ".join(f"{name} {value:.1%}" for name, value in zip(CLASS_NAMES, result.probabilities))
-                     + ".")
+        bars.plotly_chart(
+            plots.probability_bars(result.probabilities, CLASS_NAMES, "All ten classes"), key=f"predict_bars_{index}"
+        )
+        bars.caption(
+            "Probability of each of the ten classes (they add up to 100%): "
+            + ", ".join(f"{name} {value:.1%}" for name, value in zip(CLASS_NAMES, result.probabilities))
+            + "."
+        )
         return True
-
 
 
 # ---------------------------------------------------------------- adding each picture once, clearing them all
@@ -289,11 +320,15 @@ def show_compact_card(item: InputImage, predictor, policy: str) -> bool:
             show_user_error(error)
             return False
         picture, seen = st.columns(2)
-        picture.image(fit_within(result.original, 2 * THUMBNAIL_SIDE)[0], width=THUMBNAIL_SIDE,
-                      caption=f"original, {result.original.width}x{result.original.height}")
+        picture.image(
+            fit_within(result.original, 2 * THUMBNAIL_SIDE)[0],
+            width=THUMBNAIL_SIDE,
+            caption=f"original, {result.original.width}x{result.original.height}",
+        )
         seen.image(enlarge(result.model_input, THUMBNAIL_SCALE), width=THUMBNAIL_SIDE, caption="the model's 32x32")
-        st.markdown("  \n".join(f"{ranked.rank}. **{ranked.class_name}** {ranked.probability:.1%}"
-                                 for ranked in result.top))
+        st.markdown(
+            "  \n".join(f"{ranked.rank}. **{ranked.class_name}** {ranked.probability:.1%}" for ranked in result.top)
+        )
         said = verdict(result.top, item.true_class)
         if said is not None:
             st.markdown(said)
@@ -311,9 +346,11 @@ def show_results(images: list[InputImage], predictor, policy: str) -> None:
                 with column:
                     if show_compact_card(images[index], predictor, policy):
                         answered.append(index)
-    st.caption("Each card: the picture, the 32x32 image the model really sees (the same preprocessing as in "
-               f"training, {POLICY_LABELS[policy].lower()}), its three most probable classes and, for CIFAR-10 "
-               "test images, whether the top class is right (✓) or wrong (✗).")
+    st.caption(
+        "Each card: the picture, the 32x32 image the model really sees (the same preprocessing as in "
+        f"training, {POLICY_LABELS[policy].lower()}), its three most probable classes and, for CIFAR-10 "
+        "test images, whether the top class is right (✓) or wrong (✗)."
+    )
     if not answered:
         return
     st.subheader("Details: all ten probabilities and Grad-CAM")

@@ -120,8 +120,7 @@ def test_images() -> tuple[data.Split, str]:
     test = full_test_split()
     if test is None:
         return get_sample(), "the bundled sample (exact CIFAR-10 test images 0-999)"
-    return test, ("the whole CIFAR-10 test set (10,000 images; in the shared copy, "
-                          "images 1000-9999 are JPEG-derived)")
+    return test, ("the whole CIFAR-10 test set (10,000 images; in the shared copy, images 1000-9999 are JPEG-derived)")
 
 
 def model_picker(label: str = "Model", key: str = "model_choice", default=None) -> str | None:
@@ -134,8 +133,11 @@ def model_picker(label: str = "Model", key: str = "model_choice", default=None) 
     usable = [entry for entry in entries if entry.usable]
     unusable = [entry for entry in entries if not entry.usable]
     if not usable:
-        st.warning("No saved model can be used: see why below, or train one on the Train page." if unusable else
-                   "No saved model yet: train one on the Train page, or run `make run` from a full checkout.")
+        st.warning(
+            "No saved model can be used: see why below, or train one on the Train page."
+            if unusable
+            else "No saved model yet: train one on the Train page, or run `make run` from a full checkout."
+        )
         choice = None
     else:
         labels = {entry.name: _model_label(entry) for entry in usable}

@@ -84,43 +84,66 @@ def learning_curve(histories: Mapping[str, Sequence[dict]], metric: str) -> go.F
                 _add_full_epochs(figure, full, labelled=partial is None, **style)
             if partial is not None:
                 _add_partial_epoch(figure, full[-1] if full else None, partial, **style)
-    figure.update_layout(title=f"{METRICS[metric].capitalize()} per epoch", height=340,
-                         margin=dict(l=60, r=70, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    figure.update_layout(
+        title=f"{METRICS[metric].capitalize()} per epoch",
+        height=340,
+        margin=dict(l=60, r=70, t=50, b=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
     figure.update_xaxes(title_text="epoch", range=_epoch_range(histories), dtick=_epoch_tick(histories))
     figure.update_yaxes(title_text=METRICS[metric], tickformat=".0%" if metric == "accuracy" else None)
     return figure
 
 
-def _add_full_epochs(figure: go.Figure, rows: Sequence[dict], *, labelled: bool, color: str, part: str, key: str,
-                     metric: str, name: str) -> None:
+def _add_full_epochs(
+    figure: go.Figure, rows: Sequence[dict], *, labelled: bool, color: str, part: str, key: str, metric: str, name: str
+) -> None:
     values = [float(row[key]) for row in rows]
     text = [""] * (len(values) - 1) + [_value_text(metric, values[-1]) if labelled else ""]
-    figure.add_trace(go.Scatter(
-        x=[row["epoch"] for row in rows], y=values, name=f"{name}: {part}",
-        mode="lines+markers+text", text=text, textposition="middle right", textfont=dict(color=color),
-        cliponaxis=False,  # the end label may reach past the plot area
-        line=dict(color=color, width=2, dash=LINE_STYLES[part]["dash"]),
-        marker=dict(symbol=LINE_STYLES[part]["symbol"], size=7, color=color),
-        hovertemplate=f"{name} {part}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
-    ))
+    figure.add_trace(
+        go.Scatter(
+            x=[row["epoch"] for row in rows],
+            y=values,
+            name=f"{name}: {part}",
+            mode="lines+markers+text",
+            text=text,
+            textposition="middle right",
+            textfont=dict(color=color),
+            cliponaxis=False,  # the end label may reach past the plot area
+            line=dict(color=color, width=2, dash=LINE_STYLES[part]["dash"]),
+            marker=dict(symbol=LINE_STYLES[part]["symbol"], size=7, color=color),
+            hovertemplate=f"{name} {part}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+        )
+    )
 
 
-def _add_partial_epoch(figure: go.Figure, previous: dict | None, row: dict, *, color: str, part: str, key: str,
-                       metric: str, name: str) -> None:
+def _add_partial_epoch(
+    figure: go.Figure, previous: dict | None, row: dict, *, color: str, part: str, key: str, metric: str, name: str
+) -> None:
     note = partial_note(row)
     rows = ([previous] if previous else []) + [row]
     value = float(row[key])
-    figure.add_trace(go.Scatter(
-        x=[epoch_position(point) for point in rows], y=[float(point[key]) for point in rows],
-        name=f"{name}: {part}, {note}", mode="lines+markers+text",
-        text=[""] * (len(rows) - 1) + [f"{_value_text(metric, value)} (partial)"],
-        textposition="middle right", textfont=dict(color=color), cliponaxis=False,
-        line=dict(color=color, width=2, dash=PARTIAL_DASH),
-        marker=dict(symbol=[LINE_STYLES[part]["symbol"]] * (len(rows) - 1) + [f"{LINE_STYLES[part]['symbol']}-open"],
-                    size=[7] * (len(rows) - 1) + [10], color=color, line=dict(width=2, color=color)),
-        customdata=[partial_note(point) or "full epoch" for point in rows],
-        hovertemplate=f"{name} {part}<br>epoch %{{x:.2f}}: %{{y:.4f}}<br>%{{customdata}}<extra></extra>",
-    ))
+    figure.add_trace(
+        go.Scatter(
+            x=[epoch_position(point) for point in rows],
+            y=[float(point[key]) for point in rows],
+            name=f"{name}: {part}, {note}",
+            mode="lines+markers+text",
+            text=[""] * (len(rows) - 1) + [f"{_value_text(metric, value)} (partial)"],
+            textposition="middle right",
+            textfont=dict(color=color),
+            cliponaxis=False,
+            line=dict(color=color, width=2, dash=PARTIAL_DASH),
+            marker=dict(
+                symbol=[LINE_STYLES[part]["symbol"]] * (len(rows) - 1) + [f"{LINE_STYLES[part]['symbol']}-open"],
+                size=[7] * (len(rows) - 1) + [10],
+                color=color,
+                line=dict(width=2, color=color),
+            ),
+            customdata=[partial_note(point) or "full epoch" for point in rows],
+            hovertemplate=f"{name} {part}<br>epoch %{{x:.2f}}: %{{y:.4f}}<br>%{{customdata}}<extra></extra>",
+        )
+    )
 
 
 def _epoch_range(histories: Mapping[str, Sequence[dict]]) -> list[float]:
@@ -162,11 +185,17 @@ def teacher_mode() -> bool:
     expected = classroom.expected_teacher_key(_secret_teacher_key())
     with st.sidebar:
         if expected is None:
-            st.caption("No teacher key is set on this server (CNN_TEACHER_KEY or teacher_key in "
-                       ".streamlit/secrets.toml): shipped models stay read-only and the classroom limits hold.")
+            st.caption(
+                "No teacher key is set on this server (CNN_TEACHER_KEY or teacher_key in "
+                ".streamlit/secrets.toml): shipped models stay read-only and the classroom limits hold."
+            )
             return False
-        entered = st.text_input("Teacher key", type="password", key="teacher_key_input",
-                                help="Unlocks replacing shipped models and raises the training limits.")
+        entered = st.text_input(
+            "Teacher key",
+            type="password",
+            key="teacher_key_input",
+            help="Unlocks replacing shipped models and raises the training limits.",
+        )
         if not entered:
             return False
         if classroom.teacher_key_matches(entered, expected):
@@ -188,9 +217,11 @@ class TrainRequest:
     replace: bool
 
 
-SAMPLE_NOTE = ("Training on the bundled sample of 1,000 test images (the full CIFAR-10 is not on this machine): "
-               "for trying the page, not for real accuracy. The last validation images of the sample validate; "
-               "the dataset page downloads the full data.")
+SAMPLE_NOTE = (
+    "Training on the bundled sample of 1,000 test images (the full CIFAR-10 is not on this machine): "
+    "for trying the page, not for real accuracy. The last validation images of the sample validate; "
+    "the dataset page downloads the full data."
+)
 
 
 @dataclass(frozen=True)
@@ -211,8 +242,9 @@ def data_choice(sample: bool) -> DataChoice:
     return DataChoice(False, MAX_TRAIN_IMAGES + data.VALIDATION_SIZE, CLASSROOM_SUBSET, data.VALIDATION_SIZE)
 
 
-def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool,
-                       sample: bool = False) -> TrainRequest | None:
+def classroom_settings(
+    model: str, *, owner: str, teacher: bool, disabled: bool, sample: bool = False
+) -> TrainRequest | None:
     """The hyperparameter form for `model`; the request when Start was pressed and the settings are valid.
 
     A form, so no value counts until Start is pressed; Enter in a field does not submit it.
@@ -224,47 +256,82 @@ def classroom_settings(model: str, *, owner: str, teacher: bool, disabled: bool,
     limit_note = "(the teacher's limit)" if teacher else "in a classroom run (the teacher key raises it)"
     with st.form(f"train_settings_{model}", border=True, enter_to_submit=False):
         left, right = st.columns(2)
-        epochs = left.number_input("Epochs (passes over the images)", 1, bounds.max_epochs,
-                                   min(CLASSROOM_EPOCHS, recipe.epochs), key=f"train_epochs_{model}",
-                                   help=f"At most {bounds.max_epochs} {limit_note}.")
-        batch_size = right.select_slider("Batch size (images per step)", BATCH_SIZES,
-                                         value=recipe.batch_size if recipe.batch_size in BATCH_SIZES else 32,
-                                         key=f"train_batch_{model}")
-        learning_rate = left.number_input("Learning rate", 1e-5, 10.0, float(recipe.learning_rate),
-                                          format="%.5f", key=f"train_lr_{model}")
+        epochs = left.number_input(
+            "Epochs (passes over the images)",
+            1,
+            bounds.max_epochs,
+            min(CLASSROOM_EPOCHS, recipe.epochs),
+            key=f"train_epochs_{model}",
+            help=f"At most {bounds.max_epochs} {limit_note}.",
+        )
+        batch_size = right.select_slider(
+            "Batch size (images per step)",
+            BATCH_SIZES,
+            value=recipe.batch_size if recipe.batch_size in BATCH_SIZES else 32,
+            key=f"train_batch_{model}",
+        )
+        learning_rate = left.number_input(
+            "Learning rate", 1e-5, 10.0, float(recipe.learning_rate), format="%.5f", key=f"train_lr_{model}"
+        )
         most_images = min(bounds.max_subset, source.max_images - 1)
-        subset = right.number_input("Training images (first N of the " + ("sample)" if sample else "training set)"),
-                                    16, most_images, min(source.default_subset, most_images),
-                                    step=100 if sample else 500, key=f"train_subset_{model}",
-                                    help=f"At most {most_images:,} {limit_note}.")
-        augment = st.checkbox("Augmentation: random flips and shifts of up to 2 pixels", recipe.augment,
-                              key=f"train_augment_{model}")
-        mixed = st.checkbox("Mixed precision (bf16): faster only on a CPU with native bf16",
-                            cpu_has_native_bf16(), key=f"train_bf16_{model}",
-                            help="On by default when this CPU has AVX-512 BF16 or AMX; without them bf16 "
-                                 "is about 2.5x slower than float32.")
+        subset = right.number_input(
+            "Training images (first N of the " + ("sample)" if sample else "training set)"),
+            16,
+            most_images,
+            min(source.default_subset, most_images),
+            step=100 if sample else 500,
+            key=f"train_subset_{model}",
+            help=f"At most {most_images:,} {limit_note}.",
+        )
+        augment = st.checkbox(
+            "Augmentation: random flips and shifts of up to 2 pixels", recipe.augment, key=f"train_augment_{model}"
+        )
+        mixed = st.checkbox(
+            "Mixed precision (bf16): faster only on a CPU with native bf16",
+            cpu_has_native_bf16(),
+            key=f"train_bf16_{model}",
+            help="On by default when this CPU has AVX-512 BF16 or AMX; without them bf16 "
+            "is about 2.5x slower than float32.",
+        )
         with st.expander("Validation and saving"):
-            val_size = st.number_input("Validation images (the last N " + ("sample images)" if sample else
-                                                                           "training images)"),
-                                       10, min(10_000, source.max_images - 16), source.default_val,
-                                       step=100 if sample else 500, key=f"train_val_{model}")
-            out_name = st.text_input(f"Save as models/NAME.keras (letters, digits, _ and -; shipped names "
-                                     f"such as {model} are read-only)", classroom.suggested_name(model, owner),
-                                     key=f"train_out_{model}")
-            replace = teacher and st.checkbox("Replace an existing model of that name (teacher)", False,
-                                              key=f"train_replace_{model}")
-        submitted = st.form_submit_button("Start training", type="primary", disabled=disabled,
-                                          icon=":material/play_arrow:")
+            val_size = st.number_input(
+                "Validation images (the last N " + ("sample images)" if sample else "training images)"),
+                10,
+                min(10_000, source.max_images - 16),
+                source.default_val,
+                step=100 if sample else 500,
+                key=f"train_val_{model}",
+            )
+            out_name = st.text_input(
+                f"Save as models/NAME.keras (letters, digits, _ and -; shipped names such as {model} are read-only)",
+                classroom.suggested_name(model, owner),
+                key=f"train_out_{model}",
+            )
+            replace = teacher and st.checkbox(
+                "Replace an existing model of that name (teacher)", False, key=f"train_replace_{model}"
+            )
+        submitted = st.form_submit_button(
+            "Start training", type="primary", disabled=disabled, icon=":material/play_arrow:"
+        )
     if not submitted:
         return None
     try:
         if int(subset) + int(val_size) > source.max_images:
-            raise UserError(f"{int(subset):,} training plus {int(val_size):,} validation images are more than the "
-                            f"{source.max_images:,} " + ("images of the sample." if sample else "training images."))
-        config = TrainConfig.for_model(model, epochs=int(epochs), batch_size=int(batch_size),
-                                       learning_rate=float(learning_rate), augment=bool(augment),
-                                       subset=int(subset), val_size=int(val_size), mixed_precision=bool(mixed),
-                                       use_sample=sample or None)
+            raise UserError(
+                f"{int(subset):,} training plus {int(val_size):,} validation images are more than the "
+                f"{source.max_images:,} " + ("images of the sample." if sample else "training images.")
+            )
+        config = TrainConfig.for_model(
+            model,
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            learning_rate=float(learning_rate),
+            augment=bool(augment),
+            subset=int(subset),
+            val_size=int(val_size),
+            mixed_precision=bool(mixed),
+            use_sample=sample or None,
+        )
         return TrainRequest(config, classroom.output_path(out_name), bool(replace))
     except UserError as error:
         show_user_error(error)
@@ -289,8 +356,9 @@ def start_or_resume(request: TrainRequest | None, resume_dir: Path | None, *, ow
             classroom.resume_run(resume_dir, teacher=teacher)
             return True
         if request is not None:
-            run_dir = classroom.start_run(request.config, request.out_path, owner=owner, teacher=teacher,
-                                          replace=request.replace)
+            run_dir = classroom.start_run(
+                request.config, request.out_path, owner=owner, teacher=teacher, replace=request.replace
+            )
             st.query_params["run"] = run_dir.name
             return True
     except UserError as error:
@@ -305,9 +373,11 @@ def settings_summary(config: Mapping | None) -> str:
     subset = f"{config['subset']:,} images" if config.get("subset") else "all training images"
     if config.get("use_sample"):
         subset += " of the bundled 1,000-image sample"
-    return (f"{config['model']}: {config['epochs']} epochs, batch {config['batch_size']}, learning rate "
-            f"{config['learning_rate']:g}, augmentation {'on' if config.get('augment') else 'off'}, {subset}, "
-            f"{config.get('val_size', 0):,} validation images")
+    return (
+        f"{config['model']}: {config['epochs']} epochs, batch {config['batch_size']}, learning rate "
+        f"{config['learning_rate']:g}, augmentation {'on' if config.get('augment') else 'off'}, {subset}, "
+        f"{config.get('val_size', 0):,} validation images"
+    )
 
 
 # ---------------------------------------------------------------- the machine's queue
@@ -320,11 +390,14 @@ def machine_queue(*, teacher: bool) -> None:
     except UserError as error:
         show_user_error(error)
         return
-    st.caption(f"This machine trains at most {limit} run{'s' if limit > 1 else ''} at once: {busy} training now, "
-               f"{len(line)} waiting in line. Further starts wait their turn.")
+    st.caption(
+        f"This machine trains at most {limit} run{'s' if limit > 1 else ''} at once: {busy} training now, "
+        f"{len(line)} waiting in line. Further starts wait their turn."
+    )
     if teacher:
-        chosen = st.number_input("Runs that may train at once (teacher)", 1, jobs.MAX_WORKERS_LIMIT, limit,
-                                 key="train_max_workers")
+        chosen = st.number_input(
+            "Runs that may train at once (teacher)", 1, jobs.MAX_WORKERS_LIMIT, limit, key="train_max_workers"
+        )
         if chosen != limit:
             jobs.set_max_workers(int(chosen))
 
@@ -344,8 +417,11 @@ def read_state(run_dir: Path) -> RunState | None:
 def resume_button(state: RunState | None) -> bool:
     """A Resume button, shown only when the run can be resumed (its status says so)."""
     return bool(state and state.can_resume) and st.button(
-        "Resume", icon=":material/resume:", key="train_resume",
-        help="Continue this run's checkpoint and history (or start it again if it had no checkpoint yet).")
+        "Resume",
+        icon=":material/resume:",
+        key="train_resume",
+        help="Continue this run's checkpoint and history (or start it again if it had no checkpoint yet).",
+    )
 
 
 def run_panel(run_dir: Path) -> None:
@@ -366,21 +442,37 @@ def run_panel(run_dir: Path) -> None:
         if active and not state.active:
             st.rerun()  # the run just ended: redraw the buttons outside this panel
         _status(state, run_dir)
-        if state.state == "queued" and st.button("Cancel", icon=":material/cancel:", key=f"cancel_{run_dir.name}",
-                                                 help="Takes this run out of the line; nothing is trained."):
+        if state.state == "queued" and st.button(
+            "Cancel",
+            icon=":material/cancel:",
+            key=f"cancel_{run_dir.name}",
+            help="Takes this run out of the line; nothing is trained.",
+        ):
             jobs.cancel_run(run_dir)
             st.rerun(scope="fragment")
-        elif state.active and state.state != "queued" and st.button(
-                "Stop", icon=":material/stop:", key=f"stop_{run_dir.name}",
-                help="Stops after the current batch; history and checkpoint are kept."):
+        elif (
+            state.active
+            and state.state != "queued"
+            and st.button(
+                "Stop",
+                icon=":material/stop:",
+                key=f"stop_{run_dir.name}",
+                help="Stops after the current batch; history and checkpoint are kept.",
+            )
+        ):
             jobs.stop_run(run_dir)
             st.rerun(scope="fragment")
         if state.history:
             charts(state.history, key=f"live_{run_dir.name}")
-            st.caption(f"{state.epoch} finished epoch(s) of {state.epochs}"
-                       + (" and a partial one (stopped mid-epoch: the dotted end with an open marker)"
-                          if state.partial_last_epoch else "")
-                       + f", read from {run_dir.name}/history.jsonl; the charts gain a point after every epoch.")
+            st.caption(
+                f"{state.epoch} finished epoch(s) of {state.epochs}"
+                + (
+                    " and a partial one (stopped mid-epoch: the dotted end with an open marker)"
+                    if state.partial_last_epoch
+                    else ""
+                )
+                + f", read from {run_dir.name}/history.jsonl; the charts gain a point after every epoch."
+            )
         elif state.state not in ("idle", "queued", "cancelled"):
             st.caption("The charts appear after the first epoch.")
 
@@ -390,39 +482,54 @@ def run_panel(run_dir: Path) -> None:
 def _status(state: RunState, run_dir: Path) -> None:
     name = Path(state.out_path or f"{run_dir.name}.keras").name
     if state.state == "idle":
-        st.info(f"No run of this model yet under the name {run_dir.name}: choose the settings and press Start.",
-                icon=":material/info:")
+        st.info(
+            f"No run of this model yet under the name {run_dir.name}: choose the settings and press Start.",
+            icon=":material/info:",
+        )
         return
     st.markdown(f"**Run {run_dir.name}:** {settings_summary(state.config)}")
     if state.state == "queued":
         position = jobs.ordinal(state.queue_position) if state.queue_position else "next"
         limit = jobs.max_workers()
-        st.info(f"Waiting: {position} in line. This machine trains {limit} run{'s' if limit > 1 else ''} at once, "
-                "so that every run gets its share of the processor; yours starts by itself when a slot frees. "
-                "Cancel takes it out of the line.", icon=":material/hourglass_top:")
+        st.info(
+            f"Waiting: {position} in line. This machine trains {limit} run{'s' if limit > 1 else ''} at once, "
+            "so that every run gets its share of the processor; yours starts by itself when a slot frees. "
+            "Cancel takes it out of the line.",
+            icon=":material/hourglass_top:",
+        )
         return
     if state.active:
         epoch_now = min(state.epoch + 1, state.epochs)
-        detail = state.message or (f"epoch {epoch_now} of {state.epochs}, batch {state.batch} of {state.batches}"
-                                   if state.batches else f"epoch {epoch_now} of {state.epochs}")
+        detail = state.message or (
+            f"epoch {epoch_now} of {state.epochs}, batch {state.batch} of {state.batches}"
+            if state.batches
+            else f"epoch {epoch_now} of {state.epochs}"
+        )
         st.progress(state.progress, text=f"{state.state.capitalize()}: {detail}")
         return
     if state.state == "finished":
-        st.success(f"Finished {state.epoch} epochs and saved {name} with its sidecar: it is on the Evaluate "
-                   "page now.", icon=":material/check_circle:")
+        st.success(
+            f"Finished {state.epoch} epochs and saved {name} with its sidecar: it is on the Evaluate page now.",
+            icon=":material/check_circle:",
+        )
     elif state.state == "stopped" and state.message == NOT_STARTED_MESSAGE:
         st.info(state.message, icon=":material/pause_circle:")
     elif state.state == "stopped":
         partial = " and part of the next" if state.partial_last_epoch else ""
-        st.info(f"Stopped after {state.epoch} of {state.epochs} epochs{partial}; the model so far is saved as "
-                f"{name}. Resume continues the same history" + (" (it redoes the partial epoch)." if partial
-                                                                 else "."), icon=":material/pause_circle:")
+        st.info(
+            f"Stopped after {state.epoch} of {state.epochs} epochs{partial}; the model so far is saved as "
+            f"{name}. Resume continues the same history" + (" (it redoes the partial epoch)." if partial else "."),
+            icon=":material/pause_circle:",
+        )
     elif state.state == "cancelled":
         st.info(state.message, icon=":material/cancel:")
     elif state.state == "killed":
-        how = ("Resume continues from its last checkpoint: at most one epoch is lost." if state.has_checkpoint
-               else "It had not finished an epoch, so there is no checkpoint: Resume starts it again with the "
-                    "same settings.")
+        how = (
+            "Resume continues from its last checkpoint: at most one epoch is lost."
+            if state.has_checkpoint
+            else "It had not finished an epoch, so there is no checkpoint: Resume starts it again with the "
+            "same settings."
+        )
         st.warning(f"{state.message} {how}", icon=":material/warning:")
     elif state.state == "failed":
         st.error(f"The run failed: {state.message}", icon=":material/error:")
@@ -443,10 +550,15 @@ def other_active_runs(current: Path) -> None:
     """A note for every other run that is training or waiting now (in this or another session)."""
     for folder, state in jobs.active_runs(current.parent):
         if folder != current:
-            where = (f"waiting, {jobs.ordinal(state.queue_position)} in line" if state.queue_position
-                     else f"epoch {min(state.epoch + 1, state.epochs)} of {state.epochs}")
-            st.info(f"{folder.name} ({state.model}) is {'queued' if state.state == 'queued' else 'training'} "
-                    f"now: {where}.", icon=":material/model_training:")
+            where = (
+                f"waiting, {jobs.ordinal(state.queue_position)} in line"
+                if state.queue_position
+                else f"epoch {min(state.epoch + 1, state.epochs)} of {state.epochs}"
+            )
+            st.info(
+                f"{folder.name} ({state.model}) is {'queued' if state.state == 'queued' else 'training'} now: {where}.",
+                icon=":material/model_training:",
+            )
 
 
 def saved_histories(records: Sequence[dict], names: Sequence[str]) -> dict[str, list[dict]]:

@@ -73,8 +73,8 @@ def pack(cifar: Path, out: Path) -> None:
         folder = out / f"part{index}"
         folder.mkdir(parents=True, exist_ok=True)
         for first in range(start, stop, 1000):
-            encoded = tile_bytes(images[first:first + 1000])
-            assert np.array_equal(untile(encoded), images[first:first + 1000])  # lossless, checked
+            encoded = tile_bytes(images[first : first + 1000])
+            assert np.array_equal(untile(encoded), images[first : first + 1000])  # lossless, checked
             (folder / f"{first:05d}.webp").write_bytes(encoded)
     np.save(out / "part0" / "labels.npy", labels)
     print("packed", len(labels), "images into", out)
@@ -159,10 +159,15 @@ def build(setting: Setting, whitening: np.ndarray):
 
     def block(cin, cout):
         return nn.Sequential(
-            conv(cin, cout), nn.MaxPool2d(2), nn.BatchNorm2d(cout, momentum=0.6, eps=1e-12, affine=False),
-            ScaledBias(cout), nn.GELU(),
-            conv(cout, cout), nn.BatchNorm2d(cout, momentum=0.6, eps=1e-12, affine=False),
-            ScaledBias(cout), nn.GELU(),
+            conv(cin, cout),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(cout, momentum=0.6, eps=1e-12, affine=False),
+            ScaledBias(cout),
+            nn.GELU(),
+            conv(cout, cout),
+            nn.BatchNorm2d(cout, momentum=0.6, eps=1e-12, affine=False),
+            ScaledBias(cout),
+            nn.GELU(),
         )
 
     class Net(nn.Module):
@@ -228,11 +233,13 @@ def evaluate(net, images, labels, torch) -> tuple[float, float]:
     correct = plain = 0
     with torch.no_grad():
         for start in range(0, len(images), 2500):
-            batch = images[start:start + 2500].float() / 255
-            probabilities = [torch.softmax(net(view.contiguous(memory_format=torch.channels_last)), 1)
-                             for view in six_views(batch, torch)]
+            batch = images[start : start + 2500].float() / 255
+            probabilities = [
+                torch.softmax(net(view.contiguous(memory_format=torch.channels_last)), 1)
+                for view in six_views(batch, torch)
+            ]
             mean = sum(w * p for w, p in zip(VIEW_WEIGHTS, probabilities))
-            truth = labels[start:start + 2500]
+            truth = labels[start : start + 2500]
             correct += (mean.argmax(1) == truth).sum().item()
             plain += (probabilities[0].argmax(1) == truth).sum().item()
     net.train()
@@ -264,17 +271,17 @@ def train_once(setting: Setting, seed: int, data: dict, torch) -> dict:
         use_jpeg = torch.rand(n, device=DEVICE) < setting.jpeg_share
         version = torch.randint(0, jpeg_versions.shape[0], (n,), device=DEVICE)
         for start in range(0, n, size):
-            index = order[start:start + size]
-            batch = torch.where(use_jpeg[index, None, None, None], jpeg_versions[version[index], index],
-                                images[index])
+            index = order[start : start + size]
+            batch = torch.where(use_jpeg[index, None, None, None], jpeg_versions[version[index], index], images[index])
             if setting.flip == "alternate":
                 flips = flip_bits[index] ^ bool(epoch % 2)
             else:
                 flips = torch.rand(len(index), device=DEVICE) < 0.5
             batch = augment(batch.float() / 255, flips, torch)
             if setting.side(epoch) != 32:
-                batch = torch.nn.functional.interpolate(batch, size=setting.side(epoch), mode="bilinear",
-                                                        antialias=True, align_corners=False)
+                batch = torch.nn.functional.interpolate(
+                    batch, size=setting.side(epoch), mode="bilinear", antialias=True, align_corners=False
+                )
             batch = batch.contiguous(memory_format=torch.channels_last)
             rate = setting.lr * ramp(step, total)
             for group in optimizer.param_groups:
@@ -289,7 +296,7 @@ def train_once(setting: Setting, seed: int, data: dict, torch) -> dict:
             optimizer.step()
             step += 1
             if setting.lookahead and step % 5 == 0:
-                keep = 0.95 ** 5 * (step / total) ** 3
+                keep = 0.95**5 * (step / total) ** 3
                 with torch.no_grad():
                     state = net.state_dict()
                     for key, value in slow.items():
@@ -304,8 +311,15 @@ def train_once(setting: Setting, seed: int, data: dict, torch) -> dict:
     seconds = time.time() - started
     val, val_plain = evaluate(net, data["val"], data["val_labels"], torch)
     val_jpeg, val_jpeg_plain = evaluate(net, data["val_jpeg"], data["val_labels"], torch)
-    return {**dataclasses.asdict(setting), "seed": seed, "seconds": round(seconds, 1), "val": val,
-            "val_jpeg75": val_jpeg, "val_one_view": val_plain, "val_jpeg75_one_view": val_jpeg_plain}
+    return {
+        **dataclasses.asdict(setting),
+        "seed": seed,
+        "seconds": round(seconds, 1),
+        "val": val,
+        "val_jpeg75": val_jpeg,
+        "val_one_view": val_plain,
+        "val_jpeg75_one_view": val_jpeg_plain,
+    }
 
 
 def synchronize(torch) -> None:
@@ -321,8 +335,13 @@ def flops_per_image(widths) -> float:
 
 def relative_compute(setting: Setting) -> float:
     """Training compute relative to v3's (widths, pixels per epoch, images)."""
-    return round(flops_per_image(setting.widths) * setting.pixel_epochs() * setting.train_images
-                 / (flops_per_image(BASE.widths) * BASE.pixel_epochs() * TRAIN), 3)
+    return round(
+        flops_per_image(setting.widths)
+        * setting.pixel_epochs()
+        * setting.train_images
+        / (flops_per_image(BASE.widths) * BASE.pixel_epochs() * TRAIN),
+        3,
+    )
 
 
 BASE = Setting("v3")
@@ -387,17 +406,21 @@ def run(data_dir: Path, plan: str, seeds: int, budget_s: float) -> None:
     rng = np.random.default_rng(0)
     train, val = images[:split], images[split:]
     ranges = sorted({tuple(setting.jpeg_quality) for setting in PLANS[plan]})
-    versions = {low_high: np.stack([parallel_jpeg(train, rng.integers(low_high[0], low_high[1] + 1, split))
-                                    for _ in range(3)]) for low_high in ranges}
+    versions = {
+        low_high: np.stack([parallel_jpeg(train, rng.integers(low_high[0], low_high[1] + 1, split)) for _ in range(3)])
+        for low_high in ranges
+    }
     val_jpeg = parallel_jpeg(val, np.full(VAL, 75))
 
     def on_device(array):  # NHWC on the host -> NCHW on the GPU
         return torch.tensor(array, device=DEVICE).permute(*range(array.ndim - 3), -1, -3, -2)
 
     data = {
-        "train": on_device(train), "labels": torch.tensor(labels[:split], device=DEVICE),
+        "train": on_device(train),
+        "labels": torch.tensor(labels[:split], device=DEVICE),
         "jpeg": {key: on_device(value) for key, value in versions.items()},
-        "val": on_device(val), "val_jpeg": on_device(val_jpeg),
+        "val": on_device(val),
+        "val_jpeg": on_device(val_jpeg),
         "val_labels": torch.tensor(labels[split:], device=DEVICE).long(),
         "train_host": train,
     }
@@ -436,8 +459,10 @@ def summarize(paths: list[Path]) -> None:
     for name, rows in by_name.items():
         clean, clean_text = spread(rows, "val")
         jpeg, jpeg_text = spread(rows, "val_jpeg75")
-        print(f"| {name} | {len(rows)} | {rows[0]['relative_flops']:.2f}x | {clean_text} | {jpeg_text} "
-              f"| {0.1 * clean + 0.9 * jpeg:.2f} |")
+        print(
+            f"| {name} | {len(rows)} | {rows[0]['relative_flops']:.2f}x | {clean_text} | {jpeg_text} "
+            f"| {0.1 * clean + 0.9 * jpeg:.2f} |"
+        )
 
 
 def main(argv=None) -> None:

@@ -33,8 +33,10 @@ def main(argv: list[str]) -> None:
             top = predictor.top([image])[0]
             right[folder] += top[0].class_name == label
             ranked = ", ".join(f"{entry.class_name} {entry.probability:.0%}" for entry in top)
-            print(f"{Path(path).name} ({label}) {folder}: {ranked}; "
-                  f"p({label}) = {probabilities[CLASS_NAMES.index(label)]:.0%}")
+            print(
+                f"{Path(path).name} ({label}) {folder}: {ranked}; "
+                f"p({label}) = {probabilities[CLASS_NAMES.index(label)]:.0%}"
+            )
     for folder, count in right.items():
         print(f"{folder}: {count} of {len(labelled)} right")
 

@@ -40,8 +40,9 @@ def conv_group(fused: bool, activation: str):
             if fused:
                 features = models.BatchNormBias(momentum=models.BN_MOMENTUM, name=f"{name}_bn{index}")(features)
             else:
-                features = layers.BatchNormalization(momentum=models.BN_MOMENTUM, epsilon=1e-12, center=False,
-                                                     scale=False, name=f"{name}_bn{index}")(features)
+                features = layers.BatchNormalization(
+                    momentum=models.BN_MOMENTUM, epsilon=1e-12, center=False, scale=False, name=f"{name}_bn{index}"
+                )(features)
                 features = models.ScaledBias(name=f"{name}_bias{index}")(features)
             features = layers.Activation(activation, name=f"{name}_act{index}")(features)
         return features
@@ -82,8 +83,10 @@ def main() -> None:
     for fused, activation in ((False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu")):
         rate = images_per_second(fused, activation)
         baseline = baseline or rate
-        print(f"{'fused' if fused else 'keras'}-bn + {activation}: {rate:,.0f} images/s ({rate / baseline:.2f}x)",
-              flush=True)
+        print(
+            f"{'fused' if fused else 'keras'}-bn + {activation}: {rate:,.0f} images/s ({rate / baseline:.2f}x)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
