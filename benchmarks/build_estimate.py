@@ -7,7 +7,7 @@ project's machine (all 45,000 training images each epoch, plus 5,000 validation
 images). Seconds per epoch = (training images + validation images / 3) x
 (SECONDS_PER_IMAGE + SECONDS_PER_MULTIPLY_ADD x forward multiply-adds per image),
 fitted by least squares on the report's models without batch normalization (models 1-4).
-Batch normalization is memory-bound on this CPU: a model with it takes BATCHNORM_SLOWDOWN
+Batch normalization is memory-bound on a CPU: a model with it takes BATCHNORM_SLOWDOWN
 times longer, model 5's (batchnorm) measured time over that fit's estimate for it.
 It prints the fitted constants (cnn/spec.py keeps them) and, for every report model,
 the estimate next to the measured time (model 6 also augments its images).

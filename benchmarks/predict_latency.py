@@ -8,14 +8,13 @@ The report's path, per image:
 Both use the best shipped model (`cnn.artifacts.list_models()[0]`), or, when
 none is shipped, a freshly built untrained `fast` model (said in the output).
 Both run after a warm-up, in the same process, on the same JPEG.
-Targets: our p50 <= 10 ms on this CPU, and at least 5x faster than the report's path.
+Targets: our p50 <= 10 ms on the machine it runs on, and at least 5x faster than the report's path.
 
 It also times what every rerun of the Predict page pays to find its cached
-model (`ui.resources.get_predictor`): the cache key used to be the sha256 of
-the whole .keras file (read and hashed on every rerun, twice on a cache miss);
-now it is the file's path, inode, size and mtime (one `stat`), and the sha256
-is checked once per load. Printed: both keys, the whole cached getter now,
-and the time saved per rerun.
+model (`ui.resources.get_predictor`): a key of the file's path, inode, size and
+mtime (one `stat`; the sha256 is checked once per load), against a key that
+hashes the whole .keras file (read and hashed on every rerun). Printed: both
+keys, the whole cached getter, and the time the stat key saves per rerun.
 
 Run: `.venv/bin/python benchmarks/predict_latency.py [--runs 200] [--cache-only]`; exits 1 if a target is missed.
 """

@@ -26,7 +26,7 @@ SCRIPTS = {
         "Peak memory and CPU of the worst accepted image of each kind (issue: a dashboard a class can share)"
     ),
     "build_estimate": "The Build page's minutes-per-epoch estimate against measured training times (issue: build)",
-    "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue 14)",
+    "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue: evaluate)",
 }
 
 

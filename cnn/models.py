@@ -172,7 +172,7 @@ def build_report_model(name: str) -> keras.Model:
 FAST_WIDTHS = (64, 256, 256)  # airbench94 block widths
 BEST_WIDTHS = (128, 384, 384)  # airbench95 block widths: about 2.5x the multiply-adds per image
 BN_MOMENTUM = 0.4  # Keras convention (keep 40% of the old mean): airbench's torch momentum 0.6
-# ReLU in the conv groups (airbench uses GELU): 1.5x faster steps on this CPU, which buys more epochs
+# ReLU in the conv groups (airbench uses GELU): 1.5x faster steps on the 2-core Xeon, which buys more epochs
 # in the same minutes (evidence: the `fast` recipe's note in cnn/zoo.py).
 FAST_ACTIVATION = "relu"
 OUTPUT_SCALE = 1 / 9  # airbench's logit scaling

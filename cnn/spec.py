@@ -52,7 +52,7 @@ RESERVED_SUFFIX = "_classroom"  # the Train page's scratch outputs of zoo models
 SECONDS_PER_IMAGE = 2.27e-4  # data pipeline, optimizer step and Python overhead, per image
 SECONDS_PER_MULTIPLY_ADD = 6.35e-12  # per forward multiply-add of one training image
 VALIDATION_SHARE = 1 / 3  # a validation image costs a forward pass only
-BATCHNORM_SLOWDOWN = 2.4  # memory-bound on this CPU: model 5's measured time over the estimate without it
+BATCHNORM_SLOWDOWN = 2.4  # memory-bound on a CPU: model 5's measured time over the estimate without it (2-core Xeon)
 
 
 class SpecError(UserError):

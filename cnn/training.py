@@ -57,7 +57,7 @@ class TrainConfig:
     subset: int | None = None  # train on the first N training images only (classroom runs)
     val_size: int = 5_000  # the last N training images validate
     seed: int = 0  # for repeatable runs
-    mixed_precision: bool = True  # bf16 compute: ~1.3x faster on this CPU
+    mixed_precision: bool = True  # bf16 compute where the CPU has it natively (cnn.hardware)
     data_dir: str | None = None  # CIFAR-10 folder; None searches CIFAR10_DIR and Keras's cache
     use_sample: bool = False  # train on the bundled 1,000-image sample (cnn.data.load_sample_for_training)
     spec: dict | None = None  # a Build-page model: its layer list (cnn.spec, checked); `model` is its name

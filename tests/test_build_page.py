@@ -152,7 +152,7 @@ def test_train_a_built_model_and_race_it(page_env):
     assert board["Model"].tolist() == ["mine"] and board["Kind"].tolist() == ["built here"]
     assert board["Layers"].tolist() == [8]
     assert "Built here: mine" in app.selectbox(key="build_start").options
-    # A second model of the same name needs the replace box; a finished run offers no Resume (issue 14).
+    # A second model of the same name needs the replace box; a finished run offers no Resume.
     assert app.checkbox(key="build_replace").value is False
     assert not [button for button in app.button if button.key == "build_resume"]
     assert RunRequest.read(RunFiles(run_dir)).config["spec"]["layers"][2]["type"] == "dropout"  # what ran

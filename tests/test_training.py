@@ -188,6 +188,6 @@ def test_whitening_bias_is_held_from_its_last_epoch_on(synthetic_cifar, tmp_path
 
     assert np.abs(whiten_bias(trained.model)).max() > 1e-5  # it learns when allowed to...
     assert np.array_equal(whiten_bias(held.model), np.zeros(24, np.float32))  # ...and not at all from epoch 0
-    assert TrainConfig.for_model("fast").whiten_bias_epochs == 3  # the shipped recipe (v8) holds it after 3 epochs
+    assert TrainConfig.for_model("fast").whiten_bias_epochs == 3  # the shipped recipe holds it after 3 epochs
     with pytest.raises(UserError, match="no whitening layer"):
         train(tiny_config(whiten_bias_epochs=1), data, tmp_path / "c", verbose=0)
