@@ -34,6 +34,7 @@ import re
 import stat
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -777,18 +778,37 @@ def update_sidecar(model_path: Path, **fields_to_set) -> dict:
 # ---------------------------------------------------------------- loading and listing
 
 
+# One model load at a time per process. A dashboard server whose sessions loaded two models at once
+# (the first also importing TensorFlow) died of heap corruption ("malloc(): unaligned tcache chunk
+# detected", benchmarks/classroom_load.py with 30 sessions): Keras deserialization is not thread-safe.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
-    """Load a verified model in safe mode, uncompiled. Returns (model, sidecar as a dict)."""
-    import keras
+    """Load a verified model in safe mode, uncompiled. Returns (model, sidecar as a dict).
 
-    import cnn.models  # noqa: F401 - registers the zoo's custom layers for deserialization
-
+    Thread-safe: loads in one process take turns (`_LOAD_LOCK`); each model is loaded once by the
+    dashboard's cache, so the wait is only ever for another model's first load.
+    """
     path = resolve_model_path(name_or_path, models_dir)
     tidy_models_folder(path.parent)
     sidecar = verified_sidecar(path)
     check_archive(path)
+    with _LOAD_LOCK:
+        model = _keras_load(path)
+    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
+        raise ModelFileError(f"{path.name} does not take 32x32 RGB images and give 10 classes.")
+    return model, sidecar.to_dict()
+
+
+def _keras_load(path: Path):
+    """keras.models.load_model in safe mode, uncompiled; every failure one ModelFileError."""
+    import keras
+
+    import cnn.models  # noqa: F401 - registers the zoo's custom layers for deserialization
+
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - every failure of a file we can't trust gets one message
         if "safe_mode" in str(error):  # Keras's refusal to deserialize Python code
             raise ModelFileError(
@@ -798,9 +818,6 @@ def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
         raise ModelFileError(
             f"{path.name} could not be loaded safely ({type(error).__name__}: {str(error)[:200]})."
         ) from None
-    if tuple(model.input_shape[1:]) != INPUT_SHAPE or model.output_shape[-1] != NUM_CLASSES:
-        raise ModelFileError(f"{path.name} does not take 32x32 RGB images and give 10 classes.")
-    return model, sidecar.to_dict()
 
 
 @dataclass(frozen=True)

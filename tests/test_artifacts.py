@@ -612,3 +612,33 @@ def test_model_pages_offer_only_the_usable_model_and_name_the_others(page, key, 
         assert "conv1" in set(app.dataframe[0].value["Layer"])
     if page == "pages/evaluate.py":
         assert app.metric[0].label == "Accuracy, bundled sample (exact test images 0-999)"
+
+
+def test_model_loads_in_one_process_take_turns(models_dir, tiny_model, other_model, monkeypatch):
+    """Keras deserialization is not thread-safe (a 30-session server died of heap corruption): two
+    sessions loading two models at once must load one after the other."""
+    import threading
+    import time
+
+    from cnn import artifacts
+
+    save_model(tiny_model, models_dir / "one.keras", {"model": "tiny"})
+    save_model(other_model, models_dir / "two.keras", {"model": "tiny"})
+    real_load, inside, most = artifacts._keras_load, [0], [0]
+
+    def watched_load(path):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.3)  # long enough for the other thread to arrive while this load runs
+        try:
+            return real_load(path)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(artifacts, "_keras_load", watched_load)
+    threads = [threading.Thread(target=artifacts.load_model, args=(name, models_dir)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
