@@ -100,7 +100,7 @@ UPLOAD_BUTTON = re.compile(r"^(Upload|Browse files)$")  # Streamlit 1.67 / befor
 
 
 def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
-    """A bundled test image that the app's default (best) model gets right with probability > 0.9,
+    """A bundled test image that the Predict page's preselected model gets right with probability > 0.9,
     saved as a 128x128 PNG (nearest-neighbour upscale): (path, true class name, model name, probability).
 
     The check runs on the PNG's decoded bytes with the page's pipeline (squash to 32x32), so the
@@ -111,12 +111,12 @@ def confident_sample_png(folder: Path) -> tuple[Path, str, str, float]:
     from cnn.artifacts import list_models, load_model
     from cnn.data import load_sample
     from cnn.images import decode_image
-    from cnn.inference import Predictor
+    from cnn.inference import Predictor, quick_enough_model
 
     records = list_models()
     if not records:
         pytest.skip("no saved model in models/")
-    name = records[0]["name"]  # the Predict page's default: the best by validation accuracy
+    name = quick_enough_model(records) or records[0]["name"]  # the Predict page's preselected model
     predictor = Predictor(load_model(name)[0])
     sample = load_sample()
     path = folder / "upload.png"
@@ -137,7 +137,7 @@ def test_upload_through_file_chooser_reads_top1(shipped_models_server, page, tmp
     if predict is None:
         pytest.skip("the router does not register pages/predict.py")
     open_page(page, shipped_models_server, predict)
-    model = page.get_by_role("combobox", name="Model (the best one is first)")
+    model = page.get_by_role("combobox", name=re.compile(r"^Model \(preselected"))
     assert model.input_value().startswith(model_name), model.input_value()
 
     with page.expect_file_chooser() as chooser:
