@@ -123,6 +123,11 @@ new MutationObserver(records => {
                       attributeFilter: ['data-test-script-state']});
 """
 RUNS_ENDED = "() => window.__scriptRunsEnded"
+SHOWS_TEXT = """([box, text]) => {
+  const element = document.querySelector(box);
+  return Boolean(element && (element.innerText + [...element.querySelectorAll('input')].map(i => i.value).join(' '))
+    .includes(text));
+}"""
 MORE_RUNS_ENDED = "(before) => window.__scriptRunsEnded > before"
 # Seen on a loaded machine (2 of about 20 uploads): the uploader came back empty after set_input_files,
 # and the page waited forever. The files are given again, at most this often, and every repeat is reported.
@@ -132,6 +137,10 @@ UPLOADER_SHOWS = """(name) => {
   const uploader = document.querySelector('[class*=st-key-predict_uploads]');
   return Boolean(uploader && uploader.innerText.includes(name));
 }"""
+# Seen with 8 and 30 sessions: a tab whose page had finished its run (idle, complete, screenshot) never
+# counted that run's end, and its session waited out the action timeout. A run not counted within this
+# many seconds of its click is taken as ended once the app is idle; the next wait checks what it shows.
+RUN_SEEN_S = 20
 POLL_MS = 500  # in-page polling of the waits above (Playwright's default, every animation frame, costs CPU)
 ACTIONS = ["open home", "predict upload", "open evaluate", "open inspect", "start training"]
 
@@ -165,6 +174,7 @@ class Measurements:
     training_ends: Counter = field(default_factory=Counter)
     sessions_wall_s: float = 0.0
     uploads_repeated: int = 0  # the uploader did not list the files given: given again
+    runs_unseen: int = 0  # a click's run was not counted within RUN_SEEN_S: the idle app was taken as its end
 
 
 # --------------------------------------------------------------------------- the process table
@@ -519,9 +529,11 @@ class Student:
         """Await `trigger` (a click that reruns the script), then the end of the run it caused."""
         before = await self.page.evaluate(RUNS_ENDED)
         await self.waiting_for(what, trigger)
-        await self.waiting_for(
-            f"the script run after {what}", self.page.wait_for_function(MORE_RUNS_ENDED, arg=before, polling=POLL_MS)
-        )
+        try:
+            await self.page.wait_for_function(MORE_RUNS_ENDED, arg=before, polling=POLL_MS, timeout=RUN_SEEN_S * 1000)
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the run's end was not counted
+            self.measured.runs_unseen += 1
+            progress(self.started, f"session {self.number}: the run after {what} was not counted; waiting for idle")
         await self.settle()
 
     async def open_from_menu(self, title: str, ready: str) -> None:
@@ -548,6 +560,10 @@ class Student:
             await self.page.keyboard.press("Escape")
         else:
             await self.rerun(f"the option {text!r} of {box}", option.click())
+            await self.waiting_for(
+                f"{text!r} shown in {box}",
+                self.page.wait_for_function(SHOWS_TEXT, arg=[box, text.split(" (")[0]], polling=POLL_MS),
+            )
         return text
 
     async def open_home(self) -> None:
@@ -775,6 +791,8 @@ def report(
         f"summed Pss): {sampler.peak_browser_pss_mb:,.0f} MB",
         f"uploads given again because the uploader did not list the files within {UPLOAD_SHOWN_S} s: "
         f"{measured.uploads_repeated}",
+        f"script runs not counted within {RUN_SEEN_S} s of their click (the idle app taken as their end): "
+        f"{measured.runs_unseen}",
         "model loads (from the server log): "
         + (", ".join(f"{name} {count}" for name, count in sorted(server.loads.items())) or "none"),
         "training starts (first state shown): "
