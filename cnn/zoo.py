@@ -137,7 +137,7 @@ ZOO: dict[str, ZooEntry] = {
             "best",
             "the fast network made wider (airbench95: 128-384-384 filters), averaged over six views",
             # airbench95's changes to airbench94: widths 128/384/384, learning rate x0.87, more epochs.
-            # Evidence: validation 95.10% after 26 epochs in 50.9 min, 94.68% after 20 in 41.7 min (seed 0,
+            # Evidence: validation 95.10% after 26 epochs in 51.0 min, 94.68% after 20 in 41.7 min (seed 0,
             # 2-core Xeon CPU, `python -m cnn train --model best [--epochs 20]`; docs/experiments/README.md).
             dict(
                 epochs=26,
