@@ -76,6 +76,23 @@ def _report_model(number: int, name: str, summary: str, recipe: dict, accuracy: 
 # (report figs. 24-25) model 1's validation loss rising and model 2's not; models 3-6 got what the
 # CPU budget allowed (about 10-30 minutes each on 2 cores); their validation curves are in the sidecars.
 # The report's figures (chapter III): 64% for model 1, "around 70%" for model 2, 90% for model 6.
+# The `fast` recipe (TrainConfig overrides); `best` changes only its epochs and learning rate.
+FAST_RECIPE = dict(
+    epochs=15,
+    batch_size=1024,
+    learning_rate=1.5,
+    optimizer="sgd_nesterov",
+    momentum=0.85,
+    weight_decay=0.0087,
+    label_smoothing=0.2,
+    lr_schedule="warmup_linear",
+    augment=True,
+    flip="alternate",
+    whiten_bias_epochs=3,
+    lookahead=True,
+)
+
+
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -115,20 +132,7 @@ ZOO: dict[str, ZooEntry] = {
             # whitening bias held after 3 epochs, alternating flip, no JPEG training, 15 epochs.
             # Evidence: validation 94.26% / 94.10% (seeds 0 / 1), 14.9 / 13.6 min on a 2-core Xeon CPU
             # (`python -m cnn train --model fast --seed S`; docs/experiments/README.md).
-            dict(
-                epochs=15,
-                batch_size=1024,
-                learning_rate=1.5,
-                optimizer="sgd_nesterov",
-                momentum=0.85,
-                weight_decay=0.0087,
-                label_smoothing=0.2,
-                lr_schedule="warmup_linear",
-                augment=True,
-                flip="alternate",
-                whiten_bias_epochs=3,
-                lookahead=True,
-            ),
+            FAST_RECIPE,
             "cnn.models:build_fast",
             training_builder="cnn.models:build_fast_trunk",
             needs_calibration=True,
@@ -139,20 +143,7 @@ ZOO: dict[str, ZooEntry] = {
             # airbench95's changes to airbench94: widths 128/384/384, learning rate x0.87, more epochs.
             # Evidence: validation 95.10% after 26 epochs in 51.0 min, 94.68% after 20 in 41.7 min (seed 0,
             # 2-core Xeon CPU, `python -m cnn train --model best [--epochs 20]`; docs/experiments/README.md).
-            dict(
-                epochs=26,
-                batch_size=1024,
-                learning_rate=1.3,
-                optimizer="sgd_nesterov",
-                momentum=0.85,
-                weight_decay=0.0087,
-                label_smoothing=0.2,
-                lr_schedule="warmup_linear",
-                augment=True,
-                flip="alternate",
-                whiten_bias_epochs=3,
-                lookahead=True,
-            ),
+            {**FAST_RECIPE, "epochs": 26, "learning_rate": 1.3},
             "cnn.models:build_best",
             training_builder="cnn.models:build_best_trunk",
             needs_calibration=True,
