@@ -72,10 +72,6 @@ def _report_model(number: int, name: str, summary: str, recipe: dict, accuracy: 
     )
 
 
-# Epochs of the report's models: the report gives none. base and dropout run long enough to show
-# (report figs. 24-25) model 1's validation loss rising and model 2's not; models 3-6 got what the
-# CPU budget allowed (about 10-30 minutes each on 2 cores); their validation curves are in the sidecars.
-# The report's figures (chapter III): 64% for model 1, "around 70%" for model 2, 90% for model 6.
 # The `fast` recipe (TrainConfig overrides); `best` changes only its epochs and learning rate.
 FAST_RECIPE = dict(
     epochs=15,
@@ -93,6 +89,10 @@ FAST_RECIPE = dict(
 )
 
 
+# Epochs of the report's models: the report gives none. base and dropout run long enough to show
+# (report figs. 24-25) model 1's validation loss rising and model 2's not; models 3-6 got what the
+# CPU budget allowed (about 10-30 minutes each on 2 cores); their validation curves are in the sidecars.
+# The report's figures (chapter III): 64% for model 1, "around 70%" for model 2, 90% for model 6.
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
