@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# pytest-xdist processes for `make test` and `make test-fast` (auto: one per CPU; 0: run in this process)
+TEST_WORKERS ?= auto
+# Browser tests share one worker (one chromium, one server of each kind): see tests/conftest.py
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
 # Use the full CIFAR-10 beside the project when it is there (else the app uses its bundled sample).
 SHARED_CIFAR := $(wildcard ../shared/data/cifar-10-batches-py)
@@ -32,12 +36,12 @@ run: $(VENV)/.installed
 
 ## Run the whole test suite (the 15 slowest tests listed last); "no tests collected" (pytest exit 5) is a failure.
 test: $(VENV)/.installed-dev
-	@$(PY) -m pytest --durations=15 $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest $(PYTEST_PARALLEL) --durations=15 $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
 ## The quick part of the suite (no browser, worker, full-model or other slow tests), for the edit-test loop.
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 ## Lint and format check (ruff, configured in pyproject.toml).
 lint: $(VENV)/.installed-dev

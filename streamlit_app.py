@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from ui.server_runtime import keep_keras_state_between_runs
+
+keep_keras_state_between_runs()  # before any page runs: one server, many sessions (see ui/server_runtime.py)
 st.set_page_config(page_title="CNN classroom", page_icon=":material/neurology:", layout="wide")
 
 PAGES = {

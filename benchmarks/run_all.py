@@ -27,6 +27,7 @@ SCRIPTS = {
     ),
     "build_estimate": "The Build page's minutes-per-epoch estimate against measured training times (issue: build)",
     "evaluate_first_paint": "Evaluate's first paint per shipped model, from stored predictions (issue: evaluate)",
+    "rerun_cost": "The server's cost of Streamlit's cleanup after every script run (issue: a class on one server)",
 }
 
 

@@ -17,6 +17,7 @@ Marks: `slow` (worker processes, training in the browser, full-size models, mult
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.runtime.scriptrunner import script_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,3 +106,33 @@ def real_cifar():
     from cnn.data import load_cifar10
 
     return load_cifar10(folder)
+
+
+# Streamlit's own between-runs cleanup, as a fresh server has it (tests/test_server_runtime.py restores it).
+STREAMLIT_RUN_CLEANUP = script_runner._clean_problem_modules
+
+
+@pytest.fixture(autouse=True, scope="session")
+def app_tests_run_pages_as_the_server_does():
+    """An AppTest of one page skips the router, which tells Streamlit to leave Keras alone between runs (as the
+    dashboard's server does from its first run): do it here too, so AppTests measure what the server runs.
+    And every AppTest scans all installed packages for Streamlit components (about 0.16 s each, over a minute
+    for the suite); the installed packages do not change during a test session, so the first answer is kept."""
+    from streamlit.components.v2 import manifest_scanner
+
+    from ui.server_runtime import keep_keras_state_between_runs
+
+    real_scan = manifest_scanner.scan_component_manifests
+    manifest_scanner.scan_component_manifests = functools.cache(real_scan)
+    keep_keras_state_between_runs()
+    yield
+    manifest_scanner.scan_component_manifests = real_scan
+    script_runner._clean_problem_modules = STREAMLIT_RUN_CLEANUP
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`), every browser test runs in one worker so that they share one
+    chromium and one server of each kind, as they do in a single process."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

@@ -183,6 +183,7 @@ def test_download_with_the_wrong_checksum_leaves_nothing(no_dataset, synthetic_c
         data._download_with_progress(lambda done, total: None, url=(tmp_path / "missing").as_uri())
 
 
+@pytest.mark.slow  # reads all of the real CIFAR-10
 @pytest.mark.realdata
 def test_real_dataset_page(monkeypatch):
     from conftest import real_cifar_dir

@@ -65,6 +65,7 @@ def test_batch_norm_bias_round_trips_through_a_saved_file_in_safe_mode(tmp_path)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
 
 
+@pytest.mark.slow  # builds and steps every full-size model
 @pytest.mark.parametrize("name", list(ZOO))
 def test_every_zoo_model_builds_and_takes_a_training_step(name):
     from cnn.training import TrainConfig, compile_model

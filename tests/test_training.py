@@ -51,6 +51,7 @@ def test_train_records_history_and_checkpoint(synthetic_cifar, tmp_path):
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "saving"
 
 
+@pytest.mark.slow  # trains three short runs
 def test_stop_flag_then_resume_continues_the_same_history(synthetic_cifar, tmp_path):
     data = load_cifar10(synthetic_cifar, val_size=20)
     run = tmp_path / "run"
@@ -70,6 +71,7 @@ def test_stop_flag_then_resume_continues_the_same_history(synthetic_cifar, tmp_p
     assert not any(row.get("partial_batches") for row in resumed.history)
 
 
+@pytest.mark.slow  # trains three short runs
 def test_stop_in_the_last_epoch_then_resume_finishes_the_run(synthetic_cifar, tmp_path):
     """Issue 14: a Stop in the last epoch left "2 of 2 finished" with a partial epoch that Resume never redid."""
     data = load_cifar10(synthetic_cifar, val_size=20)
@@ -166,6 +168,7 @@ def _mirrored(augmented, image) -> bool:
     return matches[1]
 
 
+@pytest.mark.slow  # trains two short runs
 def test_lookahead_setting_averages_the_weights(synthetic_cifar, tmp_path):
     """The setting reaches the callback (whose arithmetic tests/test_callbacks.py checks by hand)."""
     data = load_cifar10(synthetic_cifar, val_size=20)  # 180 images, batch 32: 6 steps an epoch
@@ -177,6 +180,7 @@ def test_lookahead_setting_averages_the_weights(synthetic_cifar, tmp_path):
     assert max(moved) > 1e-4
 
 
+@pytest.mark.slow  # trains the full-size fast model twice
 def test_whitening_bias_is_held_from_its_last_epoch_on(synthetic_cifar, tmp_path):
     data = load_cifar10(synthetic_cifar, val_size=20)
     settings = dict(epochs=2, batch_size=32, mixed_precision=False, val_size=20, jpeg_augment=0.0, augment=False)
