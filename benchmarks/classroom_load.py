@@ -147,7 +147,7 @@ ACTIONS = ["open home", "predict upload", "open evaluate", "open inspect", "star
 
 @dataclass(frozen=True)
 class LoadConfig:
-    """One benchmark run (every field is a command-line option; see parse_arguments)."""
+    """One benchmark run (every field is a command-line option; see OPTIONS)."""
 
     sessions: int = 30
     duration_s: float = 0.0
@@ -858,86 +858,107 @@ def run(config: LoadConfig, command: str) -> int:
     return 0 if not measured.errors else 1
 
 
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: its flag, the LoadConfig field it sets (whose default is the option's) and
+    how it reads."""
+
+    flag: str
+    field: str
+    type: type
+    help: str
+    metavar: str | None = None  # None: argparse's own, the field's name in capitals
+
+
+OPTIONS = (
+    Option(
+        "--sessions",
+        "sessions",
+        int,
+        "browser sessions (students) at once, each a context of one chromium (default: %(default)s)",
+    ),
+    Option(
+        "--duration",
+        "duration_s",
+        float,
+        "keep repeating Predict/Evaluate/Inspect until this many seconds after the first "
+        "session started (default: %(default)s, one round each)",
+        "SECONDS",
+    ),
+    Option(
+        "--stagger",
+        "stagger_s",
+        float,
+        "seconds between two sessions' starts, as students arrive (default: %(default)s)",
+        "SECONDS",
+    ),
+    Option(
+        "--action-timeout",
+        "action_timeout_s",
+        float,
+        "longest wait for one action (open a page, upload, start a training); a longer one "
+        "is an error naming the step it waited for (default: %(default)s)",
+        "SECONDS",
+    ),
+    Option(
+        "--training-wait",
+        "training_wait_s",
+        float,
+        "after the sessions, wait this long for the started trainings to end; one still "
+        "running then, or failed, is an error (0: do not wait, stop them; default: %(default)s)",
+        "SECONDS",
+    ),
+    Option(
+        "--max-workers",
+        "max_workers",
+        int,
+        "CNN_MAX_WORKERS for the server: trainings at once (default: the environment's "
+        "CNN_MAX_WORKERS, else one per two cores)",
+        "N",
+    ),
+    Option(
+        "--data-dir",
+        "data_dir",
+        Path,
+        "CIFAR-10 python-layout folder for the server (default: a generated synthetic set)",
+    ),
+    Option("--port", "port", int, "the server's port (default: a free one)"),
+    Option("--train-epochs", "train_epochs", int, "epochs of each session's training (default: %(default)s)"),
+    Option(
+        "--train-images",
+        "train_images",
+        int,
+        "training images of each session's training (at least 16; default: %(default)s)",
+    ),
+    Option(
+        "--validation-images",
+        "validation_images",
+        int,
+        "validation images of each session's training (at least 10; default: %(default)s)",
+    ),
+    Option(
+        "--screenshots",
+        "screenshots",
+        Path,
+        "save a screenshot of the page at every error into FOLDER (default: none)",
+        "FOLDER",
+    ),
+)
+
+
 def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
+    """The run's LoadConfig from the command line: one option per field of OPTIONS, and --quiet."""
     defaults = LoadConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--sessions",
-        type=int,
-        default=defaults.sessions,
-        help="browser sessions (students) at once, each a context of one chromium (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=defaults.duration_s,
-        metavar="SECONDS",
-        help="keep repeating Predict/Evaluate/Inspect until this many seconds after the first "
-        "session started (default: %(default)s, one round each)",
-    )
-    parser.add_argument(
-        "--stagger",
-        type=float,
-        default=defaults.stagger_s,
-        metavar="SECONDS",
-        help="seconds between two sessions' starts, as students arrive (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--action-timeout",
-        type=float,
-        default=defaults.action_timeout_s,
-        metavar="SECONDS",
-        help="longest wait for one action (open a page, upload, start a training); a longer one "
-        "is an error naming the step it waited for (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--training-wait",
-        type=float,
-        default=defaults.training_wait_s,
-        metavar="SECONDS",
-        help="after the sessions, wait this long for the started trainings to end; one still "
-        "running then, or failed, is an error (0: do not wait, stop them; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="CNN_MAX_WORKERS for the server: trainings at once (default: the environment's "
-        "CNN_MAX_WORKERS, else one per two cores)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="CIFAR-10 python-layout folder for the server (default: a generated synthetic set)",
-    )
-    parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
-    parser.add_argument(
-        "--train-epochs",
-        type=int,
-        default=defaults.train_epochs,
-        help="epochs of each session's training (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--train-images",
-        type=int,
-        default=defaults.train_images,
-        help="training images of each session's training (at least 16; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--validation-images",
-        type=int,
-        default=defaults.validation_images,
-        help="validation images of each session's training (at least 10; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--screenshots",
-        type=Path,
-        default=None,
-        metavar="FOLDER",
-        help="save a screenshot of the page at every error into FOLDER (default: none)",
-    )
+    for option in OPTIONS:
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            type=option.type,
+            default=getattr(defaults, option.field),
+            metavar=option.metavar,
+            help=option.help,
+        )
     parser.add_argument(
         "--quiet",
         action="store_true",
@@ -946,25 +967,11 @@ def parse_arguments(argv: list[str] | None = None) -> LoadConfig:
     arguments = parser.parse_args(argv)
     if arguments.sessions < 1:
         parser.error("--sessions must be at least 1")
-    if min(arguments.stagger, arguments.duration, arguments.training_wait) < 0 or arguments.action_timeout <= 0:
+    if min(arguments.stagger_s, arguments.duration_s, arguments.training_wait_s) < 0 or arguments.action_timeout_s <= 0:
         parser.error("--stagger, --duration and --training-wait must be 0 or more, --action-timeout more than 0")
     if arguments.max_workers is not None and arguments.max_workers < 1:
         parser.error("--max-workers must be at least 1")
-    return LoadConfig(
-        sessions=arguments.sessions,
-        duration_s=arguments.duration,
-        stagger_s=arguments.stagger,
-        action_timeout_s=arguments.action_timeout,
-        training_wait_s=arguments.training_wait,
-        max_workers=arguments.max_workers,
-        port=arguments.port,
-        data_dir=arguments.data_dir,
-        train_epochs=arguments.train_epochs,
-        train_images=arguments.train_images,
-        validation_images=arguments.validation_images,
-        screenshots=arguments.screenshots,
-        quiet=arguments.quiet,
-    )
+    return LoadConfig(**vars(arguments))
 
 
 def stop_cleanly_on_signals() -> None:

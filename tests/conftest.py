@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny synthetic CIFAR-10 folder, the real data when present, a models folder, and the
-browser fixtures (one chromium and one server of each kind per session, from browser_support.py).
+"""Shared fixtures: a tiny synthetic CIFAR-10 folder, the real data when present, a models folder (and
+untrained models saved in it), and the browser fixtures (one chromium and one server of each kind per
+session, from browser_support.py).
 
 Where each kind of test lives:
 - tests/test_MODULE.py: cnn/MODULE.py (test_artifacts, test_data, test_models, test_training, ...) or
@@ -9,7 +10,7 @@ Where each kind of test lives:
   page opened through it.
 - tests/test_browser*.py: end to end in headless chromium (marked `browser`).
 - tests/test_gpu_sweep.py and tests/test_run_all.py: scripts in docs/experiments/ and benchmarks/.
-- Helpers, not tests: browser_support.py, helpers_http.py, hostile_jpeg.py, data/.
+- Helpers, not tests: browser_support.py, helpers_cli.py, helpers_http.py, hostile_jpeg.py, data/.
 
 Marks: `slow` (worker processes, training in the browser, full-size models, multi-worker tf.distribute),
 `browser`, `realdata` (skipped without the real CIFAR-10). `make test-fast` runs the rest.
@@ -85,6 +86,25 @@ def models_dir(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("CNN_MODELS_DIR", str(folder))
     return folder
+
+
+ONE_EPOCH = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
+
+
+@pytest.fixture
+def save_untrained_model(models_dir):
+    """`save(stem, model, metrics, **fields) -> path`: an untrained zoo `model` saved in `models_dir` as
+    STEM.keras, its sidecar that of a one-epoch run with these metrics and any further fields."""
+    from cnn.artifacts import save_model
+    from cnn.zoo import ZOO
+
+    def save(stem: str, model: str, metrics: dict, **fields) -> Path:
+        path = models_dir / f"{stem}.keras"
+        sidecar = {"model": model, "epochs": 1, "history": ONE_EPOCH, "metrics": metrics, **fields}
+        save_model(ZOO[model].build(), path, sidecar)
+        return path
+
+    return save
 
 
 def real_cifar_dir() -> Path | None:

@@ -39,6 +39,7 @@ from cnn.artifacts import (
     verified_sidecar,
 )
 from cnn.errors import ModelFileError
+from tests.helpers_cli import run_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models"
@@ -252,13 +253,7 @@ def test_the_cli_lists_unusable_models_beside_the_usable_ones(models_dir, tiny_m
 def test_a_deeply_nested_sidecar_is_one_line_in_a_real_process(models_dir):
     (models_dir / "deep.keras").write_bytes(b"PK not opened")
     (models_dir / "deep.json").write_bytes(b"[" * 100_000)
-    result = subprocess.run(
-        [sys.executable, "-m", "cnn", "--models-dir", str(models_dir), "info", "deep"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cnn("--models-dir", str(models_dir), "info", "deep")
     assert result.returncode == 2
     assert result.stderr == "error: deep: unusable (sidecar: nested more than 12 levels deep)\n"
 

@@ -2,9 +2,6 @@
 
 import io
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +11,8 @@ from cnn.__main__ import main
 from cnn.artifacts import read_sidecar
 from cnn.data import load_cifar10
 from cnn.zoo import ZOO
+from tests.helpers_cli import run_cnn, train_argv
 from tests.helpers_http import ScriptedServer, allow_only_the_port_of
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(capsys, *argv):
@@ -30,30 +26,15 @@ def trained(tmp_path_factory, synthetic_cifar):
     """A `base` model trained by the CLI on the synthetic data, in its own models folder."""
     folder = tmp_path_factory.mktemp("cli")
     models = folder / "models"
-    status = main(
-        [
-            "--models-dir",
-            str(models),
-            "train",
-            "--model",
-            "base",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "16",
-            "--data-dir",
-            str(synthetic_cifar),
-            "--val-size",
-            "20",
-            "--no-mixed-precision",
-            "--run-dir",
-            str(folder / "run"),
-            "--out",
-            str(models / "tiny.keras"),
-        ]
-    )
-    assert status == 0
+    options = ("--epochs", "2", "--batch-size", "16", "--out", str(models / "tiny.keras"))
+    assert main(["--models-dir", str(models), *train_argv(synthetic_cifar, folder / "run", *options)]) == 0
     return models
+
+
+@pytest.fixture
+def cli(trained, capsys):
+    """The command line on the trained model's folder: cli(*argv) -> (status, stdout, stderr)."""
+    return lambda *argv: run_cli(capsys, "--models-dir", str(trained), *argv)
 
 
 def png_bytes(colour, size=(40, 30)):
@@ -62,8 +43,8 @@ def png_bytes(colour, size=(40, 30)):
     return buffer.getvalue()
 
 
-def test_models_lists_the_whole_zoo_then_the_saved_models(trained, capsys):
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "models")
+def test_models_lists_the_whole_zoo_then_the_saved_models(trained, cli):
+    status, out, _ = cli("models")
     assert status == 0
     zoo, saved = out.split("\n\n")
     names = [line.split()[0] for line in zoo.splitlines()]
@@ -84,21 +65,10 @@ def test_train_writes_model_and_sidecar(trained, synthetic_cifar):
     assert str(synthetic_cifar) not in json.dumps(sidecar["data"])
 
 
-def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny.keras")
+def test_info_and_evaluate_json(synthetic_cifar, cli):
+    status, out, _ = cli("info", "tiny.keras")
     assert status == 0 and "verified" in out
-    status, out, _ = run_cli(
-        capsys,
-        "--models-dir",
-        str(trained),
-        "evaluate",
-        "tiny",
-        "--data-dir",
-        str(synthetic_cifar),
-        "--indices",
-        "0:30",
-        "--json",
-    )
+    status, out, _ = cli("evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--indices", "0:30", "--json")
     result = json.loads(out)
     assert status == 0 and result["n"] == 30 and 0 <= result["accuracy"] <= 1
     assert np.array(result["confusion_matrix"]).shape == (10, 10) and np.sum(result["confusion_matrix"]) == 30
@@ -107,32 +77,9 @@ def test_info_and_evaluate_json(trained, synthetic_cifar, capsys):
 
 def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_cifar, tmp_path, capsys):
     models = tmp_path / "models"
-    status, _, err = run_cli(
-        capsys,
-        "--models-dir",
-        str(models),
-        "train",
-        "--model",
-        "base",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--data-dir",
-        str(synthetic_cifar),
-        "--val-size",
-        "20",
-        "--no-mixed-precision",
-        "--run-dir",
-        str(tmp_path / "run"),
-        "--jpeg-augment",
-        "1",
-        "--jpeg-quality",
-        "70:80",
-        "--augment",
-        "--flip",
-        "alternate",
-    )
+    augmentation = ("--jpeg-augment", "1", "--jpeg-quality", "70:80", "--augment", "--flip", "alternate")
+    argv = train_argv(synthetic_cifar, tmp_path / "run", "--epochs", "1", "--batch-size", "32", *augmentation)
+    status, _, err = run_cli(capsys, "--models-dir", str(models), *argv)
     assert status == 0, err
     config = read_sidecar(models / "base.keras")["config"]
     assert config["jpeg_augment"] == 1.0 and config["jpeg_quality"] == [70, 80]
@@ -144,36 +91,13 @@ def test_train_takes_the_augmentation_settings_and_refuses_bad_ones(synthetic_ci
     assert exit_info.value.code == 2 and "alternate" in capsys.readouterr().err
 
 
-def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, capsys):
-    status, out, err = run_cli(
-        capsys,
-        "--models-dir",
-        str(trained),
-        "evaluate",
-        "tiny",
-        "--data-dir",
-        str(synthetic_cifar),
-        "--indices",
-        "0:20",
-        "--as-jpeg",
-        "75",
-        "--json",
-    )
+def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, synthetic_cifar, cli, capsys):
+    on_the_data = ("evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--as-jpeg", "75")
+    status, out, err = cli(*on_the_data, "--indices", "0:20", "--json")
     assert status == 0, err
     result = json.loads(out)
     assert status == 0 and "JPEG q75" in result["split"] and result["n"] == 20
-    status, _, err = run_cli(
-        capsys,
-        "--models-dir",
-        str(trained),
-        "evaluate",
-        "tiny",
-        "--data-dir",
-        str(synthetic_cifar),
-        "--as-jpeg",
-        "75",
-        "--record",
-    )
+    status, _, err = cli(*on_the_data, "--record")
     assert status == 2 and "--record" in err
     assert "test_clean_accuracy" not in read_sidecar(trained / "tiny.keras").get("metrics", {})
     with pytest.raises(SystemExit) as exit_info:
@@ -181,35 +105,30 @@ def test_evaluate_as_jpeg_reencodes_the_split_and_is_never_recorded(trained, syn
     assert exit_info.value.code == 2 and "1-100" in capsys.readouterr().err
 
 
-def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, capsys):
-    status, _, _ = run_cli(
-        capsys, "--models-dir", str(trained), "evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--record"
-    )
+def test_evaluate_record_stores_test_figures(trained, synthetic_cifar, cli):
+    status, _, _ = cli("evaluate", "tiny", "--data-dir", str(synthetic_cifar), "--record")
     metrics = read_sidecar(trained / "tiny.keras")["metrics"]
     assert status == 0 and metrics["test_clean_images"] == 50 and "test_clean_accuracy" in metrics
-    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
+    status, _, _ = cli("info", "tiny")
     assert status == 0  # updating the sidecar keeps the sha256 valid
 
 
-def test_latency_is_measured_and_recorded_in_the_sidecar(trained, capsys):
-    status, out, _ = run_cli(capsys, "--models-dir", str(trained), "latency", "tiny", "--runs", "5", "--record")
+def test_latency_is_measured_and_recorded_in_the_sidecar(trained, cli):
+    status, out, _ = cli("latency", "tiny", "--runs", "5", "--record")
     metrics = read_sidecar(trained / "tiny.keras")["metrics"]
     assert status == 0 and "one image p50" in out and "over 5 runs" in out
     assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
     assert "load average" in metrics["latency_measured_on"] and "val_accuracy" in metrics  # nothing else lost
-    status, _, _ = run_cli(capsys, "--models-dir", str(trained), "info", "tiny")
+    status, _, _ = cli("info", "tiny")
     assert status == 0
 
 
-def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
+def test_predict_keeps_going_past_bad_sources(tmp_path, cli):
     good = tmp_path / "red.png"
     good.write_bytes(png_bytes((250, 10, 10)))
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is text, not a picture")
-    status, out, _ = run_cli(
-        capsys,
-        "--models-dir",
-        str(trained),
+    status, out, _ = cli(
         "predict",
         "tiny",
         str(good),
@@ -230,50 +149,38 @@ def test_predict_keeps_going_past_bad_sources(trained, tmp_path, capsys):
     assert "No such image file" in results[4]["error"]
 
 
-def test_predict_refuses_private_urls(trained, capsys, monkeypatch):
+def test_predict_refuses_private_urls(cli, monkeypatch):
     # A real server on loopback, its port made a web port: only the address
     # rule can refuse it, and the server must see no connection at all.
     with ScriptedServer() as server:
         allow_only_the_port_of(server, monkeypatch)
-        status, out, _ = run_cli(capsys, "--models-dir", str(trained), "predict", "tiny", server.url("/png"), "--json")
+        status, out, _ = cli("predict", "tiny", server.url("/png"), "--json")
         assert server.connections == []
     (result,) = json.loads(out)
     assert status == 1 and "not allowed: it points to a private, local" in result["error"]
 
 
-def test_bad_model_files_get_one_plain_line(trained, tmp_path, capsys):
+def test_bad_model_files_get_one_plain_line(trained, cli, capsys):
     # A valid model and sidecar just outside the models folder: only the containment rule refuses it.
     escape = trained.parent / "escape.keras"
     escape.write_bytes((trained / "tiny.keras").read_bytes())
     escape.with_suffix(".json").write_bytes((trained / "tiny.json").read_bytes())
     try:
         assert run_cli(capsys, "--models-dir", str(trained.parent), "info", "escape")[0] == 0  # it is loadable
-        status, _, err = run_cli(capsys, "--models-dir", str(trained), "info", "../escape.keras")
+        status, _, err = cli("info", "../escape.keras")
     finally:
         escape.unlink()
         escape.with_suffix(".json").unlink()
     assert status == 2 and err.startswith("error: '../escape.keras' is not in the models folder")
     assert err.count("\n") == 1 and "Traceback" not in err
-    status, _, err = run_cli(capsys, "--models-dir", str(trained), "evaluate", "nothing-here")
+    status, _, err = cli("evaluate", "nothing-here")
     assert status == 2 and "No model file" in err
 
 
 def test_bad_arguments_exit_with_usage_not_traceback():
-    result = subprocess.run(
-        [sys.executable, "-m", "cnn", "train", "--model", "base", "--epochs", "-3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cnn("train", "--model", "base", "--epochs", "-3")
     assert result.returncode == 2 and "must be at least 1" in result.stderr and "Traceback" not in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "cnn", "train", "--model", "nope", "--data-dir", "/nowhere"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cnn("train", "--model", "nope", "--data-dir", "/nowhere")
     assert result.returncode == 2 and "Unknown model" in result.stderr and "Traceback" not in result.stderr
 
 

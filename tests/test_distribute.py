@@ -31,6 +31,7 @@ from cnn.distribute import ClusterTask, check_batch_split, read_tf_config  # noq
 from cnn.errors import UserError  # noqa: E402
 from cnn.training import TrainConfig  # noqa: E402
 from cnn.zoo import ZOO  # noqa: E402
+from tests.helpers_cli import cnn_command, train_argv  # noqa: E402
 
 # Each slow test takes 15-25 CPU-seconds, but minutes on a 2-core machine loaded 8x over (nice 19): a run
 # past this has hung.
@@ -123,23 +124,8 @@ def test_cli_refuses_multiworker_without_tf_config_before_writing_anything(
     synthetic_cifar, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    status = main(
-        [
-            "--models-dir",
-            str(tmp_path / "models"),
-            "train",
-            "--model",
-            "base",
-            "--data-dir",
-            str(synthetic_cifar),
-            "--val-size",
-            "20",
-            "--strategy",
-            "multiworker",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ]
-    )
+    multiworker = train_argv(synthetic_cifar, tmp_path / "run", "--strategy", "multiworker")
+    status = main(["--models-dir", str(tmp_path / "models"), *multiworker])
     err = capsys.readouterr().err
     assert status == 2 and "TF_CONFIG environment variable, which is not set" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
@@ -165,23 +151,7 @@ def test_a_worker_that_is_not_the_chief_takes_no_lock_and_writes_nothing(synthet
     with acquire_locks(run, out):  # the chief's: the run folder and model file are in use
         before = sorted(path.name for path in run.iterdir())
         with pytest.raises(ReachedTraining) as reached:
-            main(
-                [
-                    "train",
-                    "--model",
-                    "base",
-                    "--data-dir",
-                    str(synthetic_cifar),
-                    "--val-size",
-                    "20",
-                    "--strategy",
-                    "multiworker",
-                    "--out",
-                    str(out),
-                    "--run-dir",
-                    str(run),
-                ]
-            )
+            main(train_argv(synthetic_cifar, run, "--strategy", "multiworker", "--out", str(out)))
         assert reached.value.args == ("multiworker", run)  # train() itself swaps in a temporary folder
         assert sorted(path.name for path in run.iterdir()) == before
 
@@ -314,28 +284,9 @@ class Workers:
         for index, folder in enumerate(self.folders):
             (folder / "tmp").mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "TF_CONFIG": cluster(addresses, index=index), "TMPDIR": str(folder / "tmp")}
-            command = [
-                sys.executable,
-                "-m",
-                "cnn",
-                "--models-dir",
-                str(folder / "models"),
-                "train",
-                "--model",
-                "base",
-                "--data-dir",
-                str(data_dir),
-                "--val-size",
-                "20",
-                "--no-mixed-precision",
-                "--strategy",
-                "multiworker",
-                "--out",
-                str(self.model_path(index)),
-                "--run-dir",
-                str(self.run_dirs[index]),
-                *options,
-            ]
+            out = str(self.model_path(index))
+            training = train_argv(data_dir, self.run_dirs[index], "--strategy", "multiworker", "--out", out, *options)
+            command = cnn_command("--models-dir", str(folder / "models"), *training)
             log = (folder / "log.txt").open("w")
             self.logs.append(folder / "log.txt")
             self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -436,23 +387,19 @@ def one_epoch_run(tmp_path_factory, synthetic_cifar) -> Path:
     return run
 
 
+def resuming_workers(tmp_path: Path, data_dir: Path, run_dirs: tuple[Path, Path]) -> Workers:
+    """Two workers resuming a run to its second epoch, each from its own run folder (the same one, as on a
+    cluster's shared volume, or not)."""
+    options = ("--epochs", "2", "--batch-size", "32", "--subset", "64", "--resume")
+    return Workers(tmp_path, data_dir, *options, run_dirs=run_dirs)
+
+
 @pytest.mark.slow
 def test_two_workers_resume_the_chiefs_run_folder(synthetic_cifar, tmp_path, one_epoch_run):
     from cnn.runs import read_history
 
     run = shutil.copytree(one_epoch_run, tmp_path / "shared-run")
-    workers = Workers(
-        tmp_path,
-        synthetic_cifar,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--subset",
-        "64",
-        "--resume",
-        run_dirs=(run, run),
-    )  # storage both see, as on a cluster's shared volume
+    workers = resuming_workers(tmp_path, synthetic_cifar, (run, run))  # storage both see, as on a shared volume
     chief, other = workers.summaries()
     assert chief.startswith("chief finished: 2/2 epochs") and validation_loss(chief) == validation_loss(other)
     assert [row["epoch"] for row in read_history(run / "history.jsonl")] == [1, 2]
@@ -464,18 +411,7 @@ def test_workers_that_would_resume_differently_both_refuse(synthetic_cifar, tmp_
     run = shutil.copytree(one_epoch_run, tmp_path / "chief-run")
     training_files = ("history.jsonl", "checkpoint.keras", "state.json")  # what a resume continues from
     before = {name: (run / name).read_bytes() for name in training_files}
-    workers = Workers(
-        tmp_path,
-        synthetic_cifar,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--subset",
-        "64",
-        "--resume",
-        run_dirs=(run, tmp_path / "not-shared"),
-    )  # worker 1 cannot see the run
+    workers = resuming_workers(tmp_path, synthetic_cifar, (run, tmp_path / "not-shared"))  # worker 1 cannot see it
     outputs = workers.wait()
     for process, output in zip(workers.processes, outputs):
         assert process.returncode == 2 and "Traceback" not in output

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnn.artifacts import save_model
 from cnn.evaluation import Predictions, predictions_path, store_predictions
-from cnn.zoo import ZOO
 from ui import evaluation_views, resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,26 +26,11 @@ def fresh_caches():
 
 
 @pytest.fixture
-def saved_models(models_dir):
+def saved_models(models_dir, save_untrained_model):
     """An untrained base (recorded test figures) and dropout (none): enough for every element."""
-    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(
-        ZOO["base"].build(),
-        models_dir / "base.keras",
-        {
-            "model": "base",
-            "parameters": 1000,
-            "epochs": 1,
-            "wall_time_s": 90.0,
-            "history": history,
-            "metrics": {"val_accuracy": 0.62, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61},
-        },
-    )
-    save_model(
-        ZOO["dropout"].build(),
-        models_dir / "dropout.keras",
-        {"model": "dropout", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.5}},
-    )
+    metrics = {"val_accuracy": 0.62, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61}
+    save_untrained_model("base", "base", metrics, parameters=1000, wall_time_s=90.0)
+    save_untrained_model("dropout", "dropout", {"val_accuracy": 0.5})
     return models_dir
 
 
@@ -170,14 +153,13 @@ def crafted_predictions(labels: np.ndarray, wrong_as: int = 0) -> Predictions:
 
 
 @pytest.fixture
-def stored_model(models_dir, tmp_path, monkeypatch):
+def stored_model(save_untrained_model, tmp_path, monkeypatch):
     """A saved model with crafted predictions stored beside it, on the bundled sample (no full data)."""
     from cnn.data import load_sample
 
     monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data-here"))
     (tmp_path / "no-data-here").mkdir()
-    path = models_dir / "base.keras"
-    save_model(ZOO["base"].build(), path, {"model": "base", "epochs": 1, "metrics": {"val_accuracy": 0.5}})
+    path = save_untrained_model("base", "base", {"val_accuracy": 0.5})
     answers = crafted_predictions(load_sample().labels)
     store_predictions(path, {"test": answers}, "bundled sample")
     return path, answers

@@ -7,26 +7,9 @@ from streamlit.testing.v1 import AppTest
 ENTRY = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 
 
-def test_home_lists_shipped_models_apart_from_classroom_runs(models_dir):
-    from cnn.artifacts import save_model
-    from cnn.zoo import ZOO
-
-    history = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2}]
-    save_model(
-        ZOO["base"].build(),
-        models_dir / "base.keras",
-        {
-            "model": "base",
-            "epochs": 1,
-            "history": history,
-            "metrics": {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61},
-        },
-    )
-    save_model(
-        ZOO["base"].build(),
-        models_dir / "base_classroom.keras",
-        {"model": "base", "epochs": 1, "history": history, "metrics": {"val_accuracy": 0.3}},
-    )
+def test_home_lists_shipped_models_apart_from_classroom_runs(save_untrained_model):
+    save_untrained_model("base", "base", {"val_accuracy": 0.6, "test_clean_accuracy": 0.63, "test_all_accuracy": 0.61})
+    save_untrained_model("base_classroom", "base", {"val_accuracy": 0.3})
     app = AppTest.from_file(str(ENTRY), default_timeout=60).run()  # Home is the default page
     assert not app.exception
     assert app.title[0].value.startswith("How a convolutional neural network")

@@ -14,6 +14,7 @@ import pytest
 from cnn import jobs, runs
 from cnn.errors import TrainingError
 from cnn.runs import RunFiles, RunRequest
+from tests.helpers_cli import cnn_command, train_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_LOCKS = (
@@ -163,29 +164,8 @@ def test_a_crash_is_recorded_by_the_worker_itself(tmp_path):
 
 
 def cli_train(tmp_path, synthetic_cifar, run_dir: Path, out: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "cnn",
-        "train",
-        "--model",
-        "base",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--subset",
-        "100",
-        "--val-size",
-        "20",
-        "--data-dir",
-        str(synthetic_cifar),
-        "--no-mixed-precision",
-        "--run-dir",
-        str(run_dir),
-        "--out",
-        str(out),
-    ]
+    options = ("--epochs", "2", "--batch-size", "16", "--subset", "100", "--out", str(out))
+    command = cnn_command(*train_argv(synthetic_cifar, run_dir, *options))
     env = {**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs"), jobs.MAX_WORKERS_ENV: "1"}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
