@@ -2,15 +2,16 @@
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui import menu
+
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ROOT / "streamlit_app.py"
-PAGES = re.findall(r'st\.Page\("(pages/[a-z_]+\.py)"', ENTRY.read_text())
+PAGES = [page.path for page in menu.PAGES]
 
 
 def test_router_lists_every_page_file_once():
@@ -53,6 +54,8 @@ def test_every_page_opens_without_an_exception(page, tiny_setup):
 _NO_TENSORFLOW_PROBE = """
 import json, sys
 from streamlit.testing.v1 import AppTest
+
+from ui import menu
 loaded = lambda: 'tensorflow' in sys.modules or 'keras' in sys.modules
 import cnn.zoo, cnn.training, cnn.jobs, ui.training_views, ui.evaluation_views, ui.home_views, ui.build_views
 found = {'the modules of Home, Train, Evaluate and Build': [True, loaded()]}
