@@ -54,8 +54,6 @@ def test_every_page_opens_without_an_exception(page, tiny_setup):
 _NO_TENSORFLOW_PROBE = """
 import json, sys
 from streamlit.testing.v1 import AppTest
-
-from ui import menu
 loaded = lambda: 'tensorflow' in sys.modules or 'keras' in sys.modules
 import cnn.zoo, cnn.training, cnn.jobs, ui.training_views, ui.evaluation_views, ui.home_views, ui.build_views
 found = {'the modules of Home, Train, Evaluate and Build': [True, loaded()]}
