@@ -33,11 +33,16 @@ def _index_range(text: str) -> tuple[int | None, int | None]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a range like 0:1000") from None
 
 
-def _positive_int(text: str) -> int:
+def _parsed(text: str, parse, kind: str):
+    """`parse(text)` (int, float), or the argparse error "'TEXT' is not KIND"."""
     try:
-        value = int(text)
+        return parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
@@ -59,10 +64,7 @@ def _quality_range(text: str) -> tuple[int, int]:
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _parsed(text, float, "a number")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
     return value

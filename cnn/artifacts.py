@@ -97,16 +97,21 @@ def display_name(name: str) -> str:
 # ---------------------------------------------------------------- the sidecar's schema
 
 
-def _text(value, where: str) -> str:
-    if not isinstance(value, str):
-        raise SidecarError(f"{where} must be text, not {_kind(value)}")
-    return value
+def _json_type(python_type: type, described: str):
+    """A schema check that a value is of one JSON type (text, true or false, an object)."""
+
+    def check(value, where: str):
+        if not isinstance(value, python_type):
+            raise SidecarError(f"{where} must be {described}, not {_kind(value)}")
+        return value
+
+    return check
 
 
-def _flag(value, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise SidecarError(f"{where} must be true or false, not {_kind(value)}")
-    return value
+_text = _json_type(str, "text")
+_flag = _json_type(bool, "true or false")
+_object = _json_type(dict, "an object")
+_list = _json_type(list, "a list")
 
 
 def _number(value, where: str) -> float | int:
@@ -116,10 +121,19 @@ def _number(value, where: str) -> float | int:
     return value
 
 
-def _count(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SidecarError(f"{where} must be a whole number of at least 0, not {_kind(value)}")
-    return value
+def _whole_number(minimum: int):
+    """A schema check for a whole number of at least `minimum` (`true` is not one)."""
+
+    def check(value, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SidecarError(f"{where} must be a whole number of at least {minimum}, not {_kind(value)}")
+        return value
+
+    return check
+
+
+_count = _whole_number(0)
+_positive_count = _whole_number(1)
 
 
 def _duration(unit: str):
@@ -143,12 +157,6 @@ def _accuracy(value, where: str) -> float | int:
     return value
 
 
-def _object(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise SidecarError(f"{where} must be an object, not {_kind(value)}")
-    return value
-
-
 def _sha256(value, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise SidecarError(f"{where} must be 64 lowercase hexadecimal digits")
@@ -156,9 +164,7 @@ def _sha256(value, where: str) -> str:
 
 
 def _version(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SidecarError(f"{where} must be a whole number of at least 1, not {_kind(value)}")
-    if value > SIDECAR_VERSION:
+    if _positive_count(value, where) > SIDECAR_VERSION:
         raise SidecarError(f"{where} {value} is newer than this dashboard reads ({SIDECAR_VERSION})")
     return value
 
@@ -252,9 +258,7 @@ class Epoch:
     @classmethod
     def from_json(cls, value, where: str) -> Epoch:
         row = _object(value, where)
-        epoch = row.get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise SidecarError(f"{where}.epoch must be a whole number of at least 1, not {_kind(epoch)}")
+        epoch = _positive_count(row.get("epoch"), f"{where}.epoch")
         values = {}
         for key, item in row.items():
             if key != "epoch":
@@ -275,9 +279,7 @@ class Epoch:
 
 
 def _history(value, where: str) -> tuple[Epoch, ...]:
-    if not isinstance(value, list):
-        raise SidecarError(f"{where} must be a list, not {_kind(value)}")
-    return tuple(Epoch.from_json(row, f"{where}[{index}]") for index, row in enumerate(value))
+    return tuple(Epoch.from_json(row, f"{where}[{index}]") for index, row in enumerate(_list(value, where)))
 
 
 def _metrics(value, where: str) -> Metrics:

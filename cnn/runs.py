@@ -74,50 +74,29 @@ def run_dir_for(out_path: str | os.PathLike, runs_dir: Path | None = None) -> Pa
     return Path(runs_dir or default_runs_dir()) / Path(out_path).stem
 
 
+def _run_file(name: str) -> property:
+    """A RunFiles attribute: the path of the file called `name` in the run folder."""
+    return property(lambda files: files.folder / name, doc=f"The run folder's {name}.")
+
+
 @dataclass(frozen=True)
 class RunFiles:
-    """The files of one run folder (see the module docstring)."""
+    """The files of one run folder (see the module docstring for what each holds)."""
 
     folder: Path
 
+    config = _run_file("config.json")
+    status = _run_file("status.json")
+    history = _run_file("history.jsonl")
+    checkpoint = _run_file("checkpoint.keras")
+    state = _run_file("state.json")
+    stop_flag = _run_file("STOP")
+    heartbeat = _run_file("heartbeat")
+    lock = _run_file("lock")
+    log = _run_file("worker.log")
+
     def __post_init__(self):
         object.__setattr__(self, "folder", Path(self.folder))
-
-    @property
-    def config(self) -> Path:
-        return self.folder / "config.json"
-
-    @property
-    def status(self) -> Path:
-        return self.folder / "status.json"
-
-    @property
-    def history(self) -> Path:
-        return self.folder / "history.jsonl"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / "checkpoint.keras"
-
-    @property
-    def state(self) -> Path:
-        return self.folder / "state.json"
-
-    @property
-    def stop_flag(self) -> Path:
-        return self.folder / "STOP"
-
-    @property
-    def heartbeat(self) -> Path:
-        return self.folder / "heartbeat"
-
-    @property
-    def lock(self) -> Path:
-        return self.folder / "lock"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "worker.log"
 
     def clear_training(self) -> None:
         """Delete the history, checkpoint and state of a previous run (a fresh start); the lock holder only."""

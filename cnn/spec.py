@@ -388,21 +388,42 @@ def _walk(index: int, raw, rows: list[LayerRow], limits: Limits) -> dict:
     return layer
 
 
+@dataclass(frozen=True)
+class _RunningTotal:
+    """A total over the layers that a classroom limit caps, and what its message says."""
+
+    row_field: str  # the LayerRow field summed over the layers
+    limit_field: str  # the Limits field it may not exceed (a teacher's variable in LIMIT_VARIABLES)
+    reached: str  # "brings ..." with {total}
+    advice: str  # how to bring it down
+
+
+_RUNNING_TOTALS = (
+    _RunningTotal(
+        "parameters",
+        "max_parameters",
+        "the parameter count to {total:,}",
+        "use fewer filters or units, or add pooling (or GlobalAveragePooling) before Flatten",
+    ),
+    _RunningTotal(
+        "multiply_adds",
+        "max_multiply_adds",
+        "the work per image to {total:,} multiply-adds",
+        "use fewer filters, a stride of 2, or pool earlier",
+    ),
+)
+
+
 def _check_running_totals(rows: list[LayerRow], label: str, limits: Limits) -> None:
-    parameters = sum(row.parameters for row in rows)
-    if parameters > limits.max_parameters:
-        raise _Problem(
-            f"{label}: brings the parameter count to {parameters:,}, over the classroom limit of "
-            f"{limits.max_parameters:,}; use fewer filters or units, or add pooling (or GlobalAveragePooling) "
-            "before Flatten. The teacher can raise the limit (CNN_MAX_PARAMETERS)."
-        )
-    multiply_adds = sum(row.multiply_adds for row in rows)
-    if multiply_adds > limits.max_multiply_adds:
-        raise _Problem(
-            f"{label}: brings the work per image to {multiply_adds:,} multiply-adds, over the classroom limit "
-            f"of {limits.max_multiply_adds:,}; use fewer filters, a stride of 2, or pool earlier. "
-            "The teacher can raise the limit (CNN_MAX_MULTIPLY_ADDS)."
-        )
+    """A _Problem at the layer (`label`) that takes a running total over its classroom limit."""
+    for running in _RUNNING_TOTALS:
+        total = sum(getattr(row, running.row_field) for row in rows)
+        limit = getattr(limits, running.limit_field)
+        if total > limit:
+            raise _Problem(
+                f"{label}: brings {running.reached.format(total=total)}, over the classroom limit of {limit:,}; "
+                f"{running.advice}. The teacher can raise the limit ({LIMIT_VARIABLES[running.limit_field]})."
+            )
 
 
 def _output_row(index: int, rows: list[LayerRow], limits: Limits) -> None:

@@ -50,14 +50,8 @@ else:
 # --- The classes, with random images of each.
 st.header("The 10 classes")
 per_class = st.slider("Images per class", 4, 12, 10, key="dataset_per_class")
-st.button(
-    "Draw other images",
-    icon=":material/shuffle:",
-    key="dataset_redraw",
-    on_click=dataset_views.next_seed,
-    args=("dataset_seed",),
-)
-picks = explore.random_per_class(split.labels, per_class, seed=st.session_state.get("dataset_seed", 0))
+seed = dataset_views.redraw_button("Draw other images", ":material/shuffle:", key="dataset_redraw")
+picks = explore.random_per_class(split.labels, per_class, seed=seed)
 st.plotly_chart(
     dataset_views.image_grid(
         split.images,
@@ -145,18 +139,11 @@ st.markdown(
 )
 if st.toggle("Show the augmentation preview (loads TensorFlow: a few seconds the first time)", key="dataset_augment"):
     copies = st.slider("Augmented copies per image", 2, 10, 6, key="dataset_augment_copies")
-    st.button(
-        "New random augmentation",
-        icon=":material/casino:",
-        key="dataset_augment_redraw",
-        on_click=dataset_views.next_seed,
-        args=("dataset_augment_seed",),
+    augment_seed = dataset_views.redraw_button(
+        "New random augmentation", ":material/casino:", key="dataset_augment_redraw"
     )
     originals = split.images[[row[0] for row in picks if len(row)][:5]]
-    st.plotly_chart(
-        dataset_views.augmentation_grid(originals, copies, st.session_state.get("dataset_augment_seed", 0)),
-        key="dataset_augment_grid",
-    )
+    st.plotly_chart(dataset_views.augmentation_grid(originals, copies, augment_seed), key="dataset_augment_grid")
     st.caption(
         "First column: one image of each of the first five classes in the grid above. The other columns: "
         "copies made by the same augmentation function that training uses (cnn.augment)."

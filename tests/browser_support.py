@@ -11,7 +11,6 @@ Modelled on Streamlit's own e2e suite (e2e_playwright/conftest.py): start
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import signal
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ui import menu
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))  # another router file may stand in
@@ -55,7 +56,7 @@ BROWSER_MARKS = [
 
 @dataclass(frozen=True)
 class RegisteredPage:
-    """One `st.Page("pages/x.py", title=...)` of the router, with the URL path Streamlit derives."""
+    """One page of the router's menu (`ui.menu`), with the URL path Streamlit derives."""
 
     path: str
     title: str
@@ -67,28 +68,9 @@ class RegisteredPage:
         return "" if self.default else Path(self.path).stem
 
 
-def registered_pages(entry: Path) -> list[RegisteredPage]:
-    """Every `st.Page("pages/....py", ...)` call in the router, in menu order (parsed, not run)."""
-    source = entry.read_text()
-    pages = []
-    for node in ast.walk(ast.parse(source)):
-        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Page" and node.args):
-            continue
-        first = node.args[0]
-        if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("pages/")):
-            continue
-        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
-        title = keywords.get("title")
-        default = keywords.get("default")
-        pages.append(
-            RegisteredPage(
-                path=first.value,
-                title=title.value if isinstance(title, ast.Constant) else Path(first.value).stem,
-                default=isinstance(default, ast.Constant) and default.value is True,
-            )
-        )
-    # ast.walk is breadth-first: sort by position in the file to get the menu order.
-    return sorted(pages, key=lambda page: source.find(f'"{page.path}"'))
+def registered_pages() -> list[RegisteredPage]:
+    """Every page of the app's menu (`ui.menu`, which the router registers), in menu order."""
+    return [RegisteredPage(path=page.path, title=page.title, default=page.default) for page in menu.PAGES]
 
 
 def free_port() -> int:
@@ -194,7 +176,7 @@ def browser():
 def shipped_models_server(tmp_path_factory):
     """The app on the shipped models/ and the bundled sample images, with an empty runs folder of its own:
     the pages never show (or lock) whatever the developer is training in runs/. For tests that only read."""
-    missing = [page.path for page in registered_pages(APP_ENTRY) if not (APP_ENTRY.parent / page.path).is_file()]
+    missing = [page.path for page in registered_pages() if not (APP_ENTRY.parent / page.path).is_file()]
     if missing:
         pytest.fail(f"{APP_ENTRY.name} registers pages that do not exist yet, so the app cannot start: {missing}")
     folder = tmp_path_factory.mktemp("shipped_models_server")

@@ -6,8 +6,8 @@ Where each kind of test lives:
 - tests/test_MODULE.py: cnn/MODULE.py (test_artifacts, test_data, test_models, test_training, ...) or
   ui/MODULE.py (test_resources, test_training_views); test_cli.py: the command line, cnn/__main__.py.
 - tests/test_PAGE_page.py: AppTest of pages/PAGE.py (test_home_page, test_train_page, ...);
-  test_learn_pages.py: the five pages/learn_*.py; test_app.py: the router, streamlit_app.py, and every
-  page opened through it.
+  test_learn_pages.py: the five pages/learn_*.py; test_app.py: the router, streamlit_app.py, its menu
+  (ui/menu.py), and every page opened through it.
 - tests/test_browser*.py: end to end in headless chromium (marked `browser`).
 - tests/test_gpu_sweep.py and tests/test_run_all.py: scripts in docs/experiments/ and benchmarks/.
 - Helpers, not tests: browser_support.py, helpers_cli.py, helpers_http.py, hostile_jpeg.py, data/.

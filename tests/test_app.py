@@ -2,15 +2,16 @@
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui import menu
+
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ROOT / "streamlit_app.py"
-PAGES = re.findall(r'st\.Page\("(pages/[a-z_]+\.py)"', ENTRY.read_text())
+PAGES = [page.path for page in menu.PAGES]
 
 
 def test_router_lists_every_page_file_once():

@@ -3,7 +3,7 @@ without an exception or error box, there is exactly one navigation menu, and it 
 
 The server (`shipped_models_server`) runs the shipped models on the bundled sample images.
 Screenshots land in each test's tmp_path (pytest prints where with -rA; or pass --basetemp).
-CNN_BROWSER_APP may name another router file (e.g. a copy listing fewer pages) to test instead.
+CNN_BROWSER_APP may name another router file to test instead (its pages are those of ui.menu).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from browser_support import (
     wait_for_app_run,
 )
 
-PAGES = registered_pages(APP_ENTRY)
+PAGES = registered_pages()
 
 pytestmark = BROWSER_MARKS
 

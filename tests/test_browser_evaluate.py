@@ -16,7 +16,7 @@ from browser_support import BROWSER_MARKS, ROOT, open_path, registered_pages, ru
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ENTRY = ROOT / "streamlit_app.py"
-PAGES = registered_pages(ENTRY)
+PAGES = registered_pages()
 CENTERED_MAX_PX = 740  # Streamlit's centered layout is at most 736 px wide; the wide one fills the window
 
 pytestmark = BROWSER_MARKS

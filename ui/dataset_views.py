@@ -120,9 +120,18 @@ def class_balance_figure(counts: np.ndarray, class_names: Sequence[str], title: 
     return figure
 
 
-def next_seed(key: str) -> None:
-    """Button callback: a new random draw (the seed lives in session state, so reruns keep the draw)."""
-    st.session_state[key] = st.session_state.get(key, 0) + 1
+def redraw_button(label: str, icon: str, key: str) -> int:
+    """A button that asks for a new random draw; returns the seed of the draw to show.
+
+    The seed lives in session state (under `key` + "_seed"), so other reruns keep the same draw.
+    """
+    seed_key = f"{key}_seed"
+    st.button(label, icon=icon, key=key, on_click=_next_seed, args=(seed_key,))
+    return st.session_state.get(seed_key, 0)
+
+
+def _next_seed(seed_key: str) -> None:
+    st.session_state[seed_key] = st.session_state.get(seed_key, 0) + 1
 
 
 def part_labels(dataset: data.Cifar10) -> dict[str, str]:

@@ -504,30 +504,28 @@ def report_progression_text() -> str:
     )
 
 
+def _percent_bars(table: pd.DataFrame, column: str, name: str, marker: dict) -> go.Bar:
+    """One bar per model that has a value in `column` (percent), each labelled with it."""
+    rows = table.dropna(subset=[column])
+    return go.Bar(
+        x=rows["model"],
+        y=rows[column],
+        name=name,
+        marker=marker,
+        text=[f"{value:.1f}%" for value in rows[column]],
+        textposition="outside",
+    )
+
+
 def story_figure(table: pd.DataFrame) -> go.Figure:
     """Our test accuracy (exact images 0-999) beside the report's figure, per model, in percent."""
-    figure = go.Figure()
-    ours = table.dropna(subset=[TEST_EXACT])
-    figure.add_trace(
-        go.Bar(
-            x=ours["model"],
-            y=ours[TEST_EXACT],
-            name="ours: test images 0-999 (exact)",
-            marker=dict(color=OKABE_ITO["blue"]),
-            text=[f"{value:.1f}%" for value in ours[TEST_EXACT]],
-            textposition="outside",
-        )
-    )
-    reported = table.dropna(subset=[REPORTED])
-    figure.add_trace(
-        go.Bar(
-            x=reported["model"],
-            y=reported[REPORTED],
-            name="the report's test accuracy",
-            marker=dict(color=OKABE_ITO["orange"], pattern=dict(shape="/")),
-            text=[f"{value:.1f}%" for value in reported[REPORTED]],
-            textposition="outside",
-        )
+    figure = go.Figure(
+        [
+            _percent_bars(table, TEST_EXACT, "ours: test images 0-999 (exact)", dict(color=OKABE_ITO["blue"])),
+            _percent_bars(
+                table, REPORTED, "the report's test accuracy", dict(color=OKABE_ITO["orange"], pattern=dict(shape="/"))
+            ),
+        ]
     )
     figure.update_layout(
         title="Test accuracy: ours and the report's",

@@ -94,10 +94,7 @@ def get_predictor(name: str):
 @st.cache_resource(show_spinner="Reading CIFAR-10...")
 def get_dataset() -> data.Cifar10 | None:
     """The full CIFAR-10 when it is on this machine, else None (pages then use the sample)."""
-    try:
-        return data.load_cifar10()
-    except DataError:
-        return None
+    return _when_found(data.load_cifar10)
 
 
 @st.cache_resource
@@ -109,8 +106,13 @@ def get_sample() -> data.Split:
 @st.cache_resource(show_spinner="Reading the CIFAR-10 test images...")
 def full_test_split() -> data.Split | None:
     """The full test split when CIFAR-10 is on this machine, else None: one batch file, read fast."""
+    return _when_found(data.load_test_split)
+
+
+def _when_found(load):
+    """`load()` of the full CIFAR-10, or None when it cannot be read here (a DataError)."""
     try:
-        return data.load_test_split()
+        return load()
     except DataError:
         return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -424,6 +424,35 @@ def resume_button(state: RunState | None) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _RunControl:
+    """The button that ends a run early, and what pressing it does to the run folder."""
+
+    label: str
+    icon: str
+    help: str
+    act: Callable[[Path], None]
+
+
+_CANCEL = _RunControl(
+    "Cancel", ":material/cancel:", "Takes this run out of the line; nothing is trained.", jobs.cancel_run
+)
+_STOP = _RunControl(
+    "Stop", ":material/stop:", "Stops after the current batch; history and checkpoint are kept.", jobs.stop_run
+)
+
+
+def _run_control(state: RunState, run_dir: Path) -> None:
+    """Cancel for a queued run, Stop for a running one (none for a finished one); a press redraws the panel."""
+    control = _CANCEL if state.state == "queued" else _STOP if state.active else None
+    if control is None:
+        return
+    key = f"{control.label.lower()}_{run_dir.name}"
+    if st.button(control.label, icon=control.icon, key=key, help=control.help):
+        control.act(run_dir)
+        st.rerun(scope="fragment")
+
+
 def run_panel(run_dir: Path) -> None:
     """Status, batch progress, Stop or Cancel, and the live charts of the run in `run_dir`.
 
@@ -442,26 +471,7 @@ def run_panel(run_dir: Path) -> None:
         if active and not state.active:
             st.rerun()  # the run just ended: redraw the buttons outside this panel
         _status(state, run_dir)
-        if state.state == "queued" and st.button(
-            "Cancel",
-            icon=":material/cancel:",
-            key=f"cancel_{run_dir.name}",
-            help="Takes this run out of the line; nothing is trained.",
-        ):
-            jobs.cancel_run(run_dir)
-            st.rerun(scope="fragment")
-        elif (
-            state.active
-            and state.state != "queued"
-            and st.button(
-                "Stop",
-                icon=":material/stop:",
-                key=f"stop_{run_dir.name}",
-                help="Stops after the current batch; history and checkpoint are kept.",
-            )
-        ):
-            jobs.stop_run(run_dir)
-            st.rerun(scope="fragment")
+        _run_control(state, run_dir)
         if state.history:
             charts(state.history, key=f"live_{run_dir.name}")
             st.caption(
