@@ -254,6 +254,24 @@ def cmd_train(args) -> int:
                 os.close(slot)
 
 
+# `train` flags whose value is the TrainConfig setting of the same name, as given (None: the recipe's).
+FLAGS_NAMED_AS_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "augment",
+    "subset",
+    "seed",
+    "data_dir",
+    "jpeg_augment",
+    "jpeg_quality",
+    "flip",
+    "whiten_bias_epochs",
+    "strategy",
+    "cpu_devices",
+)
+
+
 def train_request_from_flags(args) -> tuple:
     """The RunRequest and run folder that the command line's flags describe."""
     from cnn.artifacts import check_model_name, default_models_dir
@@ -268,22 +286,10 @@ def train_request_from_flags(args) -> tuple:
     config = TrainConfig.for_model(
         args.model,
         spec=read_spec_file(args.spec) if args.spec else None,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        augment=args.augment,
-        subset=args.subset,
-        seed=args.seed,
-        data_dir=args.data_dir,
         use_sample=args.sample or None,
         val_size=SAMPLE_VAL_SIZE if args.sample and args.val_size is None else args.val_size,
         mixed_precision=cpu_has_native_bf16() if args.mixed_precision is None else args.mixed_precision,
-        jpeg_augment=args.jpeg_augment,
-        jpeg_quality=args.jpeg_quality,
-        flip=args.flip,
-        whiten_bias_epochs=args.whiten_bias_epochs,
-        strategy=args.strategy,
-        cpu_devices=args.cpu_devices,
+        **{name: getattr(args, name) for name in FLAGS_NAMED_AS_SETTINGS},
     )
     out = Path(args.out) if args.out else Path(args.models_dir or default_models_dir()) / f"{args.model}.keras"
     if out.suffix != ".keras":
