@@ -12,8 +12,10 @@ Where each kind of test lives:
 - tests/test_gpu_sweep.py and tests/test_run_all.py: scripts in docs/experiments/ and benchmarks/.
 - Helpers, not tests: browser_support.py, helpers_cli.py, helpers_http.py, hostile_jpeg.py, data/.
 
-Marks: `slow` (worker processes, training in the browser, full-size models, multi-worker tf.distribute),
-`browser`, `realdata` (skipped without the real CIFAR-10). `make test-fast` runs the rest.
+Marks: `slow` (worker processes, training of several runs or in the browser, full-size models, multi-worker
+tf.distribute, all of the real CIFAR-10), `browser`, `realdata` (skipped without the real CIFAR-10).
+`make test-fast` runs the rest. Both make targets run the tests in one pytest-xdist process per CPU; the
+browser tests all go to one of them (see pytest_collection_modifyitems).
 """
 
 from __future__ import annotations
