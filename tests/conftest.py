@@ -131,7 +131,8 @@ def real_cifar():
 
 
 # Streamlit's own between-runs cleanup, as a fresh server has it (tests/test_server_runtime.py restores it).
-STREAMLIT_RUN_CLEANUP = script_runner._clean_problem_modules
+# None if a Streamlit upgrade renamed it: tests/test_server_runtime.py then fails on the reset, not on an import.
+STREAMLIT_RUN_CLEANUP = getattr(script_runner, "_clean_problem_modules", None)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -140,16 +141,21 @@ def app_tests_run_pages_as_the_server_does():
     dashboard's server does from its first run): do it here too, so AppTests measure what the server runs.
     And every AppTest scans all installed packages for Streamlit components (about 0.16 s each, over a minute
     for the suite); the installed packages do not change during a test session, so the first answer is kept."""
-    from streamlit.components.v2 import manifest_scanner
-
     from ui.server_runtime import keep_keras_state_between_runs
 
-    real_scan = manifest_scanner.scan_component_manifests
-    manifest_scanner.scan_component_manifests = functools.cache(real_scan)
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # a Streamlit without component manifests scans nothing
+        manifest_scanner = None
+    if manifest_scanner is not None:
+        real_scan = manifest_scanner.scan_component_manifests
+        manifest_scanner.scan_component_manifests = functools.cache(real_scan)
     keep_keras_state_between_runs()
     yield
-    manifest_scanner.scan_component_manifests = real_scan
-    script_runner._clean_problem_modules = STREAMLIT_RUN_CLEANUP
+    if manifest_scanner is not None:
+        manifest_scanner.scan_component_manifests = real_scan
+    if STREAMLIT_RUN_CLEANUP is not None:
+        script_runner._clean_problem_modules = STREAMLIT_RUN_CLEANUP
 
 
 def pytest_collection_modifyitems(config, items):
