@@ -803,14 +803,20 @@ def load_model(name_or_path: str | os.PathLike, models_dir: Path | None = None):
     return model, sidecar.to_dict()
 
 
-def _keras_load(path: Path):
-    """keras.models.load_model in safe mode, uncompiled; every failure one ModelFileError."""
+def keras_load(path: str | os.PathLike, *, compile: bool = False):
+    """`keras.models.load_model` in safe mode, with the zoo's own layers registered: the one place a Keras file
+    is read (a shipped model, or a run's checkpoint in a fresh worker process that has built no model yet)."""
     import keras
 
     import cnn.models  # noqa: F401 - registers the zoo's custom layers for deserialization
 
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
+def _keras_load(path: Path):
+    """`keras_load`, uncompiled; every failure one ModelFileError."""
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        return keras_load(path)
     except Exception as error:  # noqa: BLE001 - every failure of a file we can't trust gets one message
         if "safe_mode" in str(error):  # Keras's refusal to deserialize Python code
             raise ModelFileError(

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnn.artifacts import atomic_write_text
+from cnn.artifacts import atomic_write_text, keras_load
 from cnn.data import Cifar10
 from cnn.errors import TrainingError, UserError
 from cnn.hardware import describe_hardware
@@ -329,7 +329,7 @@ def start_or_resume(entry, config: TrainConfig, files: RunFiles, images, resume:
     """A fresh compiled model, or with `resume` the checkpoint of an interrupted run (call it in the run's scope).
 
     Args:
-        entry: the model's zoo entry (`cnn.models.get_entry`): builds a fresh model.
+        entry: the model's zoo entry (`cnn.zoo.get_entry`): builds a fresh model.
         config: the run's settings.
         files: the run folder's files; a fresh start deletes its history, checkpoint and state.
         images: the training images (the fast model's whitening layer is computed from them).
@@ -340,8 +340,6 @@ def start_or_resume(entry, config: TrainConfig, files: RunFiles, images, resume:
     Returns:
         (model, epoch to continue from, seconds of training recorded so far).
     """
-    import keras
-
     if resume and files.checkpoint.exists():
         state = read_json(files.state, "run state")
         history = read_history(files.history)
@@ -357,7 +355,7 @@ def start_or_resume(entry, config: TrainConfig, files: RunFiles, images, resume:
             kept, epoch = kept[:-1], epoch - 1
         atomic_write_text(files.history, "".join(json.dumps(row) + "\n" for row in kept))
         try:
-            model = keras.models.load_model(files.checkpoint, safe_mode=True)
+            model = keras_load(files.checkpoint, compile=True)
         except Exception as error:  # noqa: BLE001 - any load failure means an unusable checkpoint
             raise TrainingError(f"The checkpoint {files.checkpoint} cannot be read ({type(error).__name__}).") from None
         return model, epoch, float(state.get("wall_time_s", 0.0))

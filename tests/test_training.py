@@ -195,3 +195,21 @@ def test_whitening_bias_is_held_from_its_last_epoch_on(synthetic_cifar, tmp_path
     assert TrainConfig.for_model("fast").whiten_bias_epochs == 3  # the shipped recipe holds it after 3 epochs
     with pytest.raises(UserError, match="no whitening layer"):
         train(tiny_config(whiten_bias_epochs=1), data, tmp_path / "c", verbose=0)
+
+
+@pytest.mark.slow  # two fresh processes, each importing TensorFlow
+def test_a_fast_run_resumes_in_a_fresh_process(synthetic_cifar, tmp_path):
+    """A resume runs in a new worker process, where nothing has built a model yet: the checkpoint's own layers
+    (the fast network's whitening, fused batch norm and test-time views) must still load there."""
+    from cnn.artifacts import read_sidecar
+    from tests.helpers_cli import run_cnn, train_argv
+
+    out = tmp_path / "models" / "fast_tiny.keras"
+    options = ("--batch-size", "32", "--out", str(out))
+    first = run_cnn(*train_argv(synthetic_cifar, tmp_path / "run", "--epochs", "1", *options, model="fast"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = run_cnn(
+        *train_argv(synthetic_cifar, tmp_path / "run", "--epochs", "2", "--resume", *options, model="fast")
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [row["epoch"] for row in read_sidecar(out)["history"]] == [1, 2]
