@@ -220,15 +220,12 @@ def cmd_train(args) -> int:
     from cnn import jobs, runs
 
     if args.job:  # started by the dashboard, which prepared the folder and handed over its locks
-        given = [
-            flag
-            for flag in ("model", "spec", "epochs", "out", "run_dir", "subset", "strategy", "cpu_devices")
-            if getattr(args, flag) is not None
-        ]
-        if given or args.resume:
+        left_out = {"sample": False, "resume": False}  # the on/off flags without a --no- form; the rest: None
+        given = [flag for flag in SETTINGS_A_JOB_READS if getattr(args, flag) is not left_out.get(flag)]
+        if given:
             raise UserError(
                 "--job takes every setting from RUN_DIR/config.json: give it no other training "
-                f"settings (got --{(given or ['resume'])[0].replace('_', '-')})."
+                f"settings (got --{given[0].replace('_', '-')})."
             )
         files = runs.RunFiles(Path(args.job))
         request = runs.RunRequest.read(files)
@@ -269,6 +266,20 @@ FLAGS_NAMED_AS_SETTINGS = (
     "whiten_bias_epochs",
     "strategy",
     "cpu_devices",
+)
+
+
+# What `train --job` reads from RUN_DIR/config.json, so it refuses these flags.
+SETTINGS_A_JOB_READS = (
+    "model",
+    "spec",
+    "out",
+    "run_dir",
+    "val_size",
+    "mixed_precision",
+    "sample",
+    "resume",
+    *FLAGS_NAMED_AS_SETTINGS,
 )
 
 

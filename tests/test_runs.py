@@ -211,7 +211,14 @@ def test_the_worker_command_refuses_what_it_cannot_run(tmp_path, capsys, monkeyp
     monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))
     for argv, message in (
         (["train", "--job", str(tmp_path / "nothing")], "has no run configuration (config.json)"),
-        (["train", "--job", str(tmp_path), "--epochs", "3"], "give it no other training settings"),
+        (["train", "--job", str(tmp_path), "--epochs", "3"], "give it no other training settings (got --epochs)"),
+        (["train", "--job", str(tmp_path), "--batch-size", "64"], "(got --batch-size)"),
+        (["train", "--job", str(tmp_path), "--no-augment"], "(got --augment)"),
+        (["train", "--job", str(tmp_path), "--flip", "random"], "(got --flip)"),
+        (["train", "--job", str(tmp_path), "--seed", "0"], "(got --seed)"),
+        (["train", "--job", str(tmp_path), "--no-mixed-precision"], "(got --mixed-precision)"),
+        (["train", "--job", str(tmp_path), "--sample"], "(got --sample)"),
+        (["train", "--job", str(tmp_path), "--resume"], "(got --resume)"),
         (["train", "--epochs", "3"], "train needs --model NAME (or --job RUN_DIR)."),
     ):
         assert main(argv) == 2
