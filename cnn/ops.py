@@ -16,6 +16,7 @@ message.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,6 +33,7 @@ __all__ = [
     "NetworkStage",
     "WeightComparison",
     "KERNEL_PRESETS",
+    "MAX_KERNEL_WEIGHT",
     "REPORT_EXAMPLE_INPUT",
     "REPORT_EXAMPLE_KERNEL",
     "POOLING_EXAMPLE_INPUT",
@@ -469,8 +471,10 @@ def window_breakdown(x, kernel, spec: ConvSpec, step: int) -> WindowBreakdown:
 
 def format_number(value: float) -> str:
     """Short text for a number, never in exponent form: integers as they are, others to 3 significant
-    digits (whole numbers from 1000 up), e.g. 1000, 1235, 0.5, -3.14, 0.000123."""
+    digits (whole numbers from 1000 up), e.g. 1000, 1235, 0.5, -3.14, 0.000123; ∞ and "not a number" in words."""
     value = float(value)
+    if not math.isfinite(value):
+        return "not a number" if math.isnan(value) else ("∞" if value > 0 else "-∞")
     if value.is_integer():
         return str(int(value))
     if abs(value) >= 1000:
@@ -767,11 +771,15 @@ def kernel_preset(name: str, size: int = 3) -> np.ndarray:
     return _PRESETS[name][0](size)
 
 
+MAX_KERNEL_WEIGHT = 1000
+
+
 def kernel_from_grid(grid) -> np.ndarray:
     """Check a user-edited kernel grid and return it as a float array.
 
     The grid must be square, of odd size 1..7 (so it has a centre pixel), and
-    hold only finite numbers.
+    hold only numbers from -MAX_KERNEL_WEIGHT to MAX_KERNEL_WEIGHT (so sums of pixels times
+    weights stay readable and finite).
     """
     try:
         kernel = np.asarray(grid, dtype=float)
@@ -784,6 +792,10 @@ def kernel_from_grid(grid) -> np.ndarray:
         raise UserError(f"A kernel must have an odd size from 1 to 7, so it has a centre (got {size}).")
     if not np.all(np.isfinite(kernel)):
         raise UserError("Every kernel cell must hold a number (empty cells are not allowed).")
+    if np.abs(kernel).max() > MAX_KERNEL_WEIGHT:
+        raise UserError(
+            f"Kernel weights go from -{MAX_KERNEL_WEIGHT} to {MAX_KERNEL_WEIGHT} (got {np.abs(kernel).max():.3g})."
+        )
     return kernel
 
 

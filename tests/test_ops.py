@@ -179,6 +179,7 @@ def test_output_size_formula_text_is_filled_in():
         (lambda: ops.kernel_from_grid(np.ones((4, 4))), "odd size from 1 to 7"),
         (lambda: ops.kernel_from_grid([[1, None, 0], [0, 1, 0], [0, 0, 1]]), "must hold a number"),
         (lambda: ops.kernel_from_grid(np.ones((3, 2))), "square"),
+        (lambda: ops.kernel_from_grid([[1e308]]), "from -1000 to 1000"),
         (lambda: ops.max_pool(np.ones((3, 3)), 4), "does not fit"),
         (lambda: ops.window_breakdown(np.ones((5, 5)), np.ones((3, 3)), ops.ConvSpec(), 9), "only 9 windows"),
         (lambda: ops.filter_bank([np.ones((3, 3)), np.ones((5, 5))], 1), "same size"),
@@ -220,6 +221,7 @@ def test_numbers_are_written_out_never_as_exponents():
         "123457",
         "0.00001",
     ]
+    assert [ops.format_number(value) for value in (np.inf, -np.inf, np.nan)] == ["∞", "-∞", "not a number"]
     window = ops.pool_window(np.array([[1234.5, 0.5], [2.0, 3.0]]), 2, 2, 0)
     assert ops.pool_window_lines(window)[1].startswith("max(1234, 0.5, 2, 3) = 1234")  # not "1.23e+03"
 
