@@ -640,8 +640,6 @@ def cmd_info(args) -> int:
 
 def cmd_latency(args) -> int:
     """One image's answer time through the model; with --record, written to its sidecar."""
-    import os
-
     from cnn.artifacts import read_sidecar, resolve_model_path, update_sidecar
     from cnn.hardware import describe_hardware
     from cnn.inference import PREDICT_BUDGET_MS, Predictor, single_image_latency

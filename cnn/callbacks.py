@@ -18,11 +18,11 @@ import keras
 import numpy as np
 
 from cnn.artifacts import atomic_write_text, save_keras_atomic
+from cnn.models import WHITEN_BIAS
 from cnn.runs import RunFiles, write_status
 
 STATUS_INTERVAL_S = 0.5  # how often the batch progress is written for pollers
 LOOKAHEAD_EVERY = 5  # optimizer steps between two weight averages (airbench)
-WHITEN_BIAS = "whiten_bias"  # the layer that TrainConfig.whiten_bias_epochs freezes
 
 
 class RunRecorder(keras.callbacks.Callback):

@@ -17,8 +17,6 @@ from cnn.inference import preprocess
 if TYPE_CHECKING:
     from cnn.training import TrainConfig
 
-FLIPS = ("random", "alternate")  # how augmentation mirrors images; see cnn.augment.alternating_flip
-
 
 def training_images(config: TrainConfig, data: Cifar10):
     """The training split (images, labels), cut to `config.subset` images when asked."""

@@ -191,6 +191,9 @@ def start_as_identity(conv: layers.Conv2D) -> None:
     conv.kernel.assign(kernel)
 
 
+WHITEN_BIAS = "whiten_bias"  # the fast trunk's whitening bias, which TrainConfig.whiten_bias_epochs freezes
+
+
 def _fast_block(features, filters: int, name: str):
     """airbench ConvGroup: conv -> pool -> BN -> activation -> conv -> BN -> activation (BN fused with its bias)."""
     for index in (1, 2):
@@ -234,7 +237,7 @@ def build_fast_trunk(
         kernel_initializer=keras.initializers.Constant(whitening_filters(calibration_images)),
         dtype="float32",
     )
-    features = ScaledBias(name="whiten_bias", dtype="float32")(whiten(features))
+    features = ScaledBias(name=WHITEN_BIAS, dtype="float32")(whiten(features))
     features = layers.Activation("gelu", name="whiten_gelu")(features)
     for index, width in enumerate(widths, start=1):
         features = _fast_block(features, width, f"block{index}")

@@ -164,7 +164,7 @@ class TrainResult:
     stopped_early: bool
     val_accuracy: float | None
     val_loss: float | None
-    hardware: str = field(default_factory=lambda: describe_hardware())
+    hardware: str = field(default_factory=describe_hardware)
     replicas: int = 1  # model copies that split each batch (see cnn.distribute)
     workers: int = 1
     is_chief: bool = True  # False: another worker of a multi-worker run keeps the run folder and saves the model
@@ -233,8 +233,8 @@ def _train(
 ):
     import keras
 
-    from cnn.callbacks import WHITEN_BIAS
     from cnn.distribute import check_batch_split, check_workers_agree
+    from cnn.models import WHITEN_BIAS
     from cnn.zoo import get_entry
 
     entry = get_entry(config.model, config.spec)
