@@ -1,12 +1,13 @@
 """What Streamlit's between-runs cleanup costs in the dashboard's server, per script run of any session.
 
 One process holds what a class makes the server hold (its imports, TensorFlow, every shipped model loaded as
-the cache loads it, each warmed by one prediction), then times, in milliseconds (median of --repeats):
+the cache loads it, each warmed by one prediction), then times, in milliseconds (median of --repeats), each
+right after an untimed prediction (what a page run leaves behind) unless said otherwise:
 - `gc.collect(2)`: what `runner.postScriptGC` does after every run (off in .streamlit/config.toml);
 - `keras.backend.clear_session()`: what Streamlit's `_clean_problem_modules` does after every run while Keras is
   imported (switched off by ui/server_runtime.py, called first by streamlit_app.py);
-- one Predict-page prediction (the `fast` model, one image) with TensorFlow's kernels warm, and right after a
-  `clear_session()` (which empties the kernel cache).
+- one Predict-page prediction (the `fast` model, one image) with TensorFlow's kernels warm, and right after an
+  untimed `clear_session()` (which empties the kernel cache).
 Both cleanups hold Python's lock, so every other session waits while they run.
 
 Run: `.venv/bin/python benchmarks/rerun_cost.py [--repeats 10]`
@@ -24,10 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import timed_runs  # noqa: E402
+from benchmarks.timing import timed_runs  # noqa: E402
 
 PREDICT_MODEL = "fast"  # the model the Predict page preselects
 
@@ -52,8 +52,9 @@ def load_what_a_class_loads():
     return predictors
 
 
-def median_ms(action, repeats: int) -> float:
-    return statistics.median(timed_runs(action, repeats)) * 1000
+def median_ms(action, repeats: int, before) -> float:
+    """Median milliseconds of `action()`, each call right after an untimed `before()`."""
+    return statistics.median(timed_runs(action, repeats, before=before)) * 1000
 
 
 def main() -> None:
@@ -68,17 +69,22 @@ def main() -> None:
     image = np.zeros((1, 32, 32, 3), np.uint8)
     predict = predictors[PREDICT_MODEL].predict_proba
 
-    def predict_after_reset():
-        keras.backend.clear_session(free_memory=False)  # the reset without its collection, timed apart above
-        predict(image)
+    def a_page_run():
+        predict(image)  # what a run of the Predict page leaves behind: kernels warm, fresh garbage
+
+    def reset():
+        keras.backend.clear_session(free_memory=False)  # the reset without its collection (timed in its row)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
     print(f"models loaded: {', '.join(predictors)}; objects tracked by the collector: {len(gc.get_objects()):,}")
     rows = [
-        ("gc.collect(2) (runner.postScriptGC)", median_ms(lambda: gc.collect(2), arguments.repeats)),
-        ("keras.backend.clear_session() (Streamlit)", median_ms(keras.backend.clear_session, arguments.repeats)),
-        (f"predict one image, {PREDICT_MODEL}, kernels warm", median_ms(lambda: predict(image), arguments.repeats)),
-        (f"predict one image, {PREDICT_MODEL}, after a reset", median_ms(predict_after_reset, arguments.repeats)),
+        ("gc.collect(2) (runner.postScriptGC)", median_ms(lambda: gc.collect(2), arguments.repeats, a_page_run)),
+        (
+            "keras.backend.clear_session() (Streamlit)",
+            median_ms(keras.backend.clear_session, arguments.repeats, a_page_run),
+        ),
+        (f"predict one image, {PREDICT_MODEL}, kernels warm", median_ms(a_page_run, arguments.repeats, a_page_run)),
+        (f"predict one image, {PREDICT_MODEL}, after a reset", median_ms(a_page_run, arguments.repeats, reset)),
     ]
     for name, milliseconds in rows:
         print(f"{name:<58} {milliseconds:>8.1f} ms")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 
 
-def timed_runs(action, repeats: int) -> list[float]:
+def timed_runs(action, repeats: int, before=None) -> list[float]:
     """Wall seconds of each of `repeats` calls of `action()`, after one untimed warm-up call
-    (first calls build graphs, kernels and caches that later calls reuse)."""
+    (first calls build graphs, kernels and caches that later calls reuse); with `before`, an untimed
+    `before()` precedes every call (the state the action meets, e.g. a prediction before a cleanup)."""
     action()
     timings = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         started = time.perf_counter()
         action()
         timings.append(time.perf_counter() - started)
