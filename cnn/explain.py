@@ -346,7 +346,7 @@ def _submodel(model, trunk, key, outputs):
 class GradCam:
     """A Grad-CAM heatmap: where the evidence for one class lies, approximately."""
 
-    heatmap: np.ndarray  # (32, 32) float in [0, 1]
+    heatmap: np.ndarray  # (32, 32) float in [0, 1], peak 1 (all 0 when empty)
     class_index: int
     layer_name: str  # the layer whose maps were weighted
     map_size: tuple[int, int]  # that layer's height and width, before upsampling to 32x32
@@ -408,9 +408,10 @@ def grad_cam(model, image_uint8: np.ndarray, class_index: int | None = None, *, 
             class_index = int(np.argmax(np.asarray(model(image_batch, training=False))[0]))
         _check_class_index(class_index)
         heatmap = gradcam_heatmap(image_batch, _grad_model(model, layer_name), class_index)
-    return GradCam(
-        upsampled(heatmap), int(class_index), layer_name, heatmap.shape, _grad_cam_note(model, layer_name, heatmap)
-    )
+    stretched = upsampled(heatmap)
+    if stretched.max() > 0:  # bilinear samples fall between the map's cells and miss its peak: restore it
+        stretched /= stretched.max()
+    return GradCam(stretched, int(class_index), layer_name, heatmap.shape, _grad_cam_note(model, layer_name, heatmap))
 
 
 def _check_class_index(class_index: int) -> None:

@@ -126,7 +126,7 @@ def test_grad_cam_for_every_zoo_model(zoo, image, name):
     model = zoo[name]
     cam = explain.grad_cam(model, image)
     assert cam.heatmap.shape == (32, 32) and cam.heatmap.dtype == np.float32
-    assert cam.heatmap.min() >= 0 and cam.heatmap.max() <= 1
+    assert cam.heatmap.min() >= 0 and cam.heatmap.max() in (0.0, 1.0)  # its peak is the colour scale's top
     assert (cam.heatmap.max() > 0) == ("empty" not in cam.note)
     assert cam.class_index == int(np.argmax(model(preprocess(image), training=False)[0]))
     assert "Approximate" in cam.note
