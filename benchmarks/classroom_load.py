@@ -64,6 +64,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # as pytest does: the tests import thei
 from browser_support import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
 from conftest import make_synthetic_cifar  # noqa: E402
 
+from benchmarks.process_memory import memory_mb  # noqa: E402
+
 PHOTOS_PER_UPLOAD = 3
 PHOTO_SIZE = (640, 480)  # a phone photo scaled down, as students upload them
 SAMPLE_PERIOD_S = 0.5  # how often the process table is read
@@ -206,19 +208,6 @@ def descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[
             found.append(child)
             waiting.append(child)
     return found
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of `pid` in MB, (0, 0) once it has ended."""
-    values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in values:
-                values[name] = int(rest.split()[0]) / 1024
-    except OSError:
-        pass
-    return values["VmRSS"], values["VmHWM"]
 
 
 def proportional_mb(pid: int) -> float:

@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from benchmarks.timing import timed_runs  # noqa: E402
 from cnn import artifacts, data  # noqa: E402
 from cnn.pictures import enlarge  # noqa: E402
 from ui import evaluation_views, resources  # noqa: E402
@@ -80,14 +80,8 @@ def empty_page_run() -> None:
 
 
 def median_seconds(action, cold: bool = False) -> float:
-    timings = []
-    for _ in range(REPEATS):
-        if cold:
-            clear_caches()
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    """Median of REPEATS timed calls (no warm-up); `cold`: each after the page's caches are emptied."""
+    return statistics.median(timed_runs(action, REPEATS, before=clear_caches if cold else None, warmup=0))
 
 
 def main() -> int:

@@ -26,7 +26,6 @@ import io
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from benchmarks.timing import timed_runs  # noqa: E402
 
 TARGET_P50_MS = 10.0
 TARGET_SPEEDUP = 5.0
@@ -64,14 +65,7 @@ def sample_jpeg() -> bytes:
 
 
 def timings_ms(action, runs: int, warmup: int) -> np.ndarray:
-    for _ in range(warmup):
-        action()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - start) * 1000)
-    return np.array(samples)
+    return np.array(timed_runs(action, runs, warmup=warmup)) * 1000
 
 
 def model_cache_lines(runs: int) -> list[str]:

@@ -26,17 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.process_memory import memory_mb  # noqa: E402
+
 EVALUATED_IMAGES = 1000  # Evaluate measures test images 0-999 first (ui/evaluation_views.py)
-
-
-def memory_mb() -> tuple[float, float]:
-    """(VmRSS, VmHWM) of this process in MB."""
-    values = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
 
 
 class Ledger:
