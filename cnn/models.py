@@ -156,7 +156,7 @@ REPORT_LIMITS = Limits(max_parameters=10**9, max_multiply_adds=10**12)
 
 
 def build_report_model(name: str) -> keras.Model:
-    """The report's model `name` (base, dropout, deeper, deeper_dropout, batchnorm, augmented).
+    """The report's model `name` (one of `cnn.zoo.report_models()`).
 
     Built from its spec in `cnn.spec.REPORT_SPECS`, the same data that the Build page
     loads as an editable stack: one source for both.

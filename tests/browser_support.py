@@ -28,7 +28,7 @@ import pytest
 from ui import menu
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_ENTRY = Path(os.environ.get("CNN_BROWSER_APP", ROOT / "streamlit_app.py"))  # another router file may stand in
+APP_ENTRY = ROOT / "streamlit_app.py"  # the router every server runs
 TRAINING_SYNTHETIC_PER_BATCH = 400  # the training server's data: five batches, 2,000 training images
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -176,7 +176,7 @@ def browser():
 def shipped_models_server(tmp_path_factory):
     """The app on the shipped models/ and the bundled sample images, with an empty runs folder of its own:
     the pages never show (or lock) whatever the developer is training in runs/. For tests that only read."""
-    missing = [page.path for page in registered_pages() if not (APP_ENTRY.parent / page.path).is_file()]
+    missing = [page.path for page in registered_pages() if not (ROOT / page.path).is_file()]
     if missing:
         pytest.fail(f"{APP_ENTRY.name} registers pages that do not exist yet, so the app cannot start: {missing}")
     folder = tmp_path_factory.mktemp("shipped_models_server")
@@ -206,7 +206,7 @@ def training_server(tmp_path_factory):
         "CNN_MODELS_DIR": str(models),
         "CNN_MAX_WORKERS": "2",
     }
-    with running_server(ROOT / "streamlit_app.py", folder, env=env) as app:
+    with running_server(APP_ENTRY, folder, env=env) as app:
         app.runs_dir, app.models_dir = runs, models
         yield app
 

@@ -18,6 +18,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnn import artifacts
@@ -617,9 +618,12 @@ def test_model_loads_in_one_process_take_turns(models_dir, tiny_model, other_mod
 
     from cnn import artifacts
 
-    save_model(tiny_model, models_dir / "one.keras", {"model": "tiny"})
-    save_model(other_model, models_dir / "two.keras", {"model": "tiny"})
+    saved = {
+        "one": (tiny_model, save_model(tiny_model, models_dir / "one.keras", {"model": "tiny"})),
+        "two": (other_model, save_model(other_model, models_dir / "two.keras", {"model": "tiny"})),
+    }
     real_load, inside, most = artifacts._keras_load, [0], [0]
+    loaded, raised = {}, {}
 
     def watched_load(path):
         inside[0] += 1
@@ -630,10 +634,23 @@ def test_model_loads_in_one_process_take_turns(models_dir, tiny_model, other_mod
         finally:
             inside[0] -= 1
 
+    def load(name):  # a thread's result and exception would otherwise be lost
+        try:
+            loaded[name] = artifacts.load_model(name, models_dir)
+        except BaseException as error:
+            raised[name] = error
+
     monkeypatch.setattr(artifacts, "_keras_load", watched_load)
-    threads = [threading.Thread(target=artifacts.load_model, args=(name, models_dir)) for name in ("one", "two")]
+    threads = [threading.Thread(target=load, args=(name,)) for name in saved]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert most[0] == 1
+    assert not raised, raised
+    assert set(loaded) == set(saved)
+    for name, (model, sidecar) in loaded.items():
+        original, written = saved[name]
+        assert sidecar["file"] == f"{name}.keras" and sidecar["sha256"] == written["sha256"]
+        for weight, original_weight in zip(model.get_weights(), original.get_weights(), strict=True):
+            np.testing.assert_array_equal(weight, original_weight)

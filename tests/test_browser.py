@@ -3,7 +3,6 @@ without an exception or error box, there is exactly one navigation menu, and it 
 
 The server (`shipped_models_server`) runs the shipped models on the bundled sample images.
 Screenshots land in each test's tmp_path (pytest prints where with -rA; or pass --basetemp).
-CNN_BROWSER_APP may name another router file to test instead (its pages are those of ui.menu).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_support import (
-    APP_ENTRY,
     BROWSER_MARKS,
     RegisteredPage,
     StreamlitServer,
@@ -39,11 +37,6 @@ def assert_no_errors(page, server: StreamlitServer, where: str) -> None:
     assert exceptions.count() == 0, f"{where}: exception shown: {exceptions.all_inner_texts()}\n{server.log_tail()}"
     assert error_boxes.count() == 0, f"{where}: error box shown: {error_boxes.all_inner_texts()}"
     assert not page.js_errors, f"{where}: JavaScript errors: {page.js_errors}"
-
-
-def test_router_registers_pages():
-    assert PAGES, f"no st.Page('pages/...') found in {APP_ENTRY}"
-    assert sum(page.default for page in PAGES) == 1, "exactly one page must be the default"
 
 
 def test_one_navigation_menu_lists_every_page(shipped_models_server, page, tmp_path):

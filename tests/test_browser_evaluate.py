@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_support import BROWSER_MARKS, ROOT, open_path, registered_pages, running_server, wait_for_app_run
+from browser_support import APP_ENTRY, BROWSER_MARKS, open_path, registered_pages, running_server, wait_for_app_run
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-ENTRY = ROOT / "streamlit_app.py"
 PAGES = registered_pages()
 CENTERED_MAX_PX = 740  # Streamlit's centered layout is at most 736 px wide; the wide one fills the window
 
@@ -28,7 +27,7 @@ def fresh_server(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "no-data").mkdir()
     with running_server(
-        ENTRY, tmp_path, env={"CNN_RUNS_DIR": str(tmp_path / "runs"), "CIFAR10_DIR": str(tmp_path / "no-data")}
+        APP_ENTRY, tmp_path, env={"CNN_RUNS_DIR": str(tmp_path / "runs"), "CIFAR10_DIR": str(tmp_path / "no-data")}
     ) as app:
         yield app
 

@@ -491,7 +491,7 @@ def comparison_column_config() -> dict:
 
 
 def report_figures_text() -> str:
-    """The course report's test accuracies from the zoo, e.g. "base 64.0%, dropout 70.0%, augmented 90.0%"."""
+    """The course report's test accuracies from the zoo, e.g. "base 64.0%, dropout 70.0%, ..."."""
     return ", ".join(f"{entry.name} {entry.report_accuracy:.1%}" for entry in report_models() if entry.report_accuracy)
 
 
