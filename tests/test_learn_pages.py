@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import time
+import traceback
 from pathlib import Path
 
 import browser_support
@@ -270,6 +271,38 @@ def test_uploads_are_decoded_and_shrunk_to_fit_256():
     app.file_uploader(key="conv_upload").set_value(("bad.png", b"not an image", "image/png")).run()
     assert not app.exception
     assert [error.value for error in app.error] == [MESSAGE_UNSUPPORTED]
+
+
+def test_reruns_neither_decode_nor_shrink_the_upload_again(monkeypatch):
+    """Every widget change reruns the page: the upload is decoded (taking one of the server's shared decode
+    slots) and shrunk once, not once per rerun; a bad upload's message is remembered too."""
+    import io
+
+    from PIL import Image
+
+    decoded, shrunk = [], []
+    real_decode, real_fit = image_widgets.decode_image, image_widgets.fit_within
+    monkeypatch.setattr(image_widgets, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
+    monkeypatch.setattr(image_widgets, "fit_within", lambda *args: shrunk.append(args[1]) or real_fit(*args))
+    buffer = io.BytesIO()
+    Image.new("RGB", (600, 300), (10, 200, 30)).save(buffer, format="PNG")
+    app = run_page("learn_convolution")
+    app.radio(key="conv_source").set_value(image_widgets.UPLOAD).run()
+    app.file_uploader(key="conv_upload").set_value(("wide.png", buffer.getvalue(), "image/png")).run()
+    assert (len(decoded), len(shrunk)) == (1, 1)
+    app.slider(key="conv_stride").set_value(2).run()
+    step_slider(app).set_value(3).run()
+    app.run()
+    assert_ok(app)
+    assert (len(decoded), len(shrunk)) == (1, 1)
+    assert any("600x300 image was shrunk to 256x128" in caption.value for caption in app.caption)
+    app.file_uploader(key="conv_upload").set_value(("bad.png", b"not an image", "image/png")).run()
+    app.slider(key="conv_stride").set_value(1).run()
+    app.run()
+    assert not app.exception
+    assert [error.value for error in app.error] == [MESSAGE_UNSUPPORTED] and len(decoded) == 2
+    (kept,) = app.session_state["conv_decoded"].values()  # the replaced upload is forgotten
+    assert len(traceback.extract_tb(kept.__traceback__)) <= 2, "each rerun's raise lengthened the kept error"
 
 
 @pytest.mark.browser

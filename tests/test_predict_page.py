@@ -366,11 +366,11 @@ def test_an_upload_answers_at_most_the_limit_and_says_how_many_were_ignored(ship
 
 
 def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
-    from ui import prediction_views
+    from ui import image_widgets, prediction_views
 
     decoded = []
-    real_decode = prediction_views.decode_image
-    monkeypatch.setattr(prediction_views, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
+    real_decode = image_widgets.decode_image
+    monkeypatch.setattr(image_widgets, "decode_image", lambda data: decoded.append(len(data)) or real_decode(data))
     app = run_page()
     uploader = app.file_uploader(key="predict_uploads")
     large = encode(np.full((1030, 1100, 3), 90, np.uint8), "PNG")  # decoded at half size
@@ -392,10 +392,10 @@ def test_reruns_do_not_decode_uploads_again(shipped, monkeypatch):
 
 def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypatch):
     from cnn.images import MESSAGE_BUSY, DecodeBusyError
-    from ui import prediction_views
+    from ui import image_widgets
 
     calls = []
-    real_decode = prediction_views.decode_image
+    real_decode = image_widgets.decode_image
 
     def busy_once(data):
         calls.append(len(data))
@@ -403,7 +403,7 @@ def test_a_busy_server_is_not_remembered_as_the_uploads_answer(shipped, monkeypa
             raise DecodeBusyError(MESSAGE_BUSY)
         return real_decode(data)
 
-    monkeypatch.setattr(prediction_views, "decode_image", busy_once)
+    monkeypatch.setattr(image_widgets, "decode_image", busy_once)
     app = run_page()
     app.file_uploader(key="predict_uploads").set_value(("a.png", tiny_png(5), "image/png")).run()
     assert grid_cards(app)[0]["errors"] == [MESSAGE_BUSY]

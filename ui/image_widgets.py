@@ -3,24 +3,79 @@
 Shared by the Learn and Inspect pages. Each returns (RGB uint8 array,
 description), or None until a valid upload; a bad upload gets one plain
 message. The drawing helpers behind them are in `cnn.pictures`. No TensorFlow.
+
+An upload is decoded once per session (`decoded_once`, also used by the
+Predict page): a rerun (any widget change) neither decodes it again nor takes
+one of the server's shared decode slots.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from cnn import CLASS_NAMES
 from cnn.errors import UserError
-from cnn.images import FORMATS_IN_WORDS, UPLOAD_EXTENSIONS, decode_image
+from cnn.images import FORMATS_IN_WORDS, UPLOAD_EXTENSIONS, DecodeBusyError, decode_image
 from cnn.pictures import fit_within
 from ui.resources import get_sample, show_user_error
 
 SAMPLE = "A CIFAR-10 test image"
 UPLOAD = "Upload an image"
 UPLOAD_PROMPT = f"Drop an image ({FORMATS_IN_WORDS})"
+
+Prepared = TypeVar("Prepared")
+
+
+def _as_decoded(image: Image.Image) -> Image.Image:
+    return image
+
+
+def decoded_once(
+    store: str,
+    key: str,
+    read: Callable[[], bytes],
+    prepare: Callable[[Image.Image], Prepared] = _as_decoded,
+) -> Prepared:
+    """`prepare(decode_image(read()))`, or the UserError met, remembered in this session under `key`.
+
+    Args:
+        store: the session-state key of the dict that remembers (one per page or widget).
+        key: what is read, e.g. `file_key(upload)`; a rerun with the same key neither reads nor decodes.
+        read: the untrusted bytes (an upload's `getvalue`, a download).
+        prepare: what is kept of the decoded image (the image itself by default).
+
+    A busy server (DecodeBusyError) is not remembered: the next rerun tries again.
+    """
+    remembered = st.session_state.setdefault(store, {})
+    if key not in remembered:
+        try:
+            remembered[key] = prepare(decode_image(read()))
+        except DecodeBusyError:
+            raise
+        except UserError as error:
+            remembered[key] = error
+    if isinstance(remembered[key], UserError):
+        # Without its old traceback: raising the kept error on every rerun would otherwise lengthen it.
+        raise remembered[key].with_traceback(None)
+    return remembered[key]
+
+
+def forget_all_but(store: str, keys: set[str]) -> None:
+    """Drop what `store` remembers of uploads and links no longer on the page."""
+    remembered = st.session_state.get(store, {})
+    for key in set(remembered) - keys:
+        del remembered[key]
+
+
+def file_key(upload) -> str:
+    """The `decoded_once` key of an uploaded file or camera photo: its file_id is new for every upload."""
+    return f"file:{upload.file_id}"
 
 
 def sample_image(key: str, default_index: int = 0) -> tuple[np.ndarray, str]:
@@ -36,8 +91,33 @@ def sample_image(key: str, default_index: int = 0) -> tuple[np.ndarray, str]:
     return sample.images[index], f"CIFAR-10 test image {index} (a {CLASS_NAMES[int(sample.labels[index])]})"
 
 
+@dataclass(frozen=True)
+class _ShownUpload:
+    """An upload as a page uses it: its pixels, how to name it, and the note saying it was shrunk ("" if not)."""
+
+    pixels: np.ndarray  # read-only (numpy's view of a Pillow image): every rerun gets the same array
+    description: str
+    shrink_note: str
+
+
+def _shown_upload(image: Image.Image, max_side: int | None) -> _ShownUpload:
+    """The decoded upload shrunk (keeping its shape) to fit max_side x max_side, when given."""
+    shrink_note = ""
+    if max_side is not None:
+        fitted, shrunk = fit_within(image, max_side)
+        if shrunk:
+            shrink_note = (
+                f"Your {image.width}x{image.height} image was shrunk to {fitted.width}x{fitted.height} "
+                "so that every change redraws quickly."
+            )
+        image = fitted
+    return _ShownUpload(np.asarray(image), f"your image ({image.width}x{image.height})", shrink_note)
+
+
 def uploaded_image(key: str, purpose: str, max_side: int | None = None) -> tuple[np.ndarray, str] | None:
     """A file uploader; returns (height x width x 3 uint8, description), or None until a valid upload.
+
+    The upload is decoded and shrunk once: reruns reuse it (or its error) for as long as it stays.
 
     Args:
         key: prefix of the widget's key.
@@ -45,23 +125,19 @@ def uploaded_image(key: str, purpose: str, max_side: int | None = None) -> tuple
         max_side: shrink larger pictures (keeping their shape) to fit this square, and say so.
     """
     upload = st.file_uploader(UPLOAD_PROMPT, type=UPLOAD_EXTENSIONS, key=f"{key}_upload")
+    store = f"{key}_decoded"
+    forget_all_but(store, set() if upload is None else {file_key(upload)})
     if upload is None:
         st.info(f"Upload an image {purpose}.")
         return None
     try:
-        image = decode_image(upload.getvalue())
+        shown = decoded_once(store, file_key(upload), upload.getvalue, partial(_shown_upload, max_side=max_side))
     except UserError as error:
         show_user_error(error)
         return None
-    if max_side is not None:
-        fitted, shrunk = fit_within(image, max_side)
-        if shrunk:
-            st.caption(
-                f"Your {image.width}x{image.height} image was shrunk to {fitted.width}x{fitted.height} "
-                "so that every change redraws quickly."
-            )
-        image = fitted
-    return np.asarray(image), f"your image ({image.width}x{image.height})"
+    if shown.shrink_note:
+        st.caption(shown.shrink_note)
+    return shown.pixels, shown.description
 
 
 def image_chooser(

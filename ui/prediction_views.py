@@ -32,11 +32,11 @@ from cnn.images import (
     ORIGINAL_SIZE_KEY,
     RESIZE_POLICIES,
     UPLOAD_EXTENSIONS,
-    DecodeBusyError,
     decode_image,
 )
 from cnn.pictures import enlarge, fit_within, overlay
 from ui import plots
+from ui.image_widgets import decoded_once, file_key, forget_all_but
 from ui.resources import get_sample, show_user_error
 
 SHOWN_SIDE = 192  # pixels: how large the 32x32 pictures are drawn
@@ -76,35 +76,10 @@ def fetch_image(url: str, config: FetchConfig = FetchConfig()) -> Image.Image:
     return decode_image(fetch_url(url, config=config))
 
 
-def _decoded_once(key: str, read: Callable[[], bytes]) -> Image.Image:
-    """`decode_image(read())`, or its UserError, remembered in this session under `key`.
-
-    A busy server is not remembered: the next rerun tries again.
-    """
-    remembered = st.session_state.setdefault(DECODED_KEY, {})
-    if key not in remembered:
-        try:
-            remembered[key] = decode_image(read())
-        except DecodeBusyError:
-            raise
-        except UserError as error:
-            remembered[key] = error
-    if isinstance(remembered[key], UserError):
-        raise remembered[key]
-    return remembered[key]
-
-
-def _forget_all_but(keys: set[str]) -> None:
-    """Drop what was decoded for uploads and links no longer on the page."""
-    remembered = st.session_state.get(DECODED_KEY, {})
-    for key in set(remembered) - keys:
-        del remembered[key]
-
-
 def _file_input(label: str, upload) -> tuple[str, InputImage]:
-    """(cache key, input) of an uploaded file or camera photo; its file_id is new for every upload."""
-    key = f"file:{upload.file_id}"
-    return key, InputImage(label, lambda: _decoded_once(key, upload.getvalue))
+    """(cache key, input) of an uploaded file or camera photo."""
+    key = file_key(upload)
+    return key, InputImage(label, lambda: decoded_once(DECODED_KEY, key, upload.getvalue))
 
 
 def _answered_uploads(uploads: list) -> list:
@@ -141,13 +116,15 @@ def collect_inputs() -> list[InputImage]:
         st.caption("The address must be public: local and private network addresses are refused.")
         if url:
             url_key = f"url:{url}"
-            keyed[url_key] = InputImage(f"Link: {url}", lambda: _decoded_once(url_key, lambda: fetch_url(url)))
+            keyed[url_key] = InputImage(
+                f"Link: {url}", lambda: decoded_once(DECODED_KEY, url_key, lambda: fetch_url(url))
+            )
     with camera_tab:
         if st.toggle("Turn on the camera", key="predict_camera_on"):
             photo = st.camera_input("Take a photo", key="predict_camera")
             if photo is not None:
                 keyed.update([_file_input("Camera photo", photo)])
-    _forget_all_but(set(keyed))
+    forget_all_but(DECODED_KEY, set(keyed))
     found = list(keyed.values())
     with sample_tab:
         sample = get_sample()
