@@ -157,6 +157,32 @@ def report_models() -> list[ZooEntry]:
     return sorted((entry for entry in ZOO.values() if entry.report_number), key=lambda entry: entry.report_number)
 
 
+def stated_report_models() -> list[ZooEntry]:
+    """The report's models whose test accuracy the report states, model 1 first."""
+    return [entry for entry in report_models() if entry.report_accuracy]
+
+
+def report_figures_text() -> str:
+    """The course report's test accuracies, e.g. "base 64.0%, dropout 70.0%, ..."; "none" when it states none."""
+    return ", ".join(f"{entry.name} {entry.report_accuracy:.1%}" for entry in stated_report_models()) or "none"
+
+
+def report_progression_text() -> str:
+    """The report's first and last figures in one sentence, e.g. "The report's progression goes from
+    64.0% (model 1) to 90.0% (model 6)."; when it states fewer than two, what it does state."""
+    stated = [f"{entry.report_accuracy:.1%} (model {entry.report_number})" for entry in stated_report_models()]
+    if not stated:
+        return "The report states no test accuracy."
+    if len(stated) == 1:
+        return f"The report states one test accuracy: {stated[0]}."
+    return f"The report's progression goes from {stated[0]} to {stated[-1]}."
+
+
+def our_models() -> list[ZooEntry]:
+    """The zoo's models that are not the report's (ours), in the zoo's order."""
+    return [entry for entry in ZOO.values() if not entry.report_number]
+
+
 def report_accuracy(name: str | None) -> float | None:
     """The course report's test accuracy of the zoo model `name`; None when it states none (or for other names)."""
     entry = ZOO.get(name)

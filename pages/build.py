@@ -6,7 +6,7 @@ from cnn import classroom, data
 from cnn import spec as specs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
-from ui import build_views, training_views
+from ui import build_views, resources, training_views
 
 st.title("Build your own CNN")
 st.markdown(
@@ -81,7 +81,8 @@ if request is not None:
                 replace=request.replace,
             )
     except UserError as error:
-        settings.error(str(error), icon=":material/error:")
+        with settings:
+            resources.show_user_error(error)
     else:
         st.rerun()  # redraw with Start disabled and the live panel polling
 with panel:
@@ -95,10 +96,10 @@ if board.empty:
 else:
     st.dataframe(board, hide_index=True, column_config=build_views.LEADERBOARD_COLUMNS, key="build_race")
     st.caption(
-        "Models built on this page and the reference models: the report's models 1, 2 and 6 (the report "
-        "gives 64%, 70% and 90%) and our fast network. Validation: the last 5,000 training images; test "
-        "0-999: the exact CIFAR-10 test images. A short classroom run on a subset is not a fair fight "
-        "with a model trained for many epochs on all images: compare epochs and minutes too."
+        f"Models built on this page and the reference models: {build_views.reference_models_text()}. "
+        "Validation: the last 5,000 training images; test 0-999: the exact CIFAR-10 test images. A short "
+        "classroom run on a subset is not a fair fight with a model trained for many epochs on all images: "
+        "compare epochs and minutes too."
     )
     chosen = st.multiselect(
         "Overlay the training curves of",

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from cnn import zoo
 from cnn.errors import UserError
 from ui import evaluation_views as views
 from ui import resources
@@ -98,12 +99,12 @@ with compare_tab:
         st.caption(
             "Every saved model. Test accuracy on images 0-999 is on exact CIFAR-10 images; the whole-set figure "
             "includes test images 1000-9999, which are JPEG-derived in the shared copy. The report's figure is "
-            f"the accuracy the report states ({views.report_figures_text()}); 'figures from' says "
+            f"the accuracy the report states ({zoo.report_figures_text()}); 'figures from' says "
             "whether the test figures were recorded with the model (sidecar) or measured in this session. "
             "Every accuracy is in percent, with one decimal."
         )
         st.plotly_chart(views.story_figure(table), key="eval_story")
         st.caption(
             "Blue bars: our models on the exact test images 0-999; orange hatched bars: the report's "
-            f"figures. The report's progression goes {views.report_progression_text()}."
+            f"figures. {zoo.report_progression_text()}"
         )

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from cnn import jobs, runs
 from cnn.runs import RunFiles, RunRequest
 from cnn.spec import REPORT_SPECS, analyze
+from tests.test_classroom import fake_model
 from tests.test_train_page import page_env  # noqa: F401 - synthetic data, own runs and models folders
 from ui import build_views
 
@@ -218,3 +219,33 @@ def test_the_epoch_limit_is_the_train_pages(page_env):
 
     app = open_page()
     assert app.number_input(key="build_epochs").proto.max == classroom.STUDENT_LIMITS.max_epochs
+
+
+def test_the_race_caption_names_the_reference_models_of_the_zoo(page_env):
+    from cnn.zoo import our_models, report_figures_text
+
+    fake_model(page_env, "fast", model="fast")  # a reference model: the race shows it and its caption
+    app = open_page()
+    assert app.dataframe[1].value["Model"].tolist() == ["fast"]
+    (caption,) = [caption.value for caption in app.caption if caption.value.startswith("Models built on this page")]
+    assert f"({report_figures_text()})" in caption and "augmented 90.0%" in caption
+    assert "ours (" + ", ".join(entry.name for entry in our_models()) + ")" in caption and "best" in caption
+
+
+def test_a_refused_start_is_reported_as_every_user_error_is(page_env, monkeypatch):
+    from ui import resources
+
+    fake_model(page_env, "cats", config={"model": "cats", "spec": REPORT_SPECS["base"]}, made_by="another session")
+    shown = []
+    real_show = resources.show_user_error
+    monkeypatch.setattr(resources, "show_user_error", lambda error: shown.append(str(error)) or real_show(error))
+    app = open_page()
+    app.text_input(key="build_name").set_value("cats").run()
+    app.checkbox(key="build_replace").check()
+    app.button(key="build_start_training").click().run()
+    assert_fine(app)
+    message = (
+        "cats.keras was made by someone else: choose another name for your model (only the teacher may replace it)."
+    )
+    assert [error.value for error in app.error] == [message] and shown == [message]
+    assert not runs.run_dir_for("cats").exists()

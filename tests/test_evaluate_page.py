@@ -141,6 +141,21 @@ def test_the_whole_test_set_is_measured_on_demand(saved_models, full_size_synthe
     assert "eval_whole" not in [button.key for button in app.button]
 
 
+def test_the_report_texts_hold_however_many_figures_the_report_states(monkeypatch):
+    """The captions' texts come from the zoo: with one stated figure, or none, they still say something true."""
+    from cnn import zoo
+
+    whole = dict(zoo.ZOO)
+    assert zoo.report_figures_text() == "base 64.0%, dropout 70.0%, augmented 90.0%"
+    assert zoo.report_progression_text() == "The report's progression goes from 64.0% (model 1) to 90.0% (model 6)."
+    monkeypatch.setattr(zoo, "ZOO", {name: whole[name] for name in ("base", "deeper", "fast")})
+    assert zoo.report_figures_text() == "base 64.0%"
+    assert zoo.report_progression_text() == "The report states one test accuracy: 64.0% (model 1)."
+    monkeypatch.setattr(zoo, "ZOO", {name: whole[name] for name in ("deeper", "fast")})
+    assert zoo.report_figures_text() == "none"
+    assert zoo.report_progression_text() == "The report states no test accuracy."
+
+
 # ---------------------------------------------------------------- predictions stored beside a model
 
 

@@ -18,7 +18,7 @@ from cnn import spec as specs
 from cnn.artifacts import list_models
 from cnn.errors import UserError
 from cnn.training import TrainConfig
-from cnn.zoo import ZOO, report_accuracy, report_models
+from cnn.zoo import ZOO, our_models, report_accuracy, report_figures_text, report_models, stated_report_models
 from ui.resources import show_user_error
 from ui.training_views import TrainRequest
 
@@ -30,7 +30,7 @@ FIELDS_PER_ROW = 3  # settings side by side in a layer's box (half the page wide
 DEFAULT_EPOCHS = 3
 DEFAULT_SUBSET = 5_000  # training images of a classroom run (as on the Train page)
 # Raced against the built models: the report's models with a figure in the report, and ours.
-REFERENCE_MODELS = tuple(name for name, entry in ZOO.items() if entry.report_accuracy or not entry.report_number)
+REFERENCE_MODELS = tuple(entry.name for entry in (*stated_report_models(), *our_models()))
 FIELD_LABELS = {
     "filters": "filters",
     "kernel": "kernel size",
@@ -450,6 +450,13 @@ def race_records(records: Sequence[dict]) -> list[dict]:
         if specs.spec_of(record) is not None
         or (record["name"] in REFERENCE_MODELS and record.get("model") == record["name"])
     ]
+
+
+def reference_models_text() -> str:
+    """The reference models of the race in words, from the zoo: "the report's models that it gives a test
+    accuracy for (`report_figures_text()`) and ours (the names of `our_models()`)"."""
+    ours = ", ".join(entry.name for entry in our_models())
+    return f"the report's models that it gives a test accuracy for ({report_figures_text()}) and ours ({ours})"
 
 
 def leaderboard(records: Sequence[dict]) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from cnn.evaluation import (
     predict_split,
 )
 from cnn.pictures import enlarge
-from cnn.zoo import report_accuracy, report_models, zoo_position
+from cnn.zoo import report_accuracy, zoo_position
 from ui import resources
 from ui.plots import COLOR_SCALE, LINE_COLOR, OKABE_ITO
 
@@ -488,20 +488,6 @@ def comparison_column_config() -> dict:
         help="sidecar: recorded by `python -m cnn evaluate NAME --record`; measured here: run in this session.",
     )
     return config
-
-
-def report_figures_text() -> str:
-    """The course report's test accuracies from the zoo, e.g. "base 64.0%, dropout 70.0%, ..."."""
-    return ", ".join(f"{entry.name} {entry.report_accuracy:.1%}" for entry in report_models() if entry.report_accuracy)
-
-
-def report_progression_text() -> str:
-    """The report's first and last figures, e.g. "from 64.0% (model 1) to 90.0% (model 6)"."""
-    first, *_, last = [entry for entry in report_models() if entry.report_accuracy]
-    return (
-        f"from {first.report_accuracy:.1%} (model {first.report_number}) "
-        f"to {last.report_accuracy:.1%} (model {last.report_number})"
-    )
 
 
 def _percent_bars(table: pd.DataFrame, column: str, name: str, marker: dict) -> go.Bar:
