@@ -6,8 +6,8 @@ Prints, per model in models/:
      the predictions file) and decoded, both per-class metrics and confusion matrices, the
      per-class table, the confusion-matrix and per-class figures serialized, the test images read for
      the gallery and its 12 images enlarged;
-  2. page data, warm: the same once the test images are cached (shared by every session: every
-     visit after the server's first);
+  2. page data, warm: the same once the test images and the checked stored predictions are cached
+     (shared by every session: every visit and rerun after the server's first);
   3. AppTest run of the whole page (warm), and the same harness running an empty page: the difference
      is what the page itself adds (widgets, elements, serialization).
 Python modules are imported once before timing, as in a server that has drawn any page. Median of

@@ -244,3 +244,67 @@ def test_the_click_targets_take_part_in_hovering():
 
 def test_the_class_metrics_table_is_tall_enough_for_every_row():
     assert evaluation_views.table_height(12) >= 13 * evaluation_views.TABLE_ROW_PX
+
+
+def test_a_kept_refusal_is_raised_afresh_each_time(stored_model):
+    """The refusal is kept for every session: raising the kept error itself would lengthen its traceback
+    (and keep every rerun's frames alive) on each rerun."""
+    import traceback
+
+    from cnn.errors import ModelFileError
+
+    path, _ = stored_model
+    stored = predictions_path(path)
+    stored.write_bytes(stored.read_bytes() + b"changed")
+    depths = []
+    for _ in range(3):
+        with pytest.raises(ModelFileError, match="does not match the sha256") as caught:
+            evaluation_views.stored_evaluation("base")
+        depths.append(len(traceback.extract_tb(caught.value.__traceback__)))
+    assert depths[0] == depths[-1]
+
+
+def test_changed_files_beside_the_model_are_checked_again_on_the_next_rerun(stored_model):
+    """The stored evaluation is kept per version of the model, its sidecar and its predictions file: a rerun
+    reuses it, and a change to any of them is seen on the next rerun."""
+    from cnn import artifacts
+    from cnn.evaluation import PREDICTIONS_KEY
+
+    path, _ = stored_model
+    app = run(AppTest.from_file(PAGE, default_timeout=120))
+    assert "stored beside the model" in app.caption[0].value
+    stored = predictions_path(path)
+    stored.write_bytes(stored.read_bytes() + b"changed")
+    run(app)
+    assert any("does not match the sha256" in error.value for error in app.error)
+    artifacts.update_sidecar(path, **{PREDICTIONS_KEY: None})  # no stored predictions any more
+    run(app)
+    assert not app.error and evaluation_views.MEASURED_HERE in app.info[0].value
+
+
+def reports_made_on_reruns(monkeypatch) -> tuple[list[str], list[str]]:
+    """The splits evaluated (two scikit-learn calls each) by the page's first run, and by it and two reruns."""
+    from cnn.evaluation import Evaluation
+
+    made = []
+    real = Evaluation.from_predictions
+    spy = classmethod(lambda cls, answers, split: made.append(split) or real(answers, split))
+    monkeypatch.setattr(Evaluation, "from_predictions", spy)
+    app = run(AppTest.from_file(PAGE, default_timeout=120))
+    first = list(made)
+    app.segmented_control(key="eval_confusion_mode").set_value("row-normalized")
+    run(app)
+    run(app)
+    return first, made
+
+
+def test_reruns_make_a_stored_models_classification_reports_once(stored_model, monkeypatch):
+    first, made = reports_made_on_reruns(monkeypatch)
+    assert first and made == first
+
+
+def test_reruns_make_a_measured_models_classification_reports_once(saved_models, tmp_path, monkeypatch):
+    (tmp_path / "no-data-here").mkdir()
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data-here"))
+    first, made = reports_made_on_reruns(monkeypatch)
+    assert first and made == first

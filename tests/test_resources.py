@@ -78,6 +78,64 @@ def test_reruns_of_the_predict_page_hash_the_model_once(base_model, hashes):
     assert hashes == [str(base_model)]
 
 
+@pytest.fixture
+def evaluate_page(tmp_path, monkeypatch):
+    """The Evaluate page on the bundled sample (no full CIFAR-10), with nothing measured or checked yet."""
+    from ui import evaluation_views
+
+    (tmp_path / "no-data-here").mkdir()
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "no-data-here"))
+    evaluation_views._measured.clear()
+    evaluation_views._stored_evaluation.clear()
+    evaluation_views._measured_evaluation_of.clear()
+    yield AppTest.from_file(str(ROOT / "pages" / "evaluate.py"), default_timeout=TIMEOUT)
+    evaluation_views._measured.clear()
+    evaluation_views._stored_evaluation.clear()
+    evaluation_views._measured_evaluation_of.clear()
+
+
+def rerun_evaluate(app: AppTest) -> AppTest:
+    """The page, then reruns as clicks make them: a control changed, and plain reruns."""
+    app.run()
+    app.segmented_control(key="eval_confusion_mode").set_value("row-normalized").run()
+    for _ in range(3):
+        app.run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    return app
+
+
+def test_reruns_of_the_evaluate_page_hash_a_model_with_stored_predictions_once(base_model, hashes, evaluate_page):
+    from cnn.data import load_sample
+    from cnn.evaluation import store_predictions
+    from tests.test_evaluate_page import crafted_predictions
+
+    store_predictions(base_model, {"test": crafted_predictions(load_sample().labels)}, "bundled sample")
+    hashes.clear()  # storing hashed the file for the sidecar
+    app = rerun_evaluate(evaluate_page)
+    assert "stored beside the model" in app.caption[0].value
+    assert hashes == [str(base_model)]  # to check the stored predictions against it, once
+
+
+def test_reruns_of_the_evaluate_page_hash_a_model_measured_here_once(base_model, hashes, evaluate_page):
+    from ui import evaluation_views
+
+    app = rerun_evaluate(evaluate_page)
+    assert evaluation_views.MEASURED_HERE in app.info[0].value
+    assert hashes == [str(base_model)]  # to verify it when it is loaded, once
+
+
+def test_a_model_replaced_between_reruns_of_the_evaluate_page_is_measured_again(base_model, hashes, evaluate_page):
+    from ui import evaluation_views
+
+    app = rerun_evaluate(evaluate_page)
+    save_untrained(base_model.parent, seed=1)  # as a retraining does: a new file renamed over the old one
+    hashes.clear()
+    app.run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert hashes == [str(base_model)]  # the new file, verified as it loads
+    assert len(evaluation_views._measured()["answers"]) == 2  # images 0-999 of each version of the file
+
+
 def test_a_replaced_model_file_is_loaded_and_verified_again(base_model, hashes):
     first = resources.get_predictor("base")
     save_untrained(base_model.parent, seed=1)  # as a retraining does: a new file renamed over the old one

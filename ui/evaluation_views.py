@@ -4,14 +4,18 @@ A shipped model's predictions are stored beside it (`models/NAME.predictions.npz
 verified against the model's sha256), so its page draws at once without
 TensorFlow. A model without them is measured here: the exact test images
 0-999 first, with a progress bar and an estimate, the whole test set when
-asked. Measured predictions are kept per (model file, sha256, test data) for
-every session, so a retrained file is measured afresh.
+asked. Measured predictions are kept per (model file, test data) for every
+session, and stored ones are checked once: both are keyed by the file's
+`resources.ModelFile` (path, inode, size, mtime), so a rerun hashes nothing
+and a retrained file is checked or measured afresh.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +25,9 @@ import streamlit as st
 
 from cnn import CLASS_NAMES, NUM_CLASSES, artifacts
 from cnn.data import CLEAN_TEST_STOP
+from cnn.errors import UserError
 from cnn.evaluation import (
+    PREDICTIONS_KEY,
     SERVER_BATCH,
     Estimate,
     Evaluation,
@@ -29,6 +35,7 @@ from cnn.evaluation import (
     ProgressClock,
     load_stored_predictions,
     predict_split,
+    predictions_path,
 )
 from cnn.pictures import enlarge
 from cnn.zoo import report_accuracy, zoo_position
@@ -73,16 +80,38 @@ def stored_evaluation(name: str) -> TestEvaluation | None:
     """The evaluation drawn from the predictions stored beside the model; None when it has none.
 
     Raises ModelFileError (a UserError) when they are stale or damaged: the page then says so and measures.
+    Checked once per version of the model file, its sidecar and its predictions file, not on every rerun.
     """
-    path = resources.model_path(name)
-    # Verified on every run, like the model file: two small files, a few milliseconds.
-    stored = load_stored_predictions(path, artifacts.read_sidecar(path), artifacts.sha256_of(path))
+    file = resources.model_file(name)
+    path = Path(file.path)
+    outcome = _stored_evaluation(
+        file, resources.file_version(artifacts.sidecar_path(path)), resources.file_version(predictions_path(path))
+    )
+    if isinstance(outcome, UserError):
+        raise copy.copy(outcome)  # a fresh raise: the cached error, shared by every session, keeps no traceback
+    return outcome
+
+
+@st.cache_resource(max_entries=32)
+def _stored_evaluation(
+    file: resources.ModelFile, sidecar_version: tuple | None, predictions_version: tuple | None
+) -> TestEvaluation | UserError | None:
+    """`stored_evaluation`'s answer for these versions of the three files (the versions only key the cache);
+    a stale or damaged file's error is kept too, so reruns do not check it again."""
+    path = Path(file.path)
+    try:
+        record = artifacts.read_sidecar(path)
+        if record.get(PREDICTIONS_KEY) is None:  # none stored: the model is measured, and hashed when it loads
+            return None
+        stored = load_stored_predictions(path, record, artifacts.sha256_of(path))
+    except UserError as error:
+        return error
     answers = None if stored is None else stored.get("test")
     if answers is None:
         return None
     clean = Evaluation.from_predictions(answers.subset(0, CLEAN_TEST_STOP), CLEAN_LABEL)
     whole = Evaluation.from_predictions(answers, WHOLE_LABEL) if len(answers) > CLEAN_TEST_STOP else None
-    return TestEvaluation(clean, whole, STORED_DESCRIPTION.format(name=name))
+    return TestEvaluation(clean, whole, STORED_DESCRIPTION.format(name=path.stem))
 
 
 # ---------------------------------------------------------------- predictions measured here
@@ -97,7 +126,7 @@ def test_data():
 
 @st.cache_resource
 def _measured() -> dict:
-    """Predictions measured on this machine, shared by every session: {(path, sha256, data key, stop): ...}.
+    """Predictions measured on this machine, shared by every session: {(ModelFile, data key, stop): ...}.
 
     Compact (15 bytes per image), so keeping every model's is cheap.
     """
@@ -105,25 +134,29 @@ def _measured() -> dict:
 
 
 def _measured_key(name: str, data_key: str, stop: int) -> tuple:
-    path = resources.model_path(name)
-    return str(path), artifacts.sha256_of(path), data_key, stop
+    """(model file, test data, images 0..stop-1): one `stat`, no hashing; a retrained file is a new key."""
+    return resources.model_file(name), data_key, stop
 
 
 def measured_evaluation(name: str) -> TestEvaluation | None:
     """The evaluation measured here so far: images 0-999, and the whole set once it has been measured."""
     split, description, data_key, is_full = test_data()
     store = _measured()["answers"]
-    clean_answers = store.get(_measured_key(name, data_key, min(CLEAN_TEST_STOP, len(split))))
-    if clean_answers is None:
+    clean_key = _measured_key(name, data_key, min(CLEAN_TEST_STOP, len(split)))
+    if clean_key not in store:
         return None
-    clean = Evaluation.from_predictions(clean_answers, CLEAN_LABEL if is_full else SAMPLE_LABEL)
-    whole_answers = store.get(_measured_key(name, data_key, len(split)))
+    clean = _measured_evaluation_of(clean_key, CLEAN_LABEL if is_full else SAMPLE_LABEL)
+    whole_key = _measured_key(name, data_key, len(split))
     whole = (
-        Evaluation.from_predictions(whole_answers, WHOLE_LABEL)
-        if whole_answers is not None and len(split) > CLEAN_TEST_STOP
-        else None
+        _measured_evaluation_of(whole_key, WHOLE_LABEL) if whole_key in store and len(split) > CLEAN_TEST_STOP else None
     )
     return TestEvaluation(clean, whole, description)
+
+
+@st.cache_resource(max_entries=32)
+def _measured_evaluation_of(key: tuple, split_name: str) -> Evaluation:
+    """The evaluation of the predictions measured under `key`, made once: a rerun reuses its sklearn report."""
+    return Evaluation.from_predictions(_measured()["answers"][key], split_name)
 
 
 def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictions:
@@ -133,7 +166,7 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
     memory = _measured()
     key = _measured_key(name, data_key, stop)
     with memory["lock"]:
-        model_lock = memory["model_locks"].setdefault(key[:3], threading.Lock())
+        model_lock = memory["model_locks"].setdefault(key[:2], threading.Lock())
     with model_lock:  # two sessions asking for the same model measure it once; other models go on
         if key in memory["answers"]:
             return memory["answers"][key]
@@ -144,22 +177,19 @@ def measure(name: str, stop: int, show: Callable[[Estimate], None]) -> Predictio
         rest = predict_split(model, split.subset(start, stop), batch_size=SERVER_BATCH, progress=clock)
         answers = rest if done is None else done.concatenate(rest)
         memory["answers"][key] = answers
-        memory["pace_s"][key[:2]] = clock.elapsed_s / max(1, stop - start)
+        memory["pace_s"][key[0]] = clock.elapsed_s / max(1, stop - start)
     return answers
 
 
 def seconds_per_image(name: str) -> float | None:
     """The pace measured on this machine for the model, for the whole-set button's estimate."""
-    path = resources.model_path(name)
-    return _measured()["pace_s"].get((str(path), artifacts.sha256_of(path)))
+    return _measured()["pace_s"].get(resources.model_file(name))
 
 
 def _longest_measured_prefix(answers: dict, key: tuple) -> Predictions | None:
     """The longest run of images 0..k already measured for the same model file and data."""
     prefixes = [
-        value
-        for (path, sha, data_key, stop), value in answers.items()
-        if (path, sha, data_key) == key[:3] and stop < key[3]
+        value for (file, data_key, stop), value in answers.items() if (file, data_key) == key[:2] and stop < key[2]
     ]
     return max(prefixes, key=len, default=None)
 

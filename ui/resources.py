@@ -58,11 +58,24 @@ def model_path(name: str) -> Path:
     return artifacts.resolve_model_path(artifacts.check_model_name(name))
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def model_file(name: str) -> ModelFile:
     """The named model's file (`model_path`) and its identity, without reading it."""
     path = model_path(name)
-    stat = path.stat()
-    return ModelFile(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return ModelFile(str(path), *_identity(path))
+
+
+def file_version(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime_ns) of a file beside a model (its sidecar, its stored predictions); None when there
+    is none. Rewriting or replacing the file changes it, so a cache keyed by it reads the new file."""
+    try:
+        return _identity(Path(path))
+    except FileNotFoundError:
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
