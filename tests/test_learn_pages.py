@@ -303,6 +303,10 @@ def test_reruns_neither_decode_nor_shrink_the_upload_again(monkeypatch):
     assert [error.value for error in app.error] == [MESSAGE_UNSUPPORTED] and len(decoded) == 2
     (kept,) = app.session_state["conv_decoded"].values()  # the replaced upload is forgotten
     assert len(traceback.extract_tb(kept.__traceback__)) <= 2, "each rerun's raise lengthened the kept error"
+    app.radio(key="conv_source").set_value(image_widgets.SAMPLE).run()  # the uploader goes, with its file
+    assert app.session_state["conv_decoded"] == {}
+    app.radio(key="conv_source").set_value(image_widgets.UPLOAD).run()
+    assert app.file_uploader(key="conv_upload").value is None and len(decoded) == 2
 
 
 @pytest.mark.browser

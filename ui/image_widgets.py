@@ -114,6 +114,11 @@ def _shown_upload(image: Image.Image, max_side: int | None) -> _ShownUpload:
     return _ShownUpload(np.asarray(image), f"your image ({image.width}x{image.height})", shrink_note)
 
 
+def _upload_store(key: str) -> str:
+    """The session-state key under which `uploaded_image(key, ...)` keeps its decoded upload."""
+    return f"{key}_decoded"
+
+
 def uploaded_image(key: str, purpose: str, max_side: int | None = None) -> tuple[np.ndarray, str] | None:
     """A file uploader; returns (height x width x 3 uint8, description), or None until a valid upload.
 
@@ -125,7 +130,7 @@ def uploaded_image(key: str, purpose: str, max_side: int | None = None) -> tuple
         max_side: shrink larger pictures (keeping their shape) to fit this square, and say so.
     """
     upload = st.file_uploader(UPLOAD_PROMPT, type=UPLOAD_EXTENSIONS, key=f"{key}_upload")
-    store = f"{key}_decoded"
+    store = _upload_store(key)
     forget_all_but(store, set() if upload is None else {file_key(upload)})
     if upload is None:
         st.info(f"Upload an image {purpose}.")
@@ -162,6 +167,8 @@ def image_chooser(
         horizontal: lay the radio's options out in a row.
     """
     source = st.radio(label, sources, horizontal=horizontal, key=f"{key}_source")
+    if source != UPLOAD:  # the uploader is gone, and its file with it: free the decoded picture now
+        forget_all_but(_upload_store(key), set())
     if examples and source in examples:
         return examples[source]
     if source == SAMPLE:
